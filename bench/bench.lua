@@ -1,0 +1,310 @@
+-- bench/bench.lua [SIZE...] [--runs=R]: dump benchmark of lua-conntrack.
+--
+-- Run it through `make bench` (optionally BENCH_ARGS="10000 100000"), which
+-- builds bench/ and runs this inside tools/netns-run, a private network
+-- namespace with its own conntrack table.  It refuses to run elsewhere, as
+-- it flushes the table.
+--
+-- For each table size N (default 10000 100000 250000; else the arguments or
+-- env BENCH_SIZES, e.g. "10000,100000"): flush, fill with bench/ctfill,
+-- check `conntrack -C`, then time, in interleaved rounds (R = env
+-- BENCH_RUNS or --runs, default 5), each variant in a process of its own
+-- under bench/timeit, and print the medians as a markdown table:
+--   floor  bench/ctdump: libmnl dump that only counts messages
+--   cli    conntrack -L > /dev/null
+--   (a)-(d) bench/loop.lua count|src|totable|tostring
+-- "dump ms" is the dump alone as timed inside the process (CLOCK_MONOTONIC);
+-- for the cli it is the process time less that of `conntrack --version`.
+-- "process ms" is the whole process, fork to exit; peak RSS is its
+-- ru_maxrss.  Ratios are of dump ms to the floor's.
+
+local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
+
+local function die(msg)
+	io.stderr:write("bench: ", msg, "\n")
+	os.exit(1)
+end
+
+local function q(s)
+	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+	local ok, how, code = os.execute(cmd)
+	return ok == true or ok == 0, code
+end
+
+local function capture(cmd)
+	local f = assert(io.popen(cmd, "r"))
+	local out = f:read("a")
+	f:close()
+	return out
+end
+
+-- Options ---------------------------------------------------------------
+
+local sizes, runs = {}, tonumber(os.getenv("BENCH_RUNS") or "") or 5
+local function addsizes(s)
+	for w in s:gmatch("[^%s,]+") do
+		local n = tonumber(w)
+		if not n or n < 0 or n ~= math.floor(n) then
+			die("bad size " .. q(w))
+		end
+		sizes[#sizes + 1] = math.tointeger(n)
+	end
+end
+for _, a in ipairs(arg) do
+	local r = a:match("^%-%-runs=(%d+)$")
+	if r then
+		runs = tonumber(r)
+	else
+		addsizes(a)
+	end
+end
+if #sizes == 0 then
+	addsizes(os.getenv("BENCH_SIZES") or "10000 100000 250000")
+end
+if runs < 1 then
+	die("BENCH_RUNS must be at least 1")
+end
+
+if not os.getenv("LCT_NETNS") and os.getenv("BENCH_ANY_NETNS") ~= "1" then
+	die("run me through `make bench` (tools/netns-run): I flush the conntrack table")
+end
+for _, p in ipairs({ "ctdump", "ctfill", "timeit" }) do
+	if not sh("test -x " .. q(here .. "/" .. p)) then
+		die(here .. "/" .. p .. " missing: run make -C bench")
+	end
+end
+if not sh("command -v conntrack >/dev/null 2>&1") then
+	die("conntrack (conntrack-tools) not found")
+end
+
+-- Is the module there yet?  Ask a child, exactly as the loops will run.
+local modok, moderr
+do
+	local out = capture(q(luabin) .. " " .. q(here .. "/loop.lua") .. " none 2>&1")
+	modok = out:match("^%d+ %-?%d+\n$") ~= nil
+	moderr = not modok and (out:match("[^\n]*") or "?") or nil
+end
+
+-- Running one variant ---------------------------------------------------
+
+local tmpout, tmperr = os.tmpname(), os.tmpname()
+
+local variants = {
+	{ key = "floor", label = "floor: bench/ctdump", argv = { here .. "/ctdump" }, self = true },
+	{ key = "cli", label = "cli: conntrack -L > /dev/null", argv = { "conntrack", "-L" },
+	  null = true, base = "clibase" },
+	{ key = "a", label = "(a) count", lua = "count", target = 1.15 },
+	{ key = "b", label = "(b) e.orig.src", lua = "src", target = 1.30 },
+	{ key = "c", label = "(c) e:totable()", lua = "totable", target = 2.0 },
+	{ key = "d", label = "(d) tostring(e)", lua = "tostring", vscli = true },
+	{ key = "luabase", label = "lua start-up (require, no dump)", lua = "none", aux = true },
+	{ key = "clibase", label = "conntrack --version", argv = { "conntrack", "--version" },
+	  null = true, aux = true },
+}
+for _, v in ipairs(variants) do
+	if v.lua then
+		v.argv = { luabin, here .. "/loop.lua", v.lua }
+		v.self = true
+	end
+end
+
+local function slurp(path)
+	local f = io.open(path)
+	if not f then
+		return ""
+	end
+	local out = f:read("a")
+	f:close()
+	return out
+end
+
+-- Returns { wall=ns, rss=KiB, n=entries, ns=dump ns } or nil, why.
+local function runone(v)
+	local cmd = { q(here .. "/timeit"), "-o", q(v.null and "/dev/null" or tmpout) }
+	for _, a in ipairs(v.argv) do
+		cmd[#cmd + 1] = q(a)
+	end
+	local res = capture(table.concat(cmd, " ") .. " 2>" .. q(tmperr))
+	local wall, rss, code = res:match("^(%d+) (%d+) (%d+)")
+	local err = slurp(tmperr):match("[^\n]+") or ""
+	if not wall then
+		return nil, "timeit failed: " .. err
+	end
+	if tonumber(code) ~= 0 then
+		return nil, "exit " .. code .. ": " .. err
+	end
+	local r = { wall = tonumber(wall), rss = tonumber(rss) }
+	if v.self then
+		local out = slurp(tmpout)
+		local n, ns = out:match("^(%d+) (%-?%d+)")
+		if not n then
+			return nil, "printed " .. q(out)
+		end
+		r.n, r.ns = tonumber(n), tonumber(ns)
+		if r.ns < 0 then
+			r.ns = nil
+		end
+	end
+	return r
+end
+
+local function median(t)
+	if #t == 0 then
+		return nil
+	end
+	local s = {}
+	for i, x in ipairs(t) do
+		s[i] = x
+	end
+	table.sort(s)
+	local m = #s // 2
+	if #s % 2 == 1 then
+		return s[m + 1]
+	end
+	return (s[m] + s[m + 1]) / 2
+end
+
+local function ms(ns)
+	return ns and string.format("%.1f", ns / 1e6) or "n/a"
+end
+
+-- One table size --------------------------------------------------------
+
+local function count()
+	local out = capture("conntrack -C 2>/dev/null")
+	return tonumber(out:match("%d+"))
+end
+
+local all = {}
+
+local function bench(N)
+	sh("conntrack -F >/dev/null 2>&1")
+	if count() ~= 0 then
+		die("table not empty after conntrack -F")
+	end
+	local fill = capture(q(here .. "/ctfill") .. " " .. N .. " 2>&1")
+	local have = count()
+	if have ~= N then
+		die(string.format("wanted %d entries, conntrack -C says %s; ctfill said: %s",
+			N, tostring(have), fill))
+	end
+
+	local active = {}
+	for _, v in ipairs(variants) do
+		if not v.lua or modok then
+			active[#active + 1] = v
+		end
+	end
+
+	local samples = {}
+	for _, v in ipairs(active) do
+		samples[v.key] = { wall = {}, rss = {}, ns = {}, n = {} }
+	end
+	-- Warm-up (caches, page tables, slab), then interleaved rounds so that
+	-- drift spreads over all variants alike.
+	for round = 0, runs do
+		for _, v in ipairs(active) do
+			local s = samples[v.key]
+			if not s.err and (round > 0 or v.key == "floor") then
+				local r, why = runone(v)
+				if not r then
+					s.err = why
+					if not v.lua then
+						die(v.label .. ": " .. why)
+					end
+				elseif round > 0 then
+					s.wall[#s.wall + 1] = r.wall
+					s.rss[#s.rss + 1] = r.rss
+					s.ns[#s.ns + 1] = r.ns
+					s.n[#s.n + 1] = r.n
+				end
+			end
+		end
+	end
+
+	local res = {}
+	for _, v in ipairs(active) do
+		local s = samples[v.key]
+		local bad
+		if s.err then
+			res[v.key] = { err = s.err }
+			goto continue
+		end
+		for _, n in ipairs(s.n) do
+			if v.lua ~= "none" and n ~= N then
+				bad = n
+			end
+		end
+		res[v.key] = { wall = median(s.wall), rss = math.max(table.unpack(s.rss)),
+			ns = not v.aux and median(s.ns) or nil, badcount = bad }
+		::continue::
+	end
+	if res.cli and res.clibase then
+		res.cli.ns = res.cli.wall - res.clibase.wall
+		res.cli.approx = true
+	end
+	all[N] = res
+
+	local floor = res.floor.ns
+	print(string.format("\n### %d entries (conntrack -C: %d), median of %d runs\n", N, have, runs))
+	print("| variant | dump ms | ratio to floor | process ms | peak RSS KiB | target |")
+	print("| --- | ---: | ---: | ---: | ---: | --- |")
+	for _, v in ipairs(active) do
+		local r = res[v.key]
+		if r.err then
+			print(string.format("| %s | FAILED: %s | | | | |", v.label, r.err:gsub("|", "/")))
+			goto next
+		end
+		local ratio = (r.ns and floor and floor > 0) and r.ns / floor or nil
+		local target = ""
+		if v.target then
+			target = string.format("<= %.2fx: %s", v.target,
+				ratio and (ratio <= v.target and "met" or "MISSED") or "?")
+		elseif v.vscli and res.cli then
+			target = string.format("< cli (process ms): %s",
+				r.wall < res.cli.wall and "met" or "MISSED")
+		end
+		if r.badcount then
+			target = target .. string.format(" (COUNT %d, wanted %d)", r.badcount, N)
+		end
+		print(string.format("| %s | %s%s | %s | %s | %d | %s |", v.label,
+			r.approx and "~" or "", v.aux and "" or ms(r.ns), ratio and string.format("%.2f", ratio) or "",
+			ms(r.wall), r.rss, target))
+		::next::
+	end
+	if not modok then
+		print("\nLua rows skipped: the module does not load yet (" .. tostring(moderr) .. ")")
+	end
+end
+
+for _, N in ipairs(sizes) do
+	bench(N)
+end
+sh("conntrack -F >/dev/null 2>&1")
+os.remove(tmpout)
+os.remove(tmperr)
+
+-- Peak RSS must not grow with the table.
+if #sizes > 1 then
+	local lo, hi = sizes[1], sizes[1]
+	for _, N in ipairs(sizes) do
+		lo, hi = math.min(lo, N), math.max(hi, N)
+	end
+	if lo ~= hi then
+		print(string.format("\n### Peak RSS, %d -> %d entries (flat: grows by at most 10%%)\n", lo, hi))
+		print("| variant | KiB at " .. lo .. " | KiB at " .. hi .. " | growth | flat |")
+		print("| --- | ---: | ---: | ---: | --- |")
+		for _, v in ipairs(variants) do
+			local a, b = all[lo][v.key], all[hi][v.key]
+			if a and b and a.rss and b.rss and not v.aux then
+				local g = b.rss / a.rss
+				print(string.format("| %s | %d | %d | %.2fx | %s |", v.label, a.rss, b.rss, g,
+					v.lua and (g <= 1.10 and "yes" or "NO") or ""))
+			end
+		end
+	end
+end

@@ -1,0 +1,52 @@
+/*
+ * Lua 5.1 / LuaJIT / 5.3 / 5.4 differences the module relies on.
+ */
+#ifndef LCT_COMPAT_H
+#define LCT_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#if LUA_VERSION_NUM < 502
+#define lua_rawlen(L, i)	lua_objlen(L, i)
+#define luaL_newlib(L, l)	(lua_newtable(L), luaL_register(L, NULL, l))
+static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l)
+{
+	for (; l->name != NULL; l++) {
+		lua_pushcfunction(L, l->func);
+		lua_setfield(L, -2, l->name);
+	}
+}
+#define luaL_setfuncs(L, l, n)	lct_setfuncs(L, l)
+static inline void *lct_testudata(lua_State *L, int i, const char *tname)
+{
+	void *p = lua_touserdata(L, i);
+	if (p == NULL || !lua_getmetatable(L, i))
+		return NULL;
+	luaL_getmetatable(L, tname);
+	if (!lua_rawequal(L, -1, -2))
+		p = NULL;
+	lua_pop(L, 2);
+	return p;
+}
+#define luaL_testudata(L, i, t)	lct_testudata(L, i, t)
+#define luaL_setmetatable(L, t)	(luaL_getmetatable(L, t), lua_setmetatable(L, -2))
+#endif
+
+#if LUA_VERSION_NUM < 504
+#define lct_newuserdata(L, sz)	lua_newuserdata(L, sz)
+#else
+#define lct_newuserdata(L, sz)	lua_newuserdatauv(L, sz, 0)
+#endif
+
+/*
+ * Counters are 64-bit; lua_Integer is only guaranteed that wide from 5.3
+ * on.  Older versions get a double (exact up to 2^53).
+ */
+#if LUA_VERSION_NUM >= 503
+#define lct_pushu64(L, v)	lua_pushinteger(L, (lua_Integer)(v))
+#else
+#define lct_pushu64(L, v)	lua_pushnumber(L, (lua_Number)(v))
+#endif
+
+#endif

@@ -1,0 +1,354 @@
+/*
+ * Dumps: a streaming iterator over the table.  Each dump has its own
+ * socket, so requests made on the handle inside the loop do not mix with
+ * the dump, and a dump left early (break, error, collection) closes it.
+ */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include "lct.h"
+
+struct lct_dump {
+	struct mnl_socket *nl;	/* NULL once finished or closed */
+	uint32_t seq;
+	int pos, len;		/* unread messages in rx */
+	int interrupted;	/* the kernel flagged NLM_F_DUMP_INTR */
+	int zone;		/* zone to keep, -1 for all (see lct_dump_keep) */
+	int count;
+	char rx[LCT_RXBUF];
+};
+
+struct lct_dump_opts {
+	uint8_t family;
+	int has_mark, has_status;
+	uint32_t mark, mark_mask, status, status_mask;
+	int zone;
+};
+
+static void lct_dump_end(struct lct_dump *d)
+{
+	if (d->nl != NULL) {
+		mnl_socket_close(d->nl);
+		d->nl = NULL;
+	}
+}
+
+static uint32_t lct_u32opt(lua_State *L, int t, const char *field, int *has)
+{
+	lua_Number v;
+
+	lua_getfield(L, t, field);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		*has = 0;
+		return 0;
+	}
+	v = lua_tonumber(L, -1);
+	if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 4294967295.0 || v != floor(v))
+		lct_error(L, "dump: bad argument '%s' (integer 0..4294967295 expected)", field);
+	lua_pop(L, 1);
+	*has = 1;
+	return (uint32_t)v;
+}
+
+static void lct_dump_parse(lua_State *L, int t, struct lct_dump_opts *o)
+{
+	int has;
+
+	memset(o, 0, sizeof(*o));
+	o->zone = -1;
+	o->mark_mask = o->status_mask = 0xffffffffu;
+	if (lua_isnoneornil(L, t))
+		return;
+	if (!lua_istable(L, t))
+		lct_error(L, "dump: bad argument 'opts' (table expected, got %s)",
+			   luaL_typename(L, t));
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		static const char *const ok[] = {
+			"family", "mark", "mark_mask", "zone", "status",
+			"status_mask", NULL
+		};
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+		int i, found = 0;
+
+		for (i = 0; ok[i] != NULL; i++)
+			found |= strcmp(ok[i], k) == 0;
+		if (!found)
+			lct_error(L, "dump: bad argument '%s' (unknown option)", k);
+		lua_pop(L, 1);
+	}
+	lua_getfield(L, t, "family");
+	if (!lua_isnil(L, -1))
+		o->family = lct_family_arg(L, -1, "dump", "family");
+	lua_pop(L, 1);
+	o->mark = lct_u32opt(L, t, "mark", &o->has_mark);
+	o->mark_mask = lct_u32opt(L, t, "mark_mask", &has);
+	if (!has)
+		o->mark_mask = 0xffffffffu;
+	else if (!o->has_mark)
+		lct_error(L, "dump: bad argument 'mark_mask' (needs 'mark')");
+	lua_getfield(L, t, "zone");
+	if (!lua_isnil(L, -1)) {
+		lua_Number v = lua_tonumber(L, -1);
+
+		if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 65535 || v != floor(v))
+			lct_error(L, "dump: bad argument 'zone' (integer 0..65535 expected)");
+		o->zone = (int)v;
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, t, "status");
+	if (!lua_isnil(L, -1)) {
+		o->status = lct_status_arg(L, -1, "dump", "status");
+		o->has_status = 1;
+		o->status_mask = o->status;
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, t, "status_mask");
+	if (!lua_isnil(L, -1)) {
+		if (!o->has_status)
+			lct_error(L, "dump: bad argument 'status_mask' (needs 'status')");
+		o->status_mask = lct_status_arg(L, -1, "dump", "status_mask");
+	}
+	lua_pop(L, 1);
+	o->status &= o->status_mask;
+	o->mark &= o->mark_mask;
+}
+
+/*
+ * Starts a dump on a fresh socket in the handle's namespace; pushes the
+ * state userdata.  Returns 0 or an errno value (then nothing is pushed).
+ */
+static int lct_dump_start(lua_State *L, struct lct_handle *h,
+			  const struct lct_dump_opts *o)
+{
+	struct lct_dump *d;
+	struct nlmsghdr *nlh;
+	struct nfgenmsg *nfg;
+	char req[256];
+	int err;
+
+	d = lct_newuserdata(L, sizeof(*d));
+	d->nl = NULL;
+	d->pos = d->len = 0;
+	d->interrupted = 0;
+	d->count = 0;
+	d->zone = o->zone;
+	luaL_setmetatable(L, LCT_DUMP_MT);
+	d->nl = lct_socket_open(L, h->nsfd, 0, "dump", &err);
+	if (d->nl == NULL) {
+		lua_pop(L, 1);
+		return err;
+	}
+	nlh = mnl_nlmsg_put_header(req);
+	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = d->seq = ++h->seq;
+	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+	nfg->nfgen_family = o->family;
+	nfg->version = NFNETLINK_V0;
+	nfg->res_id = 0;
+	if (o->has_mark) {
+		mnl_attr_put_u32(nlh, CTA_MARK, htonl(o->mark));
+		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(o->mark_mask));
+	}
+	if (o->has_status) {
+		mnl_attr_put_u32(nlh, CTA_STATUS, htonl(o->status));
+		mnl_attr_put_u32(nlh, CTA_STATUS_MASK, htonl(o->status_mask));
+	}
+	/* The kernel filters by zone, but reads zone 0 as "any zone". */
+	if (o->zone > 0)
+		mnl_attr_put_u16(nlh, CTA_ZONE, htons((uint16_t)o->zone));
+	if (mnl_socket_sendto(d->nl, nlh, nlh->nlmsg_len) < 0) {
+		err = errno;
+		lct_dump_end(d);
+		lua_pop(L, 1);
+		return err;
+	}
+	return 0;
+}
+
+static int lct_dump_keep(const struct lct_dump *d, const struct nlmsghdr *m)
+{
+	const struct nlattr *a;
+	int zone = 0;
+
+	if (d->zone < 0)
+		return 1;
+	mnl_attr_for_each(a, m, sizeof(struct nfgenmsg)) {
+		if (mnl_attr_get_type(a) == CTA_ZONE &&
+		    mnl_attr_get_payload_len(a) >= 2) {
+			zone = ntohs(mnl_attr_get_u16(a));
+			break;
+		}
+	}
+	return zone == d->zone;
+}
+
+/*
+ * The next entry pushed on the stack: returns 1, 0 at the end, or -errno
+ * on a failure (the dump is then closed).
+ */
+static int lct_dump_step(lua_State *L, struct lct_dump *d)
+{
+	for (;;) {
+		while (d->len > 0) {
+			const struct nlmsghdr *m = (const struct nlmsghdr *)(d->rx + d->pos);
+			int before = d->len;
+
+			if (!mnl_nlmsg_ok(m, d->len)) {
+				d->len = 0;
+				break;
+			}
+			mnl_nlmsg_next(m, &d->len);
+			d->pos += before - d->len;
+			if (m->nlmsg_seq != d->seq)
+				continue;
+			if (m->nlmsg_flags & NLM_F_DUMP_INTR)
+				d->interrupted = 1;
+			if (m->nlmsg_type == NLMSG_DONE) {
+				int e = 0;
+
+				if (mnl_nlmsg_get_payload_len(m) >= sizeof(int))
+					e = *(const int *)mnl_nlmsg_get_payload(m);
+				lct_dump_end(d);
+				return e < 0 ? e : 0;
+			}
+			if (m->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
+
+				lct_dump_end(d);
+				return e->error < 0 ? e->error : 0;
+			}
+			if (m->nlmsg_type < NLMSG_MIN_TYPE || !lct_dump_keep(d, m))
+				continue;
+			lct_entry_push(L, m, 0);
+			d->count++;
+			return 1;
+		}
+		if (d->nl == NULL)
+			return 0;
+		for (;;) {
+			ssize_t n = mnl_socket_recvfrom(d->nl, d->rx, LCT_RXBUF);
+
+			if (n >= 0) {
+				d->pos = 0;
+				d->len = (int)n;
+				break;
+			}
+			if (errno == EINTR)
+				continue;
+			n = errno;
+			lct_dump_end(d);
+			return -(int)n;
+		}
+	}
+}
+
+/* The iterator function of a generic for: next(state) -> entry | nil. */
+static int lct_dump_next(lua_State *L)
+{
+	struct lct_dump *d = luaL_checkudata(L, 1, LCT_DUMP_MT);
+	int r;
+
+	if (d->nl == NULL && d->len == 0)
+		return 0;
+	r = lct_dump_step(L, d);
+	if (r < 0)
+		return lct_error(L, "dump: %s", strerror(-r));
+	if (r == 0) {
+		lua_pushnil(L);
+		return 1;
+	}
+	return 1;
+}
+
+static int lct_dump_close(lua_State *L)
+{
+	struct lct_dump *d = luaL_checkudata(L, 1, LCT_DUMP_MT);
+
+	lct_dump_end(d);
+	d->len = 0;
+	return 0;
+}
+
+static int lct_dump_index(lua_State *L)
+{
+	struct lct_dump *d = luaL_checkudata(L, 1, LCT_DUMP_MT);
+	const char *k = luaL_checkstring(L, 2);
+
+	if (strcmp(k, "interrupted") == 0)
+		lua_pushboolean(L, d->interrupted);
+	else if (strcmp(k, "count") == 0)
+		lua_pushinteger(L, d->count);
+	else if (strcmp(k, "closed") == 0)
+		lua_pushboolean(L, d->nl == NULL);
+	else if (strcmp(k, "close") == 0)
+		lua_pushcfunction(L, lct_dump_close);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+int lct_h_dump(lua_State *L)
+{
+	struct lct_handle *h = lct_checkhandle(L, 1, "dump");
+	struct lct_dump_opts o;
+	int err;
+
+	lct_dump_parse(L, 2, &o);
+	err = lct_dump_start(L, h, &o);
+	if (err != 0)
+		return lct_error(L, "dump: %s%s", strerror(err),
+				  err == EPERM ? " (CAP_NET_ADMIN is required)" : "");
+	lua_pushcfunction(L, lct_dump_next);
+	lua_insert(L, -2);
+	lua_pushnil(L);
+	lua_pushvalue(L, -2);	/* the closing value (Lua 5.4) */
+	return 4;
+}
+
+/* All of a dump in an array; a dump the kernel flags as interrupted is redone. */
+int lct_h_list(lua_State *L)
+{
+	struct lct_handle *h = lct_checkhandle(L, 1, "list");
+	struct lct_dump_opts o;
+	int tries, err, r;
+
+	lct_dump_parse(L, 2, &o);
+	for (tries = 0; tries < 3; tries++) {
+		struct lct_dump *d;
+		int n = 0;
+
+		lua_newtable(L);
+		err = lct_dump_start(L, h, &o);
+		if (err != 0)
+			return lct_pusherr(L, "list", err);
+		d = lua_touserdata(L, -1);
+		while ((r = lct_dump_step(L, d)) == 1)
+			lua_rawseti(L, -3, ++n);
+		if (r < 0)
+			return lct_pusherr(L, "list", -r);
+		lua_pop(L, 1);
+		if (!d->interrupted)
+			return 1;
+		lua_pop(L, 1);
+	}
+	return lct_pusherr(L, "list", EINTR);
+}
+
+void lct_dump_open(lua_State *L)
+{
+	luaL_newmetatable(L, LCT_DUMP_MT);
+	lua_pushcfunction(L, lct_dump_close);
+	lua_setfield(L, -2, "__gc");
+	lua_pushcfunction(L, lct_dump_close);
+	lua_setfield(L, -2, "__close");
+	lua_pushcfunction(L, lct_dump_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushliteral(L, LCT_DUMP_MT);
+	lua_setfield(L, -2, "__name");
+	lua_pop(L, 1);
+}
