@@ -16,7 +16,8 @@
 -- "dump ms" is the dump alone as timed inside the process (CLOCK_MONOTONIC);
 -- for the cli it is the process time less that of `conntrack --version`.
 -- "process ms" is the whole process, fork to exit; peak RSS is its
--- ru_maxrss.  Ratios are of dump ms to the floor's.
+-- ru_maxrss.  Ratios are of median dump ms to the floor's, judged against
+-- the targets as printed (two decimals).
 
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
@@ -240,7 +241,9 @@ local function bench(N)
 			end
 		end
 		res[v.key] = { wall = median(s.wall), rss = math.max(table.unpack(s.rss)),
-			ns = not v.aux and median(s.ns) or nil, badcount = bad }
+			ns = not v.aux and median(s.ns) or nil, badcount = bad,
+			lo = not v.aux and #s.ns > 0 and math.min(table.unpack(s.ns)) or nil,
+			hi = not v.aux and #s.ns > 0 and math.max(table.unpack(s.ns)) or nil }
 		::continue::
 	end
 	if res.cli and res.clibase then
@@ -251,15 +254,17 @@ local function bench(N)
 
 	local floor = res.floor.ns
 	print(string.format("\n### %d entries (conntrack -C: %d), median of %d runs\n", N, have, runs))
-	print("| variant | dump ms | ratio to floor | process ms | peak RSS KiB | target |")
-	print("| --- | ---: | ---: | ---: | ---: | --- |")
+	print("| variant | dump ms | (min-max) | ratio to floor | process ms | peak RSS KiB | target |")
+	print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, v in ipairs(active) do
 		local r = res[v.key]
 		if r.err then
-			print(string.format("| %s | FAILED: %s | | | | |", v.label, r.err:gsub("|", "/")))
+			print(string.format("| %s | FAILED: %s | | | | | |", v.label, (r.err:gsub("|", "/"))))
 			goto next
 		end
-		local ratio = (r.ns and floor and floor > 0) and r.ns / floor or nil
+		-- Judged as printed, to two decimals.
+		local ratio = (r.ns and floor and floor > 0) and
+			tonumber(string.format("%.2f", r.ns / floor)) or nil
 		local target = ""
 		if v.target then
 			target = string.format("<= %.2fx: %s", v.target,
@@ -271,9 +276,10 @@ local function bench(N)
 		if r.badcount then
 			target = target .. string.format(" (COUNT %d, wanted %d)", r.badcount, N)
 		end
-		print(string.format("| %s | %s%s | %s | %s | %d | %s |", v.label,
-			r.approx and "~" or "", v.aux and "" or ms(r.ns), ratio and string.format("%.2f", ratio) or "",
-			ms(r.wall), r.rss, target))
+		print(string.format("| %s | %s%s | %s | %s | %s | %d | %s |", v.label,
+			r.approx and "~" or "", v.aux and "" or ms(r.ns),
+			r.lo and (ms(r.lo) .. "-" .. ms(r.hi)) or "",
+			ratio and string.format("%.2f", ratio) or "", ms(r.wall), r.rss, target))
 		::next::
 	end
 	if not modok then
