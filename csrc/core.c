@@ -31,6 +31,7 @@ int luaopen_conntrack_core(lua_State *L)
 	lct_handle_open(L);
 	lct_entry_open(L);
 	lct_dump_open(L);
+	lct_batch_open(L);
 	lct_events_open(L);
 
 	lua_newtable(L);

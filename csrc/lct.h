@@ -87,6 +87,9 @@ void lct_dump_open(lua_State *L);
 int lct_h_dump(lua_State *L);
 int lct_h_list(lua_State *L);
 
+/* batch.c */
+void lct_batch_open(lua_State *L);
+
 /* events.c */
 void lct_events_open(lua_State *L);
 

@@ -42,8 +42,11 @@ local function on_default(name)
 end
 
 for _, name in ipairs { "dump", "list", "get", "create", "add", "update", "delete",
-	"flush", "count", "max", "stats" } do
+	"flush", "count", "max", "stats", "batch" } do
 	M[name] = on_default(name)
 end
+
+-- The event stream (ct.events, ct.subscribe): lua/conntrack/events.lua.
+require("conntrack.events").install(M, core)
 
 return M

@@ -70,6 +70,10 @@ describe("hosts: routed topology", function()
 			assert.matches("^lct%-" .. hosts.pid .. "%-%d+%-" .. role .. "$", name)
 			assert.is_true(ns_exists(name))
 			assert.is_true(listed(name))
+			-- bound in this process's mount namespace, so ct.open{netns = name} can setns() it
+			local ok, fstype = hosts.run("stat -f -c %T /run/netns/" .. name)
+			assert.is_true(ok)
+			assert.equals("nsfs\n", fstype)
 		end
 	end)
 

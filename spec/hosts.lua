@@ -71,11 +71,15 @@
 --   hosts.pair{ nat = true | { snat, dnat, redirect }, ... }                -> topo
 --   hosts.with(opts, fn)         run fn(topo), always destroy, re-raise errors
 --   hosts.cleanup_all()          destroy every topology this process made
---   hosts.run(cmd)               -> ok, output  (sh, stderr merged)
+--   hosts.list()                 names of this process's namespaces that exist
+--   hosts.run(cmd)               -> ok, output, code (sh in the caller's netns,
+--                                   stderr merged); hosts.quote(s); hosts.sleep(s)
+--   hosts.port, hosts.routed_addr, hosts.pair_addr, hosts.pid
 --   topo.kind ("routed"|"pair"), topo.ns[role], topo.addr, topo.nat_role
 --   topo:exec(role, cmd)         -> ok, output, code  (sh -c in the namespace)
 --   topo:nft(role, ruleset)      -> ok, output       (nft -f - in the namespace)
---   topo:conntrack(args)         -> ok, output  (conntrack CLI in topo.nat_role)
+--   topo:conntrack(args [, role]) -> ok, output  (conntrack CLI, default role
+--                                   topo.nat_role; "-L" when args is nil)
 --   topo:listen(role, proto, port [, addr [, opts]]) -> listener (:close())
 --   topo:serve([proto])          -> listeners started for the port map
 --   topo:tcp_connect(from, addr, port [, opts]) -> conn
@@ -83,8 +87,16 @@
 --        opts.sport, opts.send (default true: send "lct\n" and wait for the echo)
 --   topo:tcp_request(from, addr, port, payload [, opts]) -> ok, reply, sport
 --   topo:udp_send(from, addr, port, payload [, count [, opts]]) -> ok, replies, sport
---   topo:destroy() / topo.destroy()   kill everything, delete namespaces
+--   topo:destroy() / topo.destroy()   kill everything, delete namespaces;
+--                                idempotent; true or nil, msg.  Also runs from
+--                                __close (local t <close> = ...) and __gc.
 --   topo:log()                   stderr of the background processes
+--
+-- If this Lua process dies without destroy() (SIGKILL, ^C, busted aborting),
+-- a per-topology watchdog shell, polling every 0.5 s, kills what runs in the
+-- namespaces and deletes them.  cleanup_all() acts on this process's
+-- topologies only: call it from a spec file's teardown, not in the middle of
+-- another describe block's life.
 --
 -- All traffic is bounded: every socat runs under `timeout`; listeners live at
 -- most opts.timeout seconds (default 60) even if nobody destroys the topology.
@@ -200,7 +212,8 @@ function Topo:nft(role, ruleset)
 		.. ruleset .. "\nLCT_NFT_EOF")
 end
 
---- conntrack CLI in the NAT host (router, or client of a pair), or in opts role.
+--- conntrack CLI (stderr merged) in role, by default the NAT host (router,
+-- or the client of a pair).
 function Topo:conntrack(args, role)
 	return self:exec(role or self.nat_role, "conntrack " .. (args or "-L") .. " 2>&1")
 end
@@ -265,7 +278,14 @@ Handle.__index = Handle
 function Handle:close()
 	if self.closed then return end
 	self.closed = true
+	if self.topo.destroyed then return end
 	self.topo:stop(self.ns, self.pid)
+	if self.sport and self.kind == "tcp_connect" then
+		-- wait (bounded) until our FIN is acknowledged, so every hop's
+		-- conntrack entry has left ESTABLISHED when close() returns
+		self.topo:wait_for(self.role, ("! ss -Htn state established state fin-wait-1 "
+			.. "state close-wait state last-ack 'sport = :%d' | grep -q ."):format(self.sport), 1)
+	end
 end
 
 function Handle:alive()
@@ -367,7 +387,7 @@ function Topo:tcp_connect(from, addr, port, opts)
 	local cmd = ("timeout %s socat -T %s %s SYSTEM:%s"):format(hold, hold + 1,
 		connect_addr("TCP", addr, port, sport), q(sys))
 	local pid = self:spawn(from, cmd)
-	local c = handle(self, from, pid, { sport = sport, addr = addr, port = port, hold = hold })
+	local c = handle(self, from, pid, { kind = "tcp_connect", sport = sport, addr = addr, port = port, hold = hold })
 	local est = ("ss -Htni state established 'sport = :%d'"):format(sport)
 	local check = opts.send == false and (est .. " | grep -q .")
 		or (est .. " | grep -q 'bytes_received:[1-9]'")
@@ -408,26 +428,42 @@ end
 
 -- Destroy ---------------------------------------------------------------------
 
-local function destroy(self)
-	if self.destroyed then return true end
-	self.destroyed = true
-	-- Every process inside the namespaces (ours are all there), then the
-	-- namespaces: a namespace with a process left would outlive its name.
-	local names = {}
-	for _, role in ipairs(self.roles) do
-		names[#names + 1] = self.ns[role]
-	end
+-- Shell lines that kill everything inside the namespaces (ours are all
+-- there), then delete them: a namespace with a process left in it would
+-- outlive its name.  Removing the log file last also stops the watchdog.
+local function teardown_script(names, logfile)
 	local script = {}
 	for _, ns in ipairs(names) do
 		script[#script + 1] = ("[ -e /run/netns/%s ] && ip netns pids %s 2>/dev/null | xargs -r kill -KILL 2>/dev/null")
 			:format(ns, q(ns))
 	end
 	for _, ns in ipairs(names) do
-		script[#script + 1] = ("[ -e /run/netns/%s ] && ip netns del %s"):format(ns, q(ns))
+		script[#script + 1] = ("[ -e /run/netns/%s ] && ip netns del %s 2>/dev/null"):format(ns, q(ns))
 	end
-	script[#script + 1] = "rm -f " .. q(self.logfile)
+	script[#script + 1] = "rm -f " .. q(logfile)
 	script[#script + 1] = "true"
-	run(table.concat(script, "\n"))
+	return table.concat(script, "\n")
+end
+
+-- A watchdog for the case destroy() never runs (the Lua process killed,
+-- busted aborting): a shell in the Lua process's own namespace that polls
+-- every 0.5 s and, once this process is gone, tears the topology down.  It
+-- ignores INT/TERM/HUP so that a ^C or netns-run's cleanup, which signal the
+-- whole group, do not take it down before it has done its job.  It exits by
+-- itself when destroy() removes the log file.
+local function start_watchdog(names, logfile)
+	local script = ("trap '' INT TERM HUP\n"
+		.. "while [ -e /proc/%s ] && [ -e %s ]; do sleep 0.5; done\n%s")
+		:format(PID, q(logfile), teardown_script(names, logfile))
+	local ok, out = run("sh -c " .. q(script) .. " </dev/null >/dev/null 2>&1 & echo $!")
+	return ok and out:match("(%d+)")
+end
+
+local function destroy(self)
+	if self.destroyed then return true end
+	self.destroyed = true
+	local names = self.ns_list
+	run(teardown_script(names, self.logfile))
 	local left = {}
 	for _, ns in ipairs(names) do
 		if exists("/run/netns/" .. ns) then
@@ -551,13 +587,15 @@ local function build(kind, opts)
 		logfile = "/tmp/" .. base .. "log",
 	}, Topo)
 	self.destroy = function() return destroy(self) end
+	self.ns_list = {}
 	for _, r in ipairs(roles) do
 		self.ns[r] = base .. r
+		self.ns_list[#self.ns_list + 1] = self.ns[r]
 	end
 	live[self] = true
 
 	local C, S, R = q(self.ns.client), q(self.ns.server), self.ns.router and q(self.ns.router)
-	local sh = { "set -e", ": > " .. q(self.logfile) }
+	local sh = { "set -e" }
 	for _, r in ipairs(roles) do
 		sh[#sh + 1] = "ip netns add " .. q(self.ns[r])
 		made[self.ns[r]] = true
@@ -591,6 +629,9 @@ local function build(kind, opts)
 		sh[#sh + 1] = ("ip -n %s route add default via 192.0.2.2"):format(C)
 		sh[#sh + 1] = ("ip -n %s -6 route add default via 2001:db8:1::2"):format(C)
 	end
+	local f = assert(io.open(self.logfile, "w"))
+	f:close()
+	self.watchdog = start_watchdog(self.ns_list, self.logfile)
 	local ok, out = run(table.concat(sh, "\n"))
 	if not ok then
 		destroy(self)

@@ -1,0 +1,203 @@
+/*
+ * Batches: many create/add/update/delete requests per sendmsg.  Only
+ * failures are acknowledged (plus the last message of each batch, to know
+ * where the kernel got to), so a batch of thousands costs a few syscalls.
+ */
+#include <errno.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
+
+#include "lct.h"
+
+#define LCT_BATCH_BYTES	(128 * 1024)
+#define LCT_BATCH_MAX	1024		/* messages per sendmsg */
+#define LCT_BATCH_RCVBUF (8 * 1024 * 1024)
+
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+
+struct lct_batch_res {
+	int ok, missing, failed;
+};
+
+/* Records failure of item idx (1-based) in the table at index ft. */
+static void lct_batch_fail(lua_State *L, int ft, int idx, int err,
+			   const char *op, struct lct_batch_res *r)
+{
+	if (err == ENOENT && strcmp(op, "create") != 0 && strcmp(op, "add") != 0) {
+		r->missing++;
+		return;
+	}
+	r->failed++;
+	lua_createtable(L, 0, 3);
+	lua_pushinteger(L, idx);
+	lua_setfield(L, -2, "index");
+	lua_pushinteger(L, err);
+	lua_setfield(L, -2, "errno");
+	lua_pushfstring(L, "%s: %s", op, strerror(err));
+	lua_setfield(L, -2, "message");
+	lua_rawseti(L, ft, r->failed);
+}
+
+/*
+ * Sends the batch and reads the errors of its messages; seq0 is the
+ * sequence number of item first.  Returns 0 or an errno for the batch.
+ */
+static int lct_batch_flush(lua_State *L, struct lct_handle *h,
+			   struct mnl_nlmsg_batch *bt, uint32_t seq0,
+			   uint32_t last, int first, int ft, const char *op,
+			   struct lct_batch_res *r, int sent)
+{
+	int done = 0;
+
+	if (mnl_socket_sendto(h->nl, mnl_nlmsg_batch_head(bt),
+			      mnl_nlmsg_batch_size(bt)) < 0)
+		return errno;
+	while (!done) {
+		const struct nlmsghdr *m;
+		ssize_t n = mnl_socket_recvfrom(h->nl, h->rx, LCT_RXBUF);
+		int len;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		len = (int)n;
+		for (m = (const struct nlmsghdr *)h->rx; mnl_nlmsg_ok(m, len);
+		     m = mnl_nlmsg_next(m, &len)) {
+			const struct nlmsgerr *e;
+
+			if (m->nlmsg_type != NLMSG_ERROR)
+				continue;
+			if (m->nlmsg_seq < seq0 || m->nlmsg_seq > last)
+				continue;
+			e = mnl_nlmsg_get_payload(m);
+			if (e->error != 0)
+				lct_batch_fail(L, ft, first + (int)(m->nlmsg_seq - seq0),
+					       -e->error, op, r);
+			if (m->nlmsg_seq == last)
+				done = 1;
+		}
+	}
+	r->ok += sent;
+	return 0;
+}
+
+/*
+ * h:batch(op, items [, changes]) -> ok, missing, failures
+ * op is "create", "add", "update" or "delete"; items an array of tuples,
+ * specs or entries.  failures: array of {index, errno, message}.
+ * Entries gone before their update/delete count as missing, not failed.
+ */
+static int lct_h_batch(lua_State *L)
+{
+	struct lct_handle *h = lct_checkhandle(L, 1, "batch");
+	const char *op = luaL_checkstring(L, 2);
+	struct lct_batch_res r = { 0, 0, 0 };
+	struct mnl_nlmsg_batch *bt;
+	enum lct_build_kind kind;
+	uint8_t type;
+	uint16_t flags;
+	char *buf;
+	int n, i, first = 1, ft, inbatch = 0, err, before_fail;
+	uint32_t seq0 = 0;
+	static const int one = 1;
+
+	if (strcmp(op, "create") == 0) {
+		kind = LCT_B_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL;
+	} else if (strcmp(op, "add") == 0) {
+		kind = LCT_B_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE;
+	} else if (strcmp(op, "update") == 0) {
+		kind = LCT_B_CHANGES; type = IPCTNL_MSG_CT_NEW; flags = 0;
+	} else if (strcmp(op, "delete") == 0) {
+		kind = LCT_B_TUPLE; type = IPCTNL_MSG_CT_DELETE; flags = 0;
+	} else {
+		return lct_error(L, "batch: bad argument 'op' (unknown operation '%s')", op);
+	}
+	if (!lua_istable(L, 3))
+		return lct_error(L, "batch: bad argument 'items' (table expected, got %s)",
+				 luaL_typename(L, 3));
+	if (kind == LCT_B_CHANGES && !lua_istable(L, 4))
+		return lct_error(L, "batch: bad argument 'changes' (table expected, got %s)",
+				 luaL_typename(L, 4));
+	n = (int)lua_rawlen(L, 3);
+	lua_settop(L, 4);
+	lua_newtable(L);
+	ft = lua_gettop(L);
+
+	/* The buffer is a userdata: a Lua error in the middle leaks nothing. */
+	buf = lct_newuserdata(L, LCT_BATCH_BYTES);
+	setsockopt(mnl_socket_get_fd(h->nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+	lct_set_rcvbuf(h->nl, LCT_BATCH_RCVBUF);
+	bt = mnl_nlmsg_batch_start(buf, LCT_BATCH_BYTES);
+	if (bt == NULL)
+		return lct_pusherr(L, "batch", ENOMEM);
+	for (i = 1; i <= n; i++) {
+		struct nlmsghdr *nlh;
+		struct nfgenmsg *nfg;
+		struct lct_build b;
+		int top = lua_gettop(L);
+
+		lua_rawgeti(L, 3, i);
+		lct_build(L, -1, kind, op, &b);
+		if (kind == LCT_B_CHANGES)
+			lct_build_changes(L, 4, op, &b);
+		nlh = mnl_nlmsg_put_header(mnl_nlmsg_batch_current(bt));
+		nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
+		nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+		if (++h->seq == 0)
+			h->seq = 1;
+		if (inbatch == 0)
+			seq0 = h->seq;
+		nlh->nlmsg_seq = h->seq;
+		nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+		nfg->nfgen_family = b.family;
+		nfg->version = NFNETLINK_V0;
+		nfg->res_id = 0;
+		if (nfct_nlmsg_build(nlh, b.ct) < 0)
+			return lct_pusherr(L, op, errno);
+		if (b.has_mark_mask)
+			mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(b.mark_mask));
+		if (b.has_labels) {
+			mnl_attr_put(nlh, CTA_LABELS, sizeof(b.labels), b.labels);
+			mnl_attr_put(nlh, CTA_LABELS_MASK, sizeof(b.labels_mask), b.labels_mask);
+		}
+		lua_settop(L, top);
+		inbatch++;
+		/* Room for one more message of any size is kept at all times. */
+		mnl_nlmsg_batch_next(bt);
+		if (mnl_nlmsg_batch_size(bt) + LCT_TXBUF > LCT_BATCH_BYTES ||
+		    inbatch == LCT_BATCH_MAX || i == n) {
+			/* The last one asks for an ack: the end of this batch. */
+			nlh->nlmsg_flags |= NLM_F_ACK;
+			before_fail = r.failed + r.missing;
+			err = lct_batch_flush(L, h, bt, seq0, h->seq, first, ft, op, &r, inbatch);
+			if (err != 0) {
+				mnl_nlmsg_batch_stop(bt);
+				return lct_pusherr(L, op, err);
+			}
+			r.ok -= (r.failed + r.missing) - before_fail;
+			first = i + 1;
+			inbatch = 0;
+			mnl_nlmsg_batch_reset(bt);
+		}
+	}
+	mnl_nlmsg_batch_stop(bt);
+	lua_pushinteger(L, r.ok);
+	lua_pushinteger(L, r.missing);
+	lua_pushvalue(L, ft);
+	return 3;
+}
+
+void lct_batch_open(lua_State *L)
+{
+	/* Expects the handle method table at module.handle_methods. */
+	lua_getfield(L, -1, "handle_methods");
+	lua_pushcfunction(L, lct_h_batch);
+	lua_setfield(L, -2, "batch");
+	lua_pop(L, 1);
+}
