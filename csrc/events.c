@@ -1,9 +1,681 @@
 /*
- * Events: subscriptions to the conntrack multicast groups.
+ * Events: a socket subscribed to the conntrack multicast groups.  Reading
+ * never blocks unless asked to (sub:next with a timeout); an overflow of
+ * the socket buffer (ENOBUFS: the kernel dropped events) is reported as an
+ * event of its own and counted, and the stream goes on.
  */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <linux/netfilter/nfnetlink_compat.h>
+
 #include "lct.h"
+
+#define LCT_EV_RCVBUF	(32 * 1024 * 1024)	/* default: no loss on bursts */
+#define LCT_KF_MAX	64
+
+struct lct_sub {
+	struct mnl_socket *nl;		/* NULL once closed */
+	int pos, len;			/* unread messages in rx */
+	int pending_overflow;
+	int rcvbuf;			/* what the kernel granted */
+	int filtered;			/* a kernel socket filter is attached */
+	lua_Integer overflows, received;
+	char rx[LCT_RXBUF];
+};
+
+struct lct_kfilter {
+	int nproto, nsrc4, ndst4, nsrc6, ndst6, nmark;
+	uint32_t proto[LCT_KF_MAX];
+	struct nfct_filter_ipv4 src4[LCT_KF_MAX], dst4[LCT_KF_MAX];
+	struct nfct_filter_ipv6 src6[LCT_KF_MAX], dst6[LCT_KF_MAX];
+	struct nfct_filter_dump_mark mark[LCT_KF_MAX];
+};
+
+static struct lct_sub *lct_checksub(lua_State *L, int idx, const char *fname)
+{
+	struct lct_sub *s = luaL_testudata(L, idx, LCT_SUB_MT);
+
+	if (s == NULL)
+		lct_error(L, "%s: bad self (conntrack subscription expected, got %s)",
+			  fname, luaL_typename(L, idx));
+	if (s->nl == NULL)
+		lct_error(L, "%s: attempt to use a closed subscription", fname);
+	return s;
+}
+
+/* "192.0.2.0/24" or "2001:db8::/32" into a host-order address and mask. */
+static int lct_cidr(lua_State *L, const char *s, struct lct_kfilter *k, int dst)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	const char *slash = strchr(s, '/');
+	unsigned char a[16];
+	long bits = -1;
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	int i;
+
+	if (n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (slash != NULL) {
+		char *end;
+
+		bits = strtol(slash + 1, &end, 10);
+		if (*end != '\0' || slash[1] == '\0')
+			return -1;
+	}
+	if (inet_pton(AF_INET, buf, a) == 1) {
+		struct nfct_filter_ipv4 *f;
+		uint32_t addr;
+
+		if (bits < 0)
+			bits = 32;
+		if (bits > 32)
+			return -1;
+		if ((dst ? k->ndst4 : k->nsrc4) >= LCT_KF_MAX)
+			return -2;
+		f = dst ? &k->dst4[k->ndst4++] : &k->src4[k->nsrc4++];
+		memcpy(&addr, a, 4);
+		f->mask = bits == 0 ? 0 : 0xffffffffu << (32 - bits);
+		f->addr = ntohl(addr) & f->mask;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, a) == 1) {
+		struct nfct_filter_ipv6 *f;
+
+		if (bits < 0)
+			bits = 128;
+		if (bits > 128)
+			return -1;
+		if ((dst ? k->ndst6 : k->nsrc6) >= LCT_KF_MAX)
+			return -2;
+		f = dst ? &k->dst6[k->ndst6++] : &k->src6[k->nsrc6++];
+		for (i = 0; i < 4; i++) {
+			uint32_t w;
+			int b = (int)bits - 32 * i;
+
+			memcpy(&w, a + 4 * i, 4);
+			f->mask[i] = b >= 32 ? 0xffffffffu : b <= 0 ? 0 : 0xffffffffu << (32 - b);
+			f->addr[i] = ntohl(w) & f->mask[i];
+		}
+		return 0;
+	}
+	(void)L;
+	return -1;
+}
+
+static void lct_kf_addrs(lua_State *L, int t, const char *field,
+			 struct lct_kfilter *k, int dst)
+{
+	int i, n;
+
+	lua_getfield(L, t, field);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (lua_type(L, -1) == LUA_TSTRING) {
+		lua_createtable(L, 1, 0);
+		lua_insert(L, -2);
+		lua_rawseti(L, -2, 1);
+	}
+	if (!lua_istable(L, -1))
+		lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (addresses expected)", field);
+	n = (int)lua_rawlen(L, -1);
+	for (i = 1; i <= n; i++) {
+		int r;
+
+		lua_rawgeti(L, -1, i);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (address strings expected)", field);
+		r = lct_cidr(L, lua_tostring(L, -1), k, dst);
+		if (r == -2)
+			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (more than %d addresses)",
+				  field, LCT_KF_MAX);
+		if (r < 0)
+			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (malformed address '%s')",
+				  field, lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+static uint32_t lct_kf_u32(lua_State *L, int t, const char *field)
+{
+	lua_Number v;
+
+	lua_getfield(L, t, field);
+	v = lua_tonumber(L, -1);
+	if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 4294967295.0 || v != floor(v))
+		lct_error(L, "subscribe: bad argument 'kernel_filter.mark.%s' (integer 0..4294967295 expected)",
+			  field);
+	lua_pop(L, 1);
+	return (uint32_t)v;
+}
+
+/*
+ * opts.kernel_filter = {proto = {...}, src = {...}, dst = {...},
+ * mark = {value =, mask =} or a list of them}: alternatives within a
+ * field, all fields at once.  Compiled to a socket filter by the library.
+ */
+static int lct_kf_parse(lua_State *L, int t, struct lct_kfilter *k)
+{
+	int i, n;
+
+	memset(k, 0, sizeof(*k));
+	if (!lua_istable(L, t))
+		lct_error(L, "subscribe: bad argument 'kernel_filter' (table expected, got %s)",
+			  luaL_typename(L, t));
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+
+		if (strcmp(key, "proto") && strcmp(key, "src") && strcmp(key, "dst") &&
+		    strcmp(key, "mark"))
+			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (unknown field)", key);
+		lua_pop(L, 1);
+	}
+	lua_getfield(L, t, "proto");
+	if (!lua_isnil(L, -1)) {
+		if (!lua_istable(L, -1)) {
+			lua_createtable(L, 1, 0);
+			lua_insert(L, -2);
+			lua_rawseti(L, -2, 1);
+		}
+		n = (int)lua_rawlen(L, -1);
+		if (n > LCT_KF_MAX)
+			lct_error(L, "subscribe: bad argument 'kernel_filter.proto' (too many)");
+		for (i = 1; i <= n; i++) {
+			int p = -1;
+
+			lua_rawgeti(L, -1, i);
+			if (lua_type(L, -1) == LUA_TSTRING)
+				p = lct_proto_number(lua_tostring(L, -1));
+			else if (lua_type(L, -1) == LUA_TNUMBER &&
+				 lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 255)
+				p = (int)lua_tointeger(L, -1);
+			if (p < 0)
+				lct_error(L, "subscribe: bad argument 'kernel_filter.proto' (unknown protocol '%s')",
+					  lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+			k->proto[k->nproto++] = (uint32_t)p;
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
+	lct_kf_addrs(L, t, "src", k, 0);
+	lct_kf_addrs(L, t, "dst", k, 1);
+	lua_getfield(L, t, "mark");
+	if (!lua_isnil(L, -1)) {
+		int m = lua_gettop(L);
+
+		if (!lua_istable(L, m))
+			lct_error(L, "subscribe: bad argument 'kernel_filter.mark' (table expected)");
+		lua_getfield(L, m, "value");
+		if (!lua_isnil(L, -1)) {
+			/* a single {value =, mask =} */
+			lua_pop(L, 1);
+			lua_createtable(L, 1, 0);
+			lua_pushvalue(L, m);
+			lua_rawseti(L, -2, 1);
+			lua_replace(L, m);
+		} else {
+			lua_pop(L, 1);
+		}
+		n = (int)lua_rawlen(L, m);
+		if (n > LCT_KF_MAX)
+			lct_error(L, "subscribe: bad argument 'kernel_filter.mark' (too many)");
+		for (i = 1; i <= n; i++) {
+			lua_rawgeti(L, m, i);
+			if (!lua_istable(L, -1))
+				lct_error(L, "subscribe: bad argument 'kernel_filter.mark' ({value =, mask =} expected)");
+			k->mark[k->nmark].val = lct_kf_u32(L, -1, "value");
+			k->mark[k->nmark].mask = 0xffffffffu;
+			lua_getfield(L, -1, "mask");
+			if (lua_isnil(L, -1)) {
+				lua_pop(L, 1);
+			} else {
+				lua_pop(L, 1);
+				k->mark[k->nmark].mask = lct_kf_u32(L, -1, "mask");
+			}
+			k->nmark++;
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
+	return k->nproto + k->nsrc4 + k->ndst4 + k->nsrc6 + k->ndst6 + k->nmark;
+}
+
+/* No Lua calls in here: the filter object is always freed. */
+static int lct_kf_attach(int fd, const struct lct_kfilter *k)
+{
+	struct nfct_filter *f = nfct_filter_create();
+	int i, r;
+
+	if (f == NULL)
+		return ENOMEM;
+	for (i = 0; i < k->nproto; i++)
+		nfct_filter_add_attr_u32(f, NFCT_FILTER_L4PROTO, k->proto[i]);
+	for (i = 0; i < k->nsrc4; i++)
+		nfct_filter_add_attr(f, NFCT_FILTER_SRC_IPV4, &k->src4[i]);
+	for (i = 0; i < k->ndst4; i++)
+		nfct_filter_add_attr(f, NFCT_FILTER_DST_IPV4, &k->dst4[i]);
+	for (i = 0; i < k->nsrc6; i++)
+		nfct_filter_add_attr(f, NFCT_FILTER_SRC_IPV6, &k->src6[i]);
+	for (i = 0; i < k->ndst6; i++)
+		nfct_filter_add_attr(f, NFCT_FILTER_DST_IPV6, &k->dst6[i]);
+	for (i = 0; i < k->nmark; i++)
+		nfct_filter_add_attr(f, NFCT_FILTER_MARK, &k->mark[i]);
+	r = nfct_filter_attach(fd, f) < 0 ? errno : 0;
+	nfct_filter_destroy(f);
+	return r;
+}
+
+static int lct_groups_arg(lua_State *L, int t)
+{
+	int groups = 0, i, n;
+
+	lua_getfield(L, t, "types");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE |
+		       NF_NETLINK_CONNTRACK_DESTROY;
+	}
+	if (lua_type(L, -1) == LUA_TSTRING) {
+		lua_createtable(L, 1, 0);
+		lua_insert(L, -2);
+		lua_rawseti(L, -2, 1);
+	}
+	if (!lua_istable(L, -1))
+		lct_error(L, "subscribe: bad argument 'types' (array of \"new\", \"update\", \"destroy\" expected)");
+	n = (int)lua_rawlen(L, -1);
+	for (i = 1; i <= n; i++) {
+		const char *s;
+
+		lua_rawgeti(L, -1, i);
+		s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+		if (strcmp(s, "new") == 0)
+			groups |= NF_NETLINK_CONNTRACK_NEW;
+		else if (strcmp(s, "update") == 0)
+			groups |= NF_NETLINK_CONNTRACK_UPDATE;
+		else if (strcmp(s, "destroy") == 0)
+			groups |= NF_NETLINK_CONNTRACK_DESTROY;
+		else
+			lct_error(L, "subscribe: bad argument 'types' (unknown event type '%s')",
+				  lua_type(L, -1) == LUA_TSTRING ? s : luaL_typename(L, -1));
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	if (groups == 0)
+		lct_error(L, "subscribe: bad argument 'types' (empty)");
+	return groups;
+}
+
+/*
+ * subscribe([opts], [nsfd]): opts.types, opts.rcvbuf, opts.netns,
+ * opts.kernel_filter.  Returns the subscription or nil, msg, errno.
+ */
+static int lct_subscribe_ns(lua_State *L, int hnsfd)
+{
+	struct lct_sub *s;
+	struct lct_kfilter kf;
+	int groups = NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE |
+		     NF_NETLINK_CONNTRACK_DESTROY;
+	int rcvbuf = LCT_EV_RCVBUF, nsfd = -1, err, usekf = 0;
+
+	if (!lua_isnoneornil(L, 1)) {
+		if (!lua_istable(L, 1))
+			return lct_error(L, "subscribe: bad argument 'opts' (table expected, got %s)",
+					 luaL_typename(L, 1));
+		groups = lct_groups_arg(L, 1);
+		lua_getfield(L, 1, "rcvbuf");
+		if (!lua_isnil(L, -1)) {
+			lua_Number v = lua_tonumber(L, -1);
+
+			if (lua_type(L, -1) != LUA_TNUMBER || v < 4096 || v > 1073741824.0)
+				return lct_error(L, "subscribe: bad argument 'rcvbuf' (bytes, 4096..2^30 expected)");
+			rcvbuf = (int)v;
+		}
+		lua_pop(L, 1);
+		lua_getfield(L, 1, "kernel_filter");
+		if (!lua_isnil(L, -1))
+			usekf = lct_kf_parse(L, lua_gettop(L), &kf) > 0;
+		lua_pop(L, 1);
+		lua_getfield(L, 1, "netns");
+		if (!lua_isnil(L, -1)) {
+			nsfd = lct_nsfd_open(L, lua_gettop(L), "subscribe");
+			if (nsfd < 0)
+				return 3;
+		}
+		lua_pop(L, 1);
+	}
+	s = lct_newuserdata(L, sizeof(*s));
+	memset(s, 0, offsetof(struct lct_sub, rx));
+	s->nl = NULL;
+	luaL_setmetatable(L, LCT_SUB_MT);
+	s->nl = lct_socket_open(L, nsfd >= 0 ? nsfd : hnsfd, groups, "subscribe", &err);
+	if (nsfd >= 0)
+		close(nsfd);
+	if (s->nl == NULL)
+		return lct_pusherr(L, "subscribe", err);
+	s->rcvbuf = lct_set_rcvbuf(s->nl, rcvbuf);
+	if (usekf) {
+		err = lct_kf_attach(mnl_socket_get_fd(s->nl), &kf);
+		if (err != 0) {
+			mnl_socket_close(s->nl);
+			s->nl = NULL;
+			return lct_pusherr(L, "subscribe", err);
+		}
+		s->filtered = 1;
+	}
+	return 1;
+}
+
+static int lct_subscribe(lua_State *L)
+{
+	return lct_subscribe_ns(L, -1);
+}
+
+/* h:subscribe([opts]): in the handle's namespace unless opts.netns says. */
+static int lct_h_subscribe(lua_State *L)
+{
+	struct lct_handle *h = lct_checkhandle(L, 1, "subscribe");
+	int nsfd = h->nsfd;
+
+	lua_remove(L, 1);
+	return lct_subscribe_ns(L, nsfd);
+}
+
+static int lct_ev_type(const struct nlmsghdr *m)
+{
+	if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE)
+		return 3;
+	if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL))
+		return 1;
+	return 2;
+}
+
+static void lct_push_overflow(lua_State *L, struct lct_sub *s)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushliteral(L, "overflow");
+	lua_setfield(L, -2, "type");
+	lua_pushinteger(L, s->overflows);
+	lua_setfield(L, -2, "overflows");
+}
+
+/*
+ * One event pushed: 1; nothing ready: 0 (would block / timed out);
+ * -errno on a failure.  wait_ms < 0 waits for ever, 0 never waits.
+ */
+static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait_ms)
+{
+	for (;;) {
+		if (s->pending_overflow) {
+			s->pending_overflow = 0;
+			lct_push_overflow(L, s);
+			return 1;
+		}
+		while (s->len > 0) {
+			const struct nlmsghdr *m = (const struct nlmsghdr *)(s->rx + s->pos);
+			int before = s->len;
+
+			if (!mnl_nlmsg_ok(m, s->len)) {
+				s->len = 0;
+				break;
+			}
+			mnl_nlmsg_next(m, &s->len);
+			s->pos += before - s->len;
+			if (m->nlmsg_type < NLMSG_MIN_TYPE ||
+			    (m->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK)
+				continue;
+			lct_entry_push(L, m, lct_ev_type(m));
+			s->received++;
+			return 1;
+		}
+		for (;;) {
+			ssize_t n = recv(mnl_socket_get_fd(s->nl), s->rx, LCT_RXBUF,
+					 MSG_DONTWAIT);
+
+			if (n >= 0) {
+				s->pos = 0;
+				s->len = (int)n;
+				break;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOBUFS) {
+				/* The kernel dropped events: say so, then go on. */
+				s->overflows++;
+				s->pending_overflow = 1;
+				break;
+			}
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				struct pollfd p;
+				int r;
+
+				if (wait_ms == 0)
+					return 0;
+				p.fd = mnl_socket_get_fd(s->nl);
+				p.events = POLLIN;
+				r = poll(&p, 1, wait_ms);
+				if (r < 0 && errno != EINTR)
+					return -errno;
+				if (r == 0)
+					return 0;
+				/* One wait per call; later reads do not block. */
+				wait_ms = 0;
+				continue;
+			}
+			return -errno;
+		}
+	}
+}
+
+static int lct_timeout_ms(lua_State *L, int idx, const char *fname)
+{
+	lua_Number t;
+
+	if (lua_isnoneornil(L, idx))
+		return -1;
+	if (lua_type(L, idx) != LUA_TNUMBER || (t = lua_tonumber(L, idx)) < 0)
+		return lct_error(L, "%s: bad argument 'timeout' (seconds >= 0 expected)", fname);
+	if (t > 2000000.0)
+		return -1;
+	return (int)ceil(t * 1000.0);
+}
+
+/* sub:next([timeout]) -> event, or nil when the timeout passed. */
+static int lct_sub_next(lua_State *L)
+{
+	struct lct_sub *s = lct_checksub(L, 1, "next");
+	int ms = lct_timeout_ms(L, 2, "next"), r;
+
+	/* A poll without events still returns for signals: loop until due. */
+	r = lct_sub_step(L, s, ms);
+	if (r < 0)
+		return lct_pusherr(L, "events", -r);
+	if (r == 0)
+		lua_pushnil(L);
+	return 1;
+}
+
+/* sub:read([max]) -> array of what is there now (never blocks). */
+static int lct_sub_read(lua_State *L)
+{
+	struct lct_sub *s = lct_checksub(L, 1, "read");
+	lua_Integer max = 0;
+	int n = 0, r;
+
+	if (!lua_isnoneornil(L, 2)) {
+		if (lua_type(L, 2) != LUA_TNUMBER || lua_tonumber(L, 2) < 1)
+			return lct_error(L, "read: bad argument 'max' (positive integer expected)");
+		max = lua_tointeger(L, 2);
+	}
+	lua_newtable(L);
+	while (max == 0 || n < max) {
+		r = lct_sub_step(L, s, 0);
+		if (r < 0) {
+			if (n > 0)
+				break;
+			return lct_pusherr(L, "read", -r);
+		}
+		if (r == 0)
+			break;
+		lua_rawseti(L, -2, ++n);
+	}
+	return 1;
+}
+
+/* Waits until readable: true, or false when the timeout passed. */
+static int lct_sub_wait(lua_State *L)
+{
+	struct lct_sub *s = lct_checksub(L, 1, "wait");
+	int ms = lct_timeout_ms(L, 2, "wait"), r;
+	struct pollfd p;
+
+	if (s->len > 0 || s->pending_overflow) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	p.fd = mnl_socket_get_fd(s->nl);
+	p.events = POLLIN;
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return lct_pusherr(L, "wait", errno);
+	lua_pushboolean(L, r > 0);
+	return 1;
+}
+
+static int lct_sub_getfd(lua_State *L)
+{
+	struct lct_sub *s = lct_checksub(L, 1, "getfd");
+
+	lua_pushinteger(L, mnl_socket_get_fd(s->nl));
+	return 1;
+}
+
+static int lct_sub_events(lua_State *L)
+{
+	lct_checksub(L, 1, "events");
+	lua_pushliteral(L, "r");
+	return 1;
+}
+
+static int lct_sub_timeout(lua_State *L)
+{
+	lct_checksub(L, 1, "timeout");
+	lua_pushnil(L);
+	return 1;
+}
+
+static int lct_sub_close(lua_State *L)
+{
+	struct lct_sub *s = luaL_testudata(L, 1, LCT_SUB_MT);
+
+	if (s == NULL)
+		return lct_error(L, "close: bad self (conntrack subscription expected, got %s)",
+				 luaL_typename(L, 1));
+	if (s->nl != NULL) {
+		mnl_socket_close(s->nl);
+		s->nl = NULL;
+	}
+	s->len = 0;
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int lct_sub_gc(lua_State *L)
+{
+	struct lct_sub *s = luaL_testudata(L, 1, LCT_SUB_MT);
+
+	if (s != NULL && s->nl != NULL) {
+		mnl_socket_close(s->nl);
+		s->nl = NULL;
+	}
+	return 0;
+}
+
+static int lct_sub_tostring(lua_State *L)
+{
+	struct lct_sub *s = luaL_checkudata(L, 1, LCT_SUB_MT);
+
+	if (s->nl == NULL)
+		lua_pushliteral(L, "conntrack.subscription (closed)");
+	else
+		lua_pushfstring(L, "conntrack.subscription (fd %d)", mnl_socket_get_fd(s->nl));
+	return 1;
+}
+
+static const luaL_Reg lct_sub_methods[] = {
+	{"next", lct_sub_next},
+	{"read", lct_sub_read},
+	{"wait", lct_sub_wait},
+	{"getfd", lct_sub_getfd},
+	{"pollfd", lct_sub_getfd},
+	{"events", lct_sub_events},
+	{"timeout", lct_sub_timeout},
+	{"close", lct_sub_close},
+	{NULL, NULL}
+};
+
+static int lct_sub_index(lua_State *L)
+{
+	struct lct_sub *s = luaL_checkudata(L, 1, LCT_SUB_MT);
+	const char *k = lua_tostring(L, 2);
+
+	if (k == NULL || lua_type(L, 2) != LUA_TSTRING) {
+		lua_pushnil(L);
+		return 1;
+	}
+	if (strcmp(k, "overflows") == 0)
+		lua_pushinteger(L, s->overflows);
+	else if (strcmp(k, "received") == 0)
+		lua_pushinteger(L, s->received);
+	else if (strcmp(k, "rcvbuf") == 0)
+		lua_pushinteger(L, s->rcvbuf);
+	else if (strcmp(k, "kernel_filtered") == 0)
+		lua_pushboolean(L, s->filtered);
+	else if (strcmp(k, "closed") == 0)
+		lua_pushboolean(L, s->nl == NULL);
+	else {
+		lua_getmetatable(L, 1);
+		lua_getfield(L, -1, "methods");
+		lua_getfield(L, -1, k);
+	}
+	return 1;
+}
 
 void lct_events_open(lua_State *L)
 {
-	(void)L;
+	luaL_newmetatable(L, LCT_SUB_MT);
+	lua_pushcfunction(L, lct_sub_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pushcfunction(L, lct_sub_gc);
+	lua_setfield(L, -2, "__close");
+	lua_pushcfunction(L, lct_sub_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushcfunction(L, lct_sub_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushliteral(L, LCT_SUB_MT);
+	lua_setfield(L, -2, "__name");
+	lua_newtable(L);
+	luaL_setfuncs(L, lct_sub_methods, 0);
+	lua_setfield(L, -2, "methods");
+	lua_pop(L, 1);
+
+	lua_pushcfunction(L, lct_subscribe);
+	lua_setfield(L, -2, "subscribe");
+	lua_getfield(L, -1, "handle_methods");
+	lua_pushcfunction(L, lct_h_subscribe);
+	lua_setfield(L, -2, "subscribe");
+	lua_pop(L, 1);
 }
