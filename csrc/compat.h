@@ -6,6 +6,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdint.h>
 
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i)	lua_objlen(L, i)
@@ -31,6 +32,23 @@ static inline void *lct_testudata(lua_State *L, int i, const char *tname)
 }
 #define luaL_testudata(L, i, t)	lct_testudata(L, i, t)
 #define luaL_setmetatable(L, t)	(luaL_getmetatable(L, t), lua_setmetatable(L, -2))
+#endif
+
+#if LUA_VERSION_NUM < 502
+static inline void lct_rawgetp(lua_State *L, int idx, const void *p)
+{
+	lua_pushlightuserdata(L, (void *)(uintptr_t)p);
+	lua_rawget(L, idx);
+}
+static inline void lct_rawsetp(lua_State *L, int idx, const void *p)
+{
+	lua_pushlightuserdata(L, (void *)(uintptr_t)p);
+	lua_insert(L, -2);
+	lua_rawset(L, idx);
+}
+#else
+#define lct_rawgetp(L, idx, p)	((void)lua_rawgetp(L, idx, p))
+#define lct_rawsetp(L, idx, p)	lua_rawsetp(L, idx, p)
 #endif
 
 #if LUA_VERSION_NUM < 504

@@ -247,10 +247,22 @@ static int lct_dump_step(lua_State *L, struct lct_dump *d)
 	}
 }
 
+static const char lct_dump_key = 'd';
+
 /* The iterator function of a generic for: next(state) -> entry | nil. */
 static int lct_dump_next(lua_State *L)
 {
-	struct lct_dump *d = luaL_checkudata(L, 1, LCT_DUMP_MT);
+	struct lct_dump *d = lua_touserdata(L, 1);
+
+	/* Called once per entry: check the state by pointer, not by name. */
+	if (d == NULL || !lua_getmetatable(L, 1))
+		d = luaL_checkudata(L, 1, LCT_DUMP_MT);
+	else {
+		lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_dump_key);
+		if (!lua_rawequal(L, -1, -2))
+			d = luaL_checkudata(L, 1, LCT_DUMP_MT);
+		lua_pop(L, 2);
+	}
 	int r;
 
 	if (d->nl == NULL && d->len == 0)
@@ -342,6 +354,8 @@ int lct_h_list(lua_State *L)
 void lct_dump_open(lua_State *L)
 {
 	luaL_newmetatable(L, LCT_DUMP_MT);
+	lua_pushvalue(L, -1);
+	lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_dump_key);
 	lua_pushcfunction(L, lct_dump_close);
 	lua_setfield(L, -2, "__gc");
 	lua_pushcfunction(L, lct_dump_close);

@@ -30,6 +30,29 @@ struct lct_tuple {
 	uint64_t data[];
 };
 
+/*
+ * The metatables, also kept under these addresses in the registry: a
+ * lookup by pointer is much cheaper than luaL_checkudata's by name, and
+ * entries are made and read hundreds of thousands of times a dump.
+ */
+static const char lct_entry_key = 'e', lct_tuple_key = 't';
+
+static void *lct_fastcheck(lua_State *L, int idx, const char *key, const char *tname)
+{
+	void *p = lua_touserdata(L, idx);
+
+	if (p != NULL && lua_getmetatable(L, idx)) {
+		int ok;
+
+		lct_rawgetp(L, LUA_REGISTRYINDEX, key);
+		ok = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+		if (ok)
+			return p;
+	}
+	return luaL_checkudata(L, idx, tname);
+}
+
 static const char *const lct_ev_names[] = { NULL, "new", "update", "destroy" };
 
 const char *lct_proto_name(unsigned int num)
@@ -244,14 +267,12 @@ static int lct_push_addr(lua_State *L, const struct nlattr *ip, int src)
 
 	a = lct_child(ip, src ? CTA_IP_V4_SRC : CTA_IP_V4_DST);
 	if (a != NULL && mnl_attr_get_payload_len(a) >= 4) {
-		inet_ntop(AF_INET, mnl_attr_get_payload(a), buf, sizeof(buf));
-		lua_pushstring(L, buf);
+		lua_pushlstring(L, buf, lct_ntop(AF_INET, mnl_attr_get_payload(a), buf));
 		return 1;
 	}
 	a = lct_child(ip, src ? CTA_IP_V6_SRC : CTA_IP_V6_DST);
 	if (a != NULL && mnl_attr_get_payload_len(a) >= 16) {
-		inet_ntop(AF_INET6, mnl_attr_get_payload(a), buf, sizeof(buf));
-		lua_pushstring(L, buf);
+		lua_pushlstring(L, buf, lct_ntop(AF_INET6, mnl_attr_get_payload(a), buf));
 		return 1;
 	}
 	lua_pushnil(L);
@@ -373,31 +394,20 @@ static void lct_t_push(lua_State *L, const struct lct_tuple *t, int f)
 	lua_pushnil(L);
 }
 
-static void lct_t_totable(lua_State *L, const struct lct_tuple *t)
-{
-	int f;
-
-	lua_createtable(L, 0, 6);
-	for (f = 0; f < LCT_TF_NONE; f++) {
-		if (f == LCT_TF_PROTONUM)
-			continue;
-		lct_t_push(L, t, f);
-		if (lua_isnil(L, -1))
-			lua_pop(L, 1);
-		else
-			lua_setfield(L, -2, lct_tfield_names[f]);
-	}
-}
+static void lct_dir_totable(lua_State *L, const struct nlattr *tuple,
+			    const struct nlattr *ctr);
 
 static int lct_t_totable_l(lua_State *L)
 {
-	lct_t_totable(L, luaL_checkudata(L, 1, LCT_TUPLE_MT));
+	const struct lct_tuple *t = luaL_checkudata(L, 1, LCT_TUPLE_MT);
+
+	lct_dir_totable(L, lct_t_nest(t), lct_t_counters(t));
 	return 1;
 }
 
 static int lct_t_index(lua_State *L)
 {
-	const struct lct_tuple *t = luaL_checkudata(L, 1, LCT_TUPLE_MT);
+	const struct lct_tuple *t = lct_fastcheck(L, 1, &lct_tuple_key, LCT_TUPLE_MT);
 	size_t n;
 	const char *k = lua_tolstring(L, 2, &n);
 	int f;
@@ -467,7 +477,8 @@ static void lct_push_tuple(lua_State *L, struct lct_entry *e, int reply)
 	memcpy(t->data, tn, tn->nla_len);
 	if (cn)
 		memcpy((char *)t->data + tlen, cn, cn->nla_len);
-	luaL_setmetatable(L, LCT_TUPLE_MT);
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_tuple_key);
+	lua_setmetatable(L, -2);
 }
 
 /* ---- entries ----------------------------------------------------------- */
@@ -483,7 +494,8 @@ void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype)
 	e->indexed = 0;
 	memset(e->off, 0, sizeof(e->off));
 	memcpy(e->msg, nlh, len);
-	luaL_setmetatable(L, LCT_ENTRY_MT);
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_entry_key);
+	lua_setmetatable(L, -2);
 }
 
 static uint8_t lct_e_protonum(struct lct_entry *e, int *ok)
@@ -747,30 +759,120 @@ static void lct_e_push(lua_State *L, struct lct_entry *e, int f)
 
 static struct lct_entry *lct_checkentry(lua_State *L, int idx)
 {
-	return luaL_checkudata(L, idx, LCT_ENTRY_MT);
+	return lct_fastcheck(L, idx, &lct_entry_key, LCT_ENTRY_MT);
+}
+
+static void lct_set_addr_field(lua_State *L, int family, const struct nlattr *a,
+			       const char *k)
+{
+	char buf[INET6_ADDRSTRLEN];
+	size_t need = family == AF_INET ? 4 : 16;
+
+	if (a == NULL || mnl_attr_get_payload_len(a) < need)
+		return;
+	lua_pushlstring(L, buf, lct_ntop(family, mnl_attr_get_payload(a), buf));
+	lua_setfield(L, -2, k);
+}
+
+static void lct_set_int(lua_State *L, const char *k, lua_Integer v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* A direction as a plain table, from one walk of its attributes. */
+static void lct_dir_totable(lua_State *L, const struct nlattr *tuple,
+			    const struct nlattr *ctr)
+{
+	struct lct_dir d;
+	uint64_t u64;
+	uint16_t u16;
+	uint8_t u8;
+
+	lct_dir_parse(tuple, ctr, &d);
+	lua_createtable(L, 0, 6);
+	if (d.src4 || d.dst4) {
+		lct_set_addr_field(L, AF_INET, d.src4, "src");
+		lct_set_addr_field(L, AF_INET, d.dst4, "dst");
+	} else {
+		lct_set_addr_field(L, AF_INET6, d.src6, "src");
+		lct_set_addr_field(L, AF_INET6, d.dst6, "dst");
+	}
+	if (lct_u16(d.sport, &u16))
+		lct_set_int(L, "sport", u16);
+	if (lct_u16(d.dport, &u16))
+		lct_set_int(L, "dport", u16);
+	if (lct_u8(d.itype, &u8))
+		lct_set_int(L, "icmp_type", u8);
+	if (lct_u8(d.icode, &u8))
+		lct_set_int(L, "icmp_code", u8);
+	if (lct_u16(d.iid, &u16))
+		lct_set_int(L, "icmp_id", u16);
+	if (lct_u16(d.zone, &u16))
+		lct_set_int(L, "zone", u16);
+	if (lct_u64(d.packets, &u64)) {
+		lct_pushu64(L, u64);
+		lua_setfield(L, -2, "packets");
+	}
+	if (lct_u64(d.bytes, &u64)) {
+		lct_pushu64(L, u64);
+		lua_setfield(L, -2, "bytes");
+	}
 }
 
 static int lct_e_totable(lua_State *L)
 {
 	struct lct_entry *e = lct_checkentry(L, 1);
-	int f;
+	const struct nlattr *a;
+	uint32_t u32;
+	uint16_t u16;
+	int f, ok;
+	uint8_t p;
+	static const struct {
+		unsigned int type;
+		const char *name;
+	} u32s[] = {
+		{CTA_TIMEOUT, "timeout"}, {CTA_MARK, "mark"}, {CTA_SECMARK, "secmark"},
+		{CTA_USE, "use"}, {CTA_ID, "id"},
+	};
 
 	lua_createtable(L, 0, 16);
-	for (f = 0; f < LCT_EF_NONE; f++) {
-		if (f == LCT_EF_ORIG || f == LCT_EF_REPLY) {
-			const struct lct_tuple *t;
+	lct_push_family(L, e);
+	lua_setfield(L, -2, "family");
+	p = lct_e_protonum(e, &ok);
+	if (ok) {
+		const char *name = lct_proto_name(p);
 
-			lct_push_tuple(L, e, f == LCT_EF_REPLY);
-			if (lua_isnil(L, -1)) {
-				lua_pop(L, 1);
-				continue;
-			}
-			t = lua_touserdata(L, -1);
-			lct_t_totable(L, t);
-			lua_remove(L, -2);
-		} else {
-			lct_e_push(L, e, f);
-		}
+		if (name != NULL)
+			lua_pushstring(L, name);
+		else
+			lua_pushfstring(L, "%d", (int)p);
+		lua_setfield(L, -2, "proto");
+		lct_set_int(L, "protonum", p);
+	}
+	if ((a = lct_attr(e, CTA_TUPLE_ORIG)) != NULL) {
+		lct_dir_totable(L, a, lct_attr(e, CTA_COUNTERS_ORIG));
+		lua_setfield(L, -2, "orig");
+	}
+	if ((a = lct_attr(e, CTA_TUPLE_REPLY)) != NULL) {
+		lct_dir_totable(L, a, lct_attr(e, CTA_COUNTERS_REPLY));
+		lua_setfield(L, -2, "reply");
+	}
+	for (f = 0; f < (int)(sizeof(u32s) / sizeof(u32s[0])); f++)
+		if (lct_u32(lct_attr(e, u32s[f].type), &u32))
+			lct_set_int(L, u32s[f].name, (lua_Integer)u32);
+	if (lct_u16(lct_attr(e, CTA_ZONE), &u16))
+		lct_set_int(L, "zone", u16);
+	if (lct_attr(e, CTA_PROTOINFO) != NULL) {
+		lct_push_state(L, e);
+		lua_setfield(L, -2, "state");
+	}
+	if (lct_attr(e, CTA_STATUS) != NULL) {
+		lct_push_status(L, e);
+		lua_setfield(L, -2, "status");
+	}
+	for (f = LCT_EF_LABELS; f < LCT_EF_NONE; f++) {
+		lct_e_push(L, e, f);
 		if (lua_isnil(L, -1))
 			lua_pop(L, 1);
 		else
@@ -781,13 +883,20 @@ static int lct_e_totable(lua_State *L)
 
 /* Text through the library, so that it is the CLI's text exactly. */
 static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
-		      unsigned int flags, struct nfct_labelmap *map)
+		      unsigned int flags, struct nfct_labelmap *map, int lib)
 {
-	struct nf_conntrack *ct = nfct_new();
+	struct nf_conntrack *ct;
 	char buf[4096];
 	unsigned int msgtype = NFCT_T_UNKNOWN;
 	int n;
 
+	if (type == NFCT_O_DEFAULT && map == NULL && !lib) {
+		size_t len = lct_format(lct_msg(e), e->evtype, flags, buf, sizeof(buf));
+
+		lua_pushlstring(L, buf, len);
+		return 1;
+	}
+	ct = nfct_new();
 	if (ct == NULL)
 		return lct_error(L, "tostring: out of memory");
 	switch (e->evtype) {
@@ -808,7 +917,7 @@ static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
 
 static int lct_e_tostring(lua_State *L)
 {
-	return lct_e_text(L, lct_checkentry(L, 1), NFCT_O_DEFAULT, 0, NULL);
+	return lct_e_text(L, lct_checkentry(L, 1), NFCT_O_DEFAULT, 0, NULL, 0);
 }
 
 /*
@@ -821,6 +930,7 @@ static int lct_e_format(lua_State *L)
 	const char *o = luaL_optstring(L, 2, "");
 	unsigned int type = NFCT_O_DEFAULT, flags = 0;
 	struct nfct_labelmap *map = NULL;
+	int lib = 0;
 
 	while (*o) {
 		size_t n = strcspn(o, ",");
@@ -837,6 +947,8 @@ static int lct_e_format(lua_State *L)
 			type = NFCT_O_XML;
 		else if (n == 7 && memcmp(o, "default", 7) == 0)
 			;
+		else if (n == 7 && memcmp(o, "library", 7) == 0)
+			lib = 1;	/* through libnetfilter_conntrack, for checks */
 		else if (n > 0) {
 			lua_pushlstring(L, o, n);
 			return lct_error(L, "format: bad argument 'opts' (unknown output option '%s')",
@@ -846,7 +958,7 @@ static int lct_e_format(lua_State *L)
 		if (*o == ',')
 			o++;
 	}
-	return lct_e_text(L, e, type, flags, map);
+	return lct_e_text(L, e, type, flags, map, lib);
 }
 
 static int lct_e_index(lua_State *L)
@@ -937,6 +1049,8 @@ static const luaL_Reg lct_entry_methods[] = {
 void lct_entry_open(lua_State *L)
 {
 	luaL_newmetatable(L, LCT_ENTRY_MT);
+	lua_pushvalue(L, -1);
+	lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_entry_key);
 	lua_pushcfunction(L, lct_e_index);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, lct_e_tostring);
@@ -953,6 +1067,8 @@ void lct_entry_open(lua_State *L)
 	lua_pop(L, 1);
 
 	luaL_newmetatable(L, LCT_TUPLE_MT);
+	lua_pushvalue(L, -1);
+	lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_tuple_key);
 	lua_pushcfunction(L, lct_t_index);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, lct_t_tostring);

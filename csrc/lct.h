@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
@@ -86,6 +88,21 @@ uint8_t lct_family_arg(lua_State *L, int idx, const char *fname,
 void lct_dump_open(lua_State *L);
 int lct_h_dump(lua_State *L);
 int lct_h_list(lua_State *L);
+
+/* addr.c: text of an address, as inet_ntop writes it; buf of INET6_ADDRSTRLEN */
+size_t lct_ntop(int family, const void *addr, char *buf);
+
+/* format.c */
+/* One direction of a flow: its tuple and counters, located in one walk. */
+struct lct_dir {
+	const struct nlattr *src4, *dst4, *src6, *dst6;
+	const struct nlattr *num, *sport, *dport, *itype, *icode, *iid, *zone;
+	const struct nlattr *packets, *bytes;
+};
+void lct_dir_parse(const struct nlattr *tuple, const struct nlattr *ctr,
+		   struct lct_dir *d);
+size_t lct_format(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
+		  char *buf, size_t len);
 
 /* batch.c */
 void lct_batch_open(lua_State *L);
