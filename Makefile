@@ -27,7 +27,9 @@ PREFIX      ?= /usr/local
 LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 
-BUILD       := build/$(LUA_VERSION)
+# Objects depend on the Lua headers: a build for other headers (luarocks
+# passes LUA_INCDIR) gets its own directory.
+BUILD       ?= build/$(LUA_VERSION)$(if $(LUA_INCDIR),-$(subst /,_,$(LUA_INCDIR)))
 SRCS        := $(wildcard csrc/*.c)
 OBJS        := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 MODULE      := $(BUILD)/conntrack/core.so

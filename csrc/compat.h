@@ -10,7 +10,6 @@
 
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i)	lua_objlen(L, i)
-#define luaL_newlib(L, l)	(lua_newtable(L), luaL_register(L, NULL, l))
 static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l)
 {
 	for (; l->name != NULL; l++) {

@@ -432,10 +432,8 @@ static int lct_t_index(lua_State *L)
 static int lct_t_tostring(lua_State *L)
 {
 	const struct lct_tuple *t = luaL_checkudata(L, 1, LCT_TUPLE_MT);
-	luaL_Buffer b;
-	int f;
+	int f, n = 0;
 
-	luaL_buffinit(L, &b);
 	for (f = 0; f < LCT_TF_NONE; f++) {
 		if (f == LCT_TF_PROTONUM || f == LCT_TF_ZONE)
 			continue;
@@ -444,12 +442,12 @@ static int lct_t_tostring(lua_State *L)
 			lua_pop(L, 1);
 			continue;
 		}
-		lua_pushfstring(L, "%s%s=%s", luaL_bufflen(&b) ? " " : "",
-				lct_tfield_names[f], lua_tostring(L, -1));
+		lua_pushfstring(L, "%s%s=%s", n ? " " : "", lct_tfield_names[f],
+				lua_tostring(L, -1));
 		lua_remove(L, -2);
-		luaL_addvalue(&b);
+		n++;
 	}
-	luaL_pushresult(&b);
+	lua_concat(L, n);
 	return 1;
 }
 
