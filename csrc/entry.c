@@ -170,16 +170,22 @@ static const struct nlmsghdr *lct_msg(const struct lct_entry *e)
 	return (const struct nlmsghdr *)e->msg;
 }
 
+/* One walk over the top-level attributes, written out: it runs per entry. */
 static void lct_index(struct lct_entry *e)
 {
-	const struct nlmsghdr *nlh = lct_msg(e);
-	const struct nlattr *a;
+	const char *base = (const char *)e->msg;
+	size_t off = MNL_ALIGN(sizeof(struct nlmsghdr)) + MNL_ALIGN(sizeof(struct nfgenmsg));
+	size_t end = e->len;
 
-	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
-		unsigned int t = mnl_attr_get_type(a);
+	while (off + sizeof(struct nlattr) <= end) {
+		const struct nlattr *a = (const struct nlattr *)(base + off);
+		unsigned int t = a->nla_type & NLA_TYPE_MASK;
 
+		if (a->nla_len < sizeof(struct nlattr) || off + a->nla_len > end)
+			break;
 		if (t <= LCT_CTA_MAX && e->off[t] == 0)
-			e->off[t] = (uint16_t)((const char *)a - (const char *)nlh);
+			e->off[t] = (uint16_t)off;
+		off += MNL_ALIGN(a->nla_len);
 	}
 	e->indexed = 1;
 }
@@ -196,13 +202,21 @@ static const struct nlattr *lct_attr(struct lct_entry *e, unsigned int type)
 /* A child of a nest, or NULL; the walk checks every length. */
 static const struct nlattr *lct_child(const struct nlattr *nest, unsigned int type)
 {
-	const struct nlattr *a;
+	const char *p, *end;
 
 	if (nest == NULL)
 		return NULL;
-	mnl_attr_for_each_nested(a, nest)
-		if (mnl_attr_get_type(a) == type)
+	p = (const char *)nest + MNL_ATTR_HDRLEN;
+	end = (const char *)nest + nest->nla_len;
+	while (p + sizeof(struct nlattr) <= end) {
+		const struct nlattr *a = (const struct nlattr *)p;
+
+		if (a->nla_len < sizeof(struct nlattr) || p + a->nla_len > end)
+			return NULL;
+		if ((a->nla_type & NLA_TYPE_MASK) == type)
 			return a;
+		p += MNL_ALIGN(a->nla_len);
+	}
 	return NULL;
 }
 
