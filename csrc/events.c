@@ -68,7 +68,7 @@ static int lct_cidr(lua_State *L, const char *s, struct lct_kfilter *k, int dst)
 		char *end;
 
 		bits = strtol(slash + 1, &end, 10);
-		if (*end != '\0' || slash[1] == '\0')
+		if (*end != '\0' || slash[1] == '\0' || bits < 0)
 			return -1;
 	}
 	if (inet_pton(AF_INET, buf, a) == 1) {
@@ -484,7 +484,7 @@ static int lct_timeout_ms(lua_State *L, int idx, const char *fname)
 
 	if (lua_isnoneornil(L, idx))
 		return -1;
-	if (lua_type(L, idx) != LUA_TNUMBER || (t = lua_tonumber(L, idx)) < 0)
+	if (lua_type(L, idx) != LUA_TNUMBER || !((t = lua_tonumber(L, idx)) >= 0))
 		return lct_error(L, "%s: bad argument 'timeout' (seconds >= 0 expected)", fname);
 	if (t > 2000000.0)
 		return -1;

@@ -60,7 +60,7 @@ function E.install(M, core)
 	local function events(h, opts)
 		local pred = predicate(opts and opts.filter, "events")
 		local timeout = opts and opts.timeout
-		if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+		if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
 			error("events: bad argument 'timeout' (seconds >= 0 expected)", 3)
 		end
 		local sub, msg, errno = subscribe(h, opts)
