@@ -41,8 +41,15 @@ local function on_default(name)
 	end
 end
 
+-- The Lua layer: filters, NAT classification, output formats, and the
+-- filtered dump/list/flush and bulk methods (lua/conntrack/bulk.lua).
+M.filter = require "conntrack.filter"
+M.nat = require "conntrack.nat"
+M.format = require "conntrack.format"
+require("conntrack.bulk").install(handle_methods)
+
 for _, name in ipairs { "dump", "list", "get", "create", "add", "update", "delete",
-	"flush", "count", "max", "stats", "batch" } do
+	"flush", "count", "max", "stats", "batch", "update_where", "delete_where", "load" } do
 	M[name] = on_default(name)
 end
 

@@ -1,0 +1,154 @@
+--- NAT classification of conntrack entries.
+--
+--   local nat = require "conntrack.nat"      -- also ct.nat
+--   nat.classify(e)  -> "none" | "snat" | "dnat" | "both"
+--   nat.describe(e)  -> { kind = ..., snat = {addr=, port=} | nil, dnat = {addr=, port=} | nil }
+--   nat.tostring(e)  -> "snat 192.0.2.2:40000 -> 198.51.100.100:40003" (or "none")
+--   nat.from_status(e) -> the kind the SRC_NAT / DST_NAT status bits claim
+--
+-- The kind comes from the tuples: without NAT the reply tuple is the
+-- original one inverted.  A reply destination (address or port) other than
+-- the original source means the source was translated (SNAT, masquerade);
+-- a reply source other than the original destination means the destination
+-- was (DNAT, redirect).  Whole addresses are compared, IPv6 included (the
+-- conntrack CLI's --src-nat/--dst-nat look at the first 32 bits only).
+-- For ICMP the echo id plays the port; a changed id counts as source
+-- translation unless the status bits say only DST_NAT happened.
+--
+-- e may be an entry, e:totable(), or any table of the same shape:
+-- { orig = {src=, dst=, sport=, dport=, icmp_id=}, reply = {...}, status = {SRC_NAT=true, ...} }.
+-- When an entry has no reply tuple the status bits decide.
+local addr = require "conntrack.addr"
+
+local N = {}
+
+-- Text of two addresses differ?  Kernel texts are canonical, so plain
+-- equality settles nearly all; other texts are compared canonically.
+local function differ(a, b)
+	if a == b then
+		return false
+	end
+	if a == nil or b == nil then
+		return false
+	end
+	local ca, cb = addr.canonical(a), addr.canonical(b)
+	return (ca or a) ~= (cb or b)
+end
+
+local function numdiffer(a, b)
+	return a ~= nil and b ~= nil and a ~= b
+end
+
+local function has(set, flag)
+	return set ~= nil and set[flag] == true
+end
+
+local function kind_of(s, d)
+	if s and d then
+		return "both"
+	elseif s then
+		return "snat"
+	elseif d then
+		return "dnat"
+	end
+	return "none"
+end
+
+function N.from_status(e)
+	local st = e.status
+	return kind_of(has(st, "SRC_NAT"), has(st, "DST_NAT"))
+end
+
+-- What changed: source address, source port, destination address, destination port.
+local function changes(e)
+	local o, r = e.orig, e.reply
+	if o == nil or r == nil then
+		return nil
+	end
+	local osrc, odst, rsrc, rdst = o.src, o.dst, r.src, r.dst
+	local saddr = differ(rdst, osrc) and rdst or nil
+	local daddr = differ(rsrc, odst) and rsrc or nil
+	local sport, dport
+	local osp, rdp = o.sport, r.dport
+	if osp ~= nil then
+		if numdiffer(rdp, osp) then
+			sport = rdp
+		end
+		local odp, rsp = o.dport, r.sport
+		if numdiffer(rsp, odp) then
+			dport = rsp
+		end
+	else
+		local oid, rid = o.icmp_id, r.icmp_id
+		if numdiffer(rid, oid) then
+			local st = e.status
+			if has(st, "DST_NAT") and not has(st, "SRC_NAT") then
+				dport = rid
+			else
+				sport = rid
+			end
+		end
+	end
+	return saddr, sport, daddr, dport, o, r
+end
+
+function N.classify(e)
+	local o = e.orig
+	if o == nil or e.reply == nil then
+		return N.from_status(e)
+	end
+	local saddr, sport, daddr, dport = changes(e)
+	return kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil)
+end
+
+--- What was translated.  snat: the address/port the peer sees instead of
+-- the original source; dnat: the address/port the flow really goes to
+-- instead of the original destination.  A part that did not change is nil
+-- (a port-only translation has snat.addr == nil).  The original values
+-- are given too, as orig_src/orig_sport/orig_dst/orig_dport.
+function N.describe(e)
+	if e.orig == nil or e.reply == nil then
+		return { kind = N.from_status(e) }
+	end
+	local saddr, sport, daddr, dport, o = changes(e)
+	local d = { kind = kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil) }
+	if saddr ~= nil or sport ~= nil then
+		d.snat = { addr = saddr, port = sport }
+	end
+	if daddr ~= nil or dport ~= nil then
+		d.dnat = { addr = daddr, port = dport }
+	end
+	d.orig_src, d.orig_dst = o.src, o.dst
+	d.orig_sport, d.orig_dport = o.sport or o.icmp_id, o.dport or o.icmp_id
+	return d
+end
+
+local function hostport(a, p)
+	if a and a:find(":", 1, true) then
+		a = "[" .. a .. "]"
+	end
+	if p then
+		return (a or "") .. ":" .. p
+	end
+	return a or ""
+end
+
+--- One line: "snat A:P -> A':P'", "dnat ...", "snat ...; dnat ..." or "none".
+function N.tostring(e)
+	local d = N.describe(e)
+	if d.snat == nil and d.dnat == nil then
+		return d.kind
+	end
+	local parts = {}
+	if d.snat then
+		parts[#parts + 1] = "snat " .. hostport(d.orig_src, d.orig_sport) .. " -> " ..
+			hostport(d.snat.addr or d.orig_src, d.snat.port or d.orig_sport)
+	end
+	if d.dnat then
+		parts[#parts + 1] = "dnat " .. hostport(d.orig_dst, d.orig_dport) .. " -> " ..
+			hostport(d.dnat.addr or d.orig_dst, d.dnat.port or d.orig_dport)
+	end
+	return table.concat(parts, "; ")
+end
+
+return N
