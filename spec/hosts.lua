@@ -452,9 +452,13 @@ end
 -- whole group, do not take it down before it has done its job.  It exits by
 -- itself when destroy() removes the log file.
 local function start_watchdog(names, logfile)
+	-- Tear down only if this process died: after a destroy() (log file gone)
+	-- the names may already belong to a new topology (busted reloads this
+	-- module for each spec file, so sequence numbers start again at 1).
 	local script = ("trap '' INT TERM HUP\n"
-		.. "while [ -e /proc/%s ] && [ -e %s ]; do sleep 0.5; done\n%s")
-		:format(PID, q(logfile), teardown_script(names, logfile))
+		.. "while [ -e /proc/%s ] && [ -e %s ]; do sleep 0.5; done\n"
+		.. "if [ -e %s ]; then\n%s\nfi")
+		:format(PID, q(logfile), q(logfile), teardown_script(names, logfile))
 	local ok, out = run("sh -c " .. q(script) .. " </dev/null >/dev/null 2>&1 & echo $!")
 	return ok and out:match("(%d+)")
 end
