@@ -65,7 +65,7 @@ deps:
 	tools/deps.sh
 
 # Every spec runs as root inside a private network namespace made for the run
-# and always removed afterwards (tools/netns-run).
+# and always removed afterwards (tools/netns-run).  busted reads .busted.
 check: deps
 	$(MAKE) all
 	$(MAKE) -s test-tools
@@ -74,16 +74,37 @@ check: deps
 check-unit: all
 	$(TEST_ENV) busted --lua=$(LUA) --tags=unit $(BUSTED_ARGS)
 
-check-asan: deps
-	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address -fno-omit-frame-pointer" \
-		LDFLAGS="-fsanitize=address" all
-	$(MAKE) -s test-tools
-	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" LUA_CPATH="$(CURDIR)/build/asan/?.so;;" \
-	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 LCT_ASAN=1 \
-		tools/netns-run busted --lua=$(LUA) $(BUSTED_ARGS)
+# The suite once more with the module built with AddressSanitizer, loaded
+# into the stock interpreter with the ASan runtime preloaded (only inside
+# the run's namespace, not into netns-run's own ip commands).  First a probe
+# module proves that this setup reports an overflow and a leak in a
+# dlopen()ed module; then the smoke test runs with leak detection (it starts
+# no other programs), then the suite without it (the CLI tools it runs
+# inherit the preload and are not ours to judge).
+ASAN_BUILD  := build/asan
+ASAN_CFLAGS := -O1 -g -fsanitize=address -fno-omit-frame-pointer
+ASAN_RT      = $(shell $(CC) -print-file-name=libasan.so)
+ASAN_PATHS   = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+               LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;"
+ASAN_ENV     = env LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=abort_on_error=1:detect_leaks
 
-# The module must keep building for the other Lua versions OpenWrt and others use.
+check-asan: deps
+	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="-fsanitize=address" all
+	$(MAKE) -s test-tools
+	$(CC) -shared -fPIC $(ASAN_CFLAGS) $(LUA_CFLAGS) -o $(ASAN_BUILD)/asan_probe.so spec/c/asan_probe.c
+	@nm -D $(ASAN_BUILD)/conntrack/core.so | grep -q __asan_report || \
+		{ echo "check-asan: $(ASAN_BUILD)/conntrack/core.so is not instrumented" >&2; exit 1; }
+	@out=$$($(ASAN_PATHS) $(ASAN_ENV)=0 $(LUA) -e 'require("asan_probe").overflow()' 2>&1); \
+	case "$$out" in *heap-buffer-overflow*) echo "check-asan: probe: heap overflow reported";; \
+	*) echo "check-asan: ASan missed the probe's heap overflow:" >&2; echo "$$out" >&2; exit 1;; esac
+	@out=$$($(ASAN_PATHS) $(ASAN_ENV)=1 $(LUA) -e 'require("asan_probe").leak()' 2>&1); \
+	case "$$out" in *"detected memory leaks"*) echo "check-asan: probe: leak reported";; \
+	*) echo "check-asan: ASan missed the probe's leak:" >&2; echo "$$out" >&2; exit 1;; esac
+	$(ASAN_PATHS) tools/netns-run $(ASAN_ENV)=1 $(LUA) spec/smoke.lua
+	$(ASAN_PATHS) LCT_ASAN=1 tools/netns-run $(ASAN_ENV)=0 busted --lua=$(LUA) $(BUSTED_ARGS)
+
+# The module must keep building for the other Lua versions OpenWrt and others
+# use; spec/smoke.lua (plain Lua, no busted) runs on each.
 check-compat: deps
 	for v in 5.1 5.3 jit; do $(MAKE) LUA_VERSION=$$v all || exit 1; done
 	for v in 5.1 5.3 jit; do \
