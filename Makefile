@@ -120,8 +120,13 @@ bench: deps all
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bench.lua $(BENCH_ARGS)
 
-test-tools:
-	@true
+# C unit checks of the core's own helpers (no kernel needed).
+test-tools: $(BUILD)/addr_test
+	$(BUILD)/addr_test
+
+$(BUILD)/addr_test: spec/c/addr_test.c csrc/addr.c csrc/lct.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -D_GNU_SOURCE $(LUA_CFLAGS) $(NF_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/addr_test.c csrc/addr.c
 
 clean:
 	rm -rf build

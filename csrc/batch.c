@@ -37,7 +37,8 @@ static void lct_batch_fail(lua_State *L, int ft, int idx, int err,
 	lua_setfield(L, -2, "index");
 	lua_pushinteger(L, err);
 	lua_setfield(L, -2, "errno");
-	lua_pushfstring(L, "%s: %s", op, strerror(err));
+	lua_pushfstring(L, "%s: %s%s", op, strerror(err),
+			err == EPERM ? " (CAP_NET_ADMIN is required)" : "");
 	lua_setfield(L, -2, "message");
 	lua_rawseti(L, ft, r->failed);
 }
@@ -47,14 +48,13 @@ static void lct_batch_fail(lua_State *L, int ft, int idx, int err,
  * sequence number of item first.  Returns 0 or an errno for the batch.
  */
 static int lct_batch_flush(lua_State *L, struct lct_handle *h,
-			   struct mnl_nlmsg_batch *bt, uint32_t seq0,
+			   const char *buf, size_t size, uint32_t seq0,
 			   uint32_t last, int first, int ft, const char *op,
 			   struct lct_batch_res *r, int sent)
 {
 	int done = 0;
 
-	if (mnl_socket_sendto(h->nl, mnl_nlmsg_batch_head(bt),
-			      mnl_nlmsg_batch_size(bt)) < 0)
+	if (mnl_socket_sendto(h->nl, buf, size) < 0)
 		return errno;
 	while (!done) {
 		const struct nlmsghdr *m;
@@ -98,7 +98,7 @@ static int lct_h_batch(lua_State *L)
 	struct lct_handle *h = lct_checkhandle(L, 1, "batch");
 	const char *op = luaL_checkstring(L, 2);
 	struct lct_batch_res r = { 0, 0, 0 };
-	struct mnl_nlmsg_batch *bt;
+	size_t used = 0;
 	enum lct_build_kind kind;
 	uint8_t type;
 	uint16_t flags;
@@ -133,9 +133,6 @@ static int lct_h_batch(lua_State *L)
 	buf = lct_newuserdata(L, LCT_BATCH_BYTES);
 	setsockopt(mnl_socket_get_fd(h->nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
 	lct_set_rcvbuf(h->nl, LCT_BATCH_RCVBUF);
-	bt = mnl_nlmsg_batch_start(buf, LCT_BATCH_BYTES);
-	if (bt == NULL)
-		return lct_pusherr(L, "batch", ENOMEM);
 	for (i = 1; i <= n; i++) {
 		struct nlmsghdr *nlh;
 		struct nfgenmsg *nfg;
@@ -146,7 +143,7 @@ static int lct_h_batch(lua_State *L)
 		lct_build(L, -1, kind, op, &b);
 		if (kind == LCT_B_CHANGES)
 			lct_build_changes(L, 4, op, &b);
-		nlh = mnl_nlmsg_put_header(mnl_nlmsg_batch_current(bt));
+		nlh = mnl_nlmsg_put_header(buf + used);
 		nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
 		nlh->nlmsg_flags = NLM_F_REQUEST | flags;
 		if (++h->seq == 0)
@@ -169,24 +166,21 @@ static int lct_h_batch(lua_State *L)
 		lua_settop(L, top);
 		inbatch++;
 		/* Room for one more message of any size is kept at all times. */
-		mnl_nlmsg_batch_next(bt);
-		if (mnl_nlmsg_batch_size(bt) + LCT_TXBUF > LCT_BATCH_BYTES ||
+		used += MNL_ALIGN(nlh->nlmsg_len);
+		if (used + LCT_TXBUF > LCT_BATCH_BYTES ||
 		    inbatch == LCT_BATCH_MAX || i == n) {
 			/* The last one asks for an ack: the end of this batch. */
 			nlh->nlmsg_flags |= NLM_F_ACK;
 			before_fail = r.failed + r.missing;
-			err = lct_batch_flush(L, h, bt, seq0, h->seq, first, ft, op, &r, inbatch);
-			if (err != 0) {
-				mnl_nlmsg_batch_stop(bt);
+			err = lct_batch_flush(L, h, buf, used, seq0, h->seq, first, ft, op, &r, inbatch);
+			if (err != 0)
 				return lct_pusherr(L, op, err);
-			}
 			r.ok -= (r.failed + r.missing) - before_fail;
 			first = i + 1;
 			inbatch = 0;
-			mnl_nlmsg_batch_reset(bt);
+			used = 0;
 		}
 	}
-	mnl_nlmsg_batch_stop(bt);
 	lua_pushinteger(L, r.ok);
 	lua_pushinteger(L, r.missing);
 	lua_pushvalue(L, ft);

@@ -100,7 +100,13 @@ static void lct_addr(lua_State *L, int t, const char *fname, const char *field,
 	if (lua_type(L, -1) != LUA_TSTRING)
 		lct_bad(L, fname, field, lua_pushfstring(L, "address string expected, got %s",
 							   luaL_typename(L, -1)));
-	s = lua_tostring(L, -1);
+	{
+		size_t n;
+
+		s = lua_tolstring(L, -1, &n);
+		if (strlen(s) != n)
+			lct_bad(L, fname, field, "malformed address (embedded NUL)");
+	}
 	if (inet_pton(AF_INET, s, &out->a.v4) == 1)
 		out->family = AF_INET;
 	else if (inet_pton(AF_INET6, s, &out->a.v6) == 1)

@@ -35,7 +35,7 @@ static void lct_dump_end(struct lct_dump *d)
 	}
 }
 
-static uint32_t lct_u32opt(lua_State *L, int t, const char *field, int *has)
+static uint32_t lct_u32opt(lua_State *L, int t, const char *fname, const char *field, int *has)
 {
 	lua_Number v;
 
@@ -47,13 +47,13 @@ static uint32_t lct_u32opt(lua_State *L, int t, const char *field, int *has)
 	}
 	v = lua_tonumber(L, -1);
 	if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 4294967295.0 || v != floor(v))
-		lct_error(L, "dump: bad argument '%s' (integer 0..4294967295 expected)", field);
+		lct_error(L, "%s: bad argument '%s' (integer 0..4294967295 expected)", fname, field);
 	lua_pop(L, 1);
 	*has = 1;
 	return (uint32_t)v;
 }
 
-static void lct_dump_parse(lua_State *L, int t, struct lct_dump_opts *o)
+static void lct_dump_parse(lua_State *L, int t, const char *fname, struct lct_dump_opts *o)
 {
 	int has;
 
@@ -63,7 +63,7 @@ static void lct_dump_parse(lua_State *L, int t, struct lct_dump_opts *o)
 	if (lua_isnoneornil(L, t))
 		return;
 	if (!lua_istable(L, t))
-		lct_error(L, "dump: bad argument 'opts' (table expected, got %s)",
+		lct_error(L, "%s: bad argument 'opts' (table expected, got %s)", fname,
 			   luaL_typename(L, t));
 	lua_pushnil(L);
 	while (lua_next(L, t) != 0) {
@@ -77,31 +77,31 @@ static void lct_dump_parse(lua_State *L, int t, struct lct_dump_opts *o)
 		for (i = 0; ok[i] != NULL; i++)
 			found |= strcmp(ok[i], k) == 0;
 		if (!found)
-			lct_error(L, "dump: bad argument '%s' (unknown option)", k);
+			lct_error(L, "%s: bad argument '%s' (unknown option)", fname, k);
 		lua_pop(L, 1);
 	}
 	lua_getfield(L, t, "family");
 	if (!lua_isnil(L, -1))
-		o->family = lct_family_arg(L, -1, "dump", "family");
+		o->family = lct_family_arg(L, -1, fname, "family");
 	lua_pop(L, 1);
-	o->mark = lct_u32opt(L, t, "mark", &o->has_mark);
-	o->mark_mask = lct_u32opt(L, t, "mark_mask", &has);
+	o->mark = lct_u32opt(L, t, fname, "mark", &o->has_mark);
+	o->mark_mask = lct_u32opt(L, t, fname, "mark_mask", &has);
 	if (!has)
 		o->mark_mask = 0xffffffffu;
 	else if (!o->has_mark)
-		lct_error(L, "dump: bad argument 'mark_mask' (needs 'mark')");
+		lct_error(L, "%s: bad argument 'mark_mask' (needs 'mark')", fname);
 	lua_getfield(L, t, "zone");
 	if (!lua_isnil(L, -1)) {
 		lua_Number v = lua_tonumber(L, -1);
 
 		if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 65535 || v != floor(v))
-			lct_error(L, "dump: bad argument 'zone' (integer 0..65535 expected)");
+			lct_error(L, "%s: bad argument 'zone' (integer 0..65535 expected)", fname);
 		o->zone = (int)v;
 	}
 	lua_pop(L, 1);
 	lua_getfield(L, t, "status");
 	if (!lua_isnil(L, -1)) {
-		o->status = lct_status_arg(L, -1, "dump", "status");
+		o->status = lct_status_arg(L, -1, fname, "status");
 		o->has_status = 1;
 		o->status_mask = o->status;
 	}
@@ -109,8 +109,8 @@ static void lct_dump_parse(lua_State *L, int t, struct lct_dump_opts *o)
 	lua_getfield(L, t, "status_mask");
 	if (!lua_isnil(L, -1)) {
 		if (!o->has_status)
-			lct_error(L, "dump: bad argument 'status_mask' (needs 'status')");
-		o->status_mask = lct_status_arg(L, -1, "dump", "status_mask");
+			lct_error(L, "%s: bad argument 'status_mask' (needs 'status')", fname);
+		o->status_mask = lct_status_arg(L, -1, fname, "status_mask");
 	}
 	lua_pop(L, 1);
 	o->status &= o->status_mask;
@@ -269,7 +269,8 @@ static int lct_dump_next(lua_State *L)
 		return 0;
 	r = lct_dump_step(L, d);
 	if (r < 0)
-		return lct_error(L, "dump: %s", strerror(-r));
+		return lct_error(L, "dump: %s%s", strerror(-r),
+				 -r == EPERM ? " (CAP_NET_ADMIN is required)" : "");
 	if (r == 0) {
 		lua_pushnil(L);
 		return 1;
@@ -310,7 +311,7 @@ int lct_h_dump(lua_State *L)
 	struct lct_dump_opts o;
 	int err;
 
-	lct_dump_parse(L, 2, &o);
+	lct_dump_parse(L, 2, "dump", &o);
 	err = lct_dump_start(L, h, &o);
 	if (err != 0)
 		return lct_error(L, "dump: %s%s", strerror(err),
@@ -329,7 +330,7 @@ int lct_h_list(lua_State *L)
 	struct lct_dump_opts o;
 	int tries, err, r;
 
-	lct_dump_parse(L, 2, &o);
+	lct_dump_parse(L, 2, "list", &o);
 	for (tries = 0; tries < 3; tries++) {
 		struct lct_dump *d;
 		int n = 0;

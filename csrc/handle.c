@@ -189,6 +189,29 @@ static void lct_handle_free(struct lct_handle *h)
 	}
 }
 
+static const char *const lct_open_keys[] = { "netns", "rcvbuf", NULL };
+static const char *const lct_flush_keys[] = {
+	"family", "mark", "mark_mask", "zone", "status", "status_mask", NULL
+};
+
+/* Unknown option names are mistakes: raise rather than ignore them. */
+static void lct_check_opts(lua_State *L, int t, const char *fname,
+			   const char *const *keys)
+{
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		int i, ok = 0;
+
+		for (i = 0; k != NULL && keys[i] != NULL; i++)
+			ok |= strcmp(k, keys[i]) == 0;
+		if (!ok)
+			lct_error(L, "%s: bad argument '%s' (unknown option)", fname,
+				  k ? k : luaL_typename(L, -2));
+		lua_pop(L, 1);
+	}
+}
+
 static int lct_open(lua_State *L)
 {
 	struct lct_handle_ud *u;
@@ -198,10 +221,12 @@ static int lct_open(lua_State *L)
 		if (!lua_istable(L, 1))
 			return lct_error(L, "open: bad argument 'opts' (table expected, got %s)",
 					  luaL_typename(L, 1));
+		lct_check_opts(L, 1, "open", lct_open_keys);
 		lua_getfield(L, 1, "rcvbuf");
 		if (!lua_isnil(L, -1)) {
-			if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 1 ||
-			    lua_tonumber(L, -1) > (1 << 30))
+			lua_Number v = lua_tonumber(L, -1);
+
+			if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 1 && v <= (1 << 30)))
 				return lct_error(L, "open: bad argument 'rcvbuf' (positive size in bytes expected)");
 			rcvbuf = (int)lua_tointeger(L, -1);
 		}
@@ -403,6 +428,9 @@ static int lct_change(lua_State *L, const char *op, uint8_t type,
 
 	if (kind == LCT_B_CHANGES) {
 		/* update(tuple, changes): the tuple first, then the changes. */
+		if (lua_gettop(L) < 3)
+			return lct_error(L, "%s: bad argument 'changes' (table expected, got no value)", op);
+		lua_settop(L, 3);
 		lct_build(L, 2, LCT_B_TUPLE, op, &b);
 		lct_build_changes(L, 3, op, &b);
 	} else {
@@ -438,47 +466,84 @@ static int lct_h_delete(lua_State *L)
 	return lct_change(L, "delete", IPCTNL_MSG_CT_DELETE, 0, LCT_B_TUPLE);
 }
 
+/* u32 option field: returns 0 when absent. */
+static int lct_u32field(lua_State *L, int t, const char *fname, const char *k,
+			uint32_t *out)
+{
+	lua_Number v;
+
+	lua_getfield(L, t, k);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	v = lua_tonumber(L, -1);
+	if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0 && v <= 4294967295.0) ||
+	    v != (lua_Number)(uint32_t)v)
+		lct_error(L, "%s: bad argument '%s' (integer 0..4294967295 expected)", fname, k);
+	lua_pop(L, 1);
+	*out = (uint32_t)v;
+	return 1;
+}
+
+/*
+ * flush([opts]): the whole table, or what matches opts (family, mark and
+ * mark_mask, status and status_mask, zone), filtered by the kernel.
+ */
 static int lct_h_flush(lua_State *L)
 {
 	struct lct_handle *h = lct_checkhandle(L, 1, "flush");
 	struct nlmsghdr *nlh;
 	uint8_t family = AF_UNSPEC;
-	int err, has_mark = 0;
-	uint32_t mark = 0, mask = 0xffffffffu;
+	int err, has_mark = 0, has_status = 0, has_zone = 0;
+	uint32_t mark = 0, mask = 0xffffffffu, status = 0, smask = 0, zone = 0;
 
 	if (!lua_isnoneornil(L, 2)) {
 		if (!lua_istable(L, 2))
 			return lct_error(L, "flush: bad argument 'opts' (table expected, got %s)",
-					  luaL_typename(L, 2));
+					 luaL_typename(L, 2));
+		lct_check_opts(L, 2, "flush", lct_flush_keys);
 		lua_getfield(L, 2, "family");
 		if (!lua_isnil(L, -1))
 			family = lct_family_arg(L, -1, "flush", "family");
 		lua_pop(L, 1);
-		lua_getfield(L, 2, "mark");
+		has_mark = lct_u32field(L, 2, "flush", "mark", &mark);
+		if (lct_u32field(L, 2, "flush", "mark_mask", &mask) && !has_mark)
+			return lct_error(L, "flush: bad argument 'mark_mask' (needs 'mark')");
+		lua_getfield(L, 2, "status");
 		if (!lua_isnil(L, -1)) {
-			lua_Number v = lua_tonumber(L, -1);
-			if (!lua_isnumber(L, -1) || v < 0 || v > 4294967295.0 || v != (lua_Number)(uint32_t)v)
-				return lct_error(L, "flush: bad argument 'mark' (integer 0..2^32-1 expected)");
-			mark = (uint32_t)v;
-			has_mark = 1;
+			status = smask = lct_status_arg(L, -1, "flush", "status");
+			has_status = 1;
 		}
 		lua_pop(L, 1);
-		lua_getfield(L, 2, "mark_mask");
+		lua_getfield(L, 2, "status_mask");
 		if (!lua_isnil(L, -1)) {
-			lua_Number v = lua_tonumber(L, -1);
-			if (!lua_isnumber(L, -1) || v < 0 || v > 4294967295.0 || v != (lua_Number)(uint32_t)v)
-				return lct_error(L, "flush: bad argument 'mark_mask' (integer 0..2^32-1 expected)");
-			if (!has_mark)
-				return lct_error(L, "flush: bad argument 'mark_mask' (needs 'mark')");
-			mask = (uint32_t)v;
+			if (!has_status)
+				return lct_error(L, "flush: bad argument 'status_mask' (needs 'status')");
+			smask = lct_status_arg(L, -1, "flush", "status_mask");
 		}
 		lua_pop(L, 1);
+		has_zone = lct_u32field(L, 2, "flush", "zone", &zone);
+		if (has_zone && zone > 65535)
+			return lct_error(L, "flush: bad argument 'zone' (integer 0..65535 expected)");
+		if (has_zone && zone == 0)
+			return lct_error(L, "flush: bad argument 'zone' (the kernel reads zone 0 as any zone; "
+					 "use delete_where to remove zone 0 alone)");
 	}
 	nlh = lct_req(h, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family);
+	/* The kernel honours the family of a flush only from version 1 on. */
+	if (family != AF_UNSPEC)
+		((struct nfgenmsg *)mnl_nlmsg_get_payload(nlh))->version = 1;
 	if (has_mark) {
-		mnl_attr_put_u32(nlh, CTA_MARK, htonl(mark));
+		mnl_attr_put_u32(nlh, CTA_MARK, htonl(mark & mask));
 		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(mask));
 	}
+	if (has_status) {
+		mnl_attr_put_u32(nlh, CTA_STATUS, htonl(status & smask));
+		mnl_attr_put_u32(nlh, CTA_STATUS_MASK, htonl(smask));
+	}
+	if (has_zone)
+		mnl_attr_put_u16(nlh, CTA_ZONE, htons((uint16_t)zone));
 	err = lct_transact(L, h, nlh, NULL, NULL);
 	if (err != 0)
 		return lct_pusherr(L, "flush", err);

@@ -230,12 +230,33 @@ describe("errors: bad input raises naming the function and the field", function(
 	it("flush refuses options it does not know instead of flushing everything", function()
 		local spec = { src = "192.0.2.1", dst = "192.0.2.2", proto = "udp", sport = 9, dport = 9, timeout = 30 }
 		assert.is_true(h:create(spec))
-		local ok = pcall(h.flush, h, { zone = 3 })
+		local ok = pcall(h.flush, h, { colour = 3 })
 		local left = h:count()
 		h:flush()
-		assert.equals(1, left, "flush{zone = 3} flushed the whole table")
+		assert.equals(1, left, "flush{colour = 3} flushed the whole table")
 		assert.is_false(ok)
-		raises(function() h:flush{ zone = 3 } end, "flush: bad argument 'zone' (unknown option)")
+		raises(function() h:flush{ colour = 3 } end, "flush: bad argument 'colour' (unknown option)")
+		raises(function() h:flush{ zone = 0 } end, "flush: bad argument 'zone' (the kernel reads zone 0 as any zone")
+		raises(function() h:flush{ zone = 70000 } end, "flush: bad argument 'zone' (integer 0..65535 expected)")
+	end)
+
+	it("flush by zone and by status removes only the matching entries", function()
+		local a = { src = "192.0.2.1", dst = "192.0.2.2", proto = "udp", sport = 9, dport = 9, timeout = 30 }
+		local b = { src = "192.0.2.1", dst = "192.0.2.2", proto = "udp", sport = 9, dport = 9, timeout = 30, zone = 3 }
+		local c = { src = "192.0.2.3", dst = "192.0.2.4", proto = "tcp", sport = 9, dport = 9, timeout = 30,
+			state = "ESTABLISHED", status = { "ASSURED", "SEEN_REPLY" } }
+		assert.is_true(h:create(a))
+		assert.is_true(h:create(b))
+		assert.is_true(h:create(c))
+		assert.is_true(h:flush{ zone = 3 })
+		assert.equals(2, h:count())
+		assert.is_truthy(h:get(a))
+		assert.is_nil((h:get(b)))
+		assert.is_true(h:flush{ status = { "ASSURED" } })
+		assert.equals(1, h:count())
+		assert.is_truthy(h:get(a))
+		assert.is_nil((h:get(c)))
+		h:flush()
 	end)
 
 	it("open options", function()
