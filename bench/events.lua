@@ -1,0 +1,352 @@
+-- bench/events.lua [N] [--runs=R]: event stream benchmark of lua-conntrack
+-- (issue 3).  Run it inside tools/netns-run (it flushes the table):
+--
+--   make all && make -C bench && LUA_PATH="$PWD/lua/?.lua;;" \
+--     LUA_CPATH="$PWD/build/5.4/?.so;;" tools/netns-run lua5.4 bench/events.lua
+--
+-- Burst: with one listener running, bench/ctfill inserts N entries (default
+-- 100000, or env BENCH_EVENTS_N) and `conntrack -F` flushes them: 2N events
+-- (N new, N destroy).  Each listener runs alone, in a process of its own, in
+-- R interleaved rounds (default 3, or env BENCH_RUNS); the table shows the
+-- median rate and the worst loss:
+--   C        bench/ctlisten: plain libmnl, 8 MiB buffer (16 MiB granted),
+--            mnl_cb_run, counts
+--   cli      conntrack -E -o id, its lines counted (bench/ctlisten -x: the
+--            same as `| wc -l`, with times)
+--   iter     for ev in ct.events{timeout = 2} (module defaults), ev.type read
+--   read     sub:read() batches and sub:wait() (module defaults)
+--   fields   iter, reading ev.type, ev.id, ev.orig.src, ev.orig.sport, ev.state
+--   tostring iter, tostring(ev) (what the CLI prints, without the printing)
+-- events/s is events / (time of the last event - time of the first), taken
+-- by the listener; "lost" is 2N less what arrived, and "kernel drops" the
+-- socket's Drops in /proc/net/netlink (sampled while it runs), which counts
+-- the same loss from the kernel's side.  A burst is producer-bound when the
+-- listener keeps up: then every listener shows about the producer's rate.
+--
+-- Drain: the listener is stopped (SIGSTOP) while D = min(N, 30000) entries
+-- are inserted, then continued: how fast it empties a full queue, which is
+-- the consumer's own speed.  Every listener gets a 32 MiB buffer here (64
+-- MiB granted) so that nothing is lost while it is stopped; the CLI keeps its
+-- defaults (it is the line counter that stops: conntrack reads on until the
+-- pipe is full).
+--
+-- Targets (issue 3), judged on the burst: the module with default settings
+-- loses nothing, and delivers at least 0.9x the C listener's rate.  The
+-- drain table is for information (what the consumer alone costs).
+
+local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
+package.cpath = here .. "/?.so;" .. package.cpath
+local okclock, clock = pcall(require, "benchclock")
+
+local function q(s)
+	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Listener mode: lua events.lua --listen VARIANT WANT IDLE [RCVBUF] ------
+
+local function listen(variant, want, idle, rcvbuf)
+	local ct = require "conntrack"
+	local now = clock.now
+	local n, first, last = 0, 0, 0
+	local sub
+	local function seen()
+		n = n + 1
+		local t = now()
+		if n == 1 then first = t end
+		last = t
+	end
+	local opts = { timeout = idle, rcvbuf = rcvbuf }
+	if variant == "read" then
+		-- times per batch: from the start of the read that brought the
+		-- first events to the end of the batch that held the last
+		sub = assert(ct.subscribe{ rcvbuf = rcvbuf })
+		while n < want do
+			local t0 = now()
+			local evs = sub:read()
+			if #evs == 0 then
+				if not sub:wait(idle) then break end
+			end
+			local k = 0
+			for i = 1, #evs do
+				if evs[i].type ~= "overflow" then k = k + 1 end
+			end
+			if k > 0 then
+				if n == 0 then first = t0 end
+				n = n + k
+				last = now()
+			end
+		end
+	else
+		local f, s, c, closing = ct.events(opts)
+		sub = s
+		if variant == "iter" then
+			for ev in f, s, c, closing do
+				if ev.type ~= "overflow" then
+					seen()
+					if n >= want then break end
+				end
+			end
+		elseif variant == "fields" then
+			local x = 0
+			for ev in f, s, c, closing do
+				if ev.type ~= "overflow" then
+					local o = ev.orig
+					if ev.id and o.src and o.sport and (ev.state or true) then x = x + 1 end
+					seen()
+					if n >= want then break end
+				end
+			end
+			assert(x == n)
+		elseif variant == "tostring" then
+			local bytes = 0
+			for ev in f, s, c, closing do
+				if ev.type ~= "overflow" then
+					bytes = bytes + #tostring(ev)
+					seen()
+					if n >= want then break end
+				end
+			end
+		else
+			error("unknown variant " .. variant)
+		end
+	end
+	io.write(("events %d enobufs %d drops -1 first_ns %d last_ns %d\n"):format(n, sub.overflows, first, last))
+	sub:close()
+end
+
+if arg[1] == "--listen" then
+	if not okclock then
+		error("bench/benchclock.so missing: make -C bench")
+	end
+	listen(arg[2], tonumber(arg[3]), tonumber(arg[4]), tonumber(arg[5]))
+	os.exit(0)
+end
+
+-- Orchestrator ------------------------------------------------------------
+
+local function die(msg)
+	io.stderr:write("bench/events: ", msg, "\n")
+	os.exit(1)
+end
+
+local N = tonumber(os.getenv("BENCH_EVENTS_N") or "") or 100000
+local runs = tonumber(os.getenv("BENCH_RUNS") or "") or 3
+for _, a in ipairs(arg) do
+	local r = a:match("^%-%-runs=(%d+)$")
+	if r then
+		runs = tonumber(r)
+	elseif tonumber(a) then
+		N = math.tointeger(tonumber(a)) or die("bad N " .. a)
+	else
+		die("usage: events.lua [N] [--runs=R]")
+	end
+end
+local D = math.min(N, 30000)
+
+if not os.getenv("LCT_NETNS") and os.getenv("BENCH_ANY_NETNS") ~= "1" then
+	die("run me inside tools/netns-run: I flush the conntrack table")
+end
+if not okclock then die(here .. "/benchclock.so missing: make -C bench") end
+for _, p in ipairs({ "ctfill", "ctlisten" }) do
+	if not os.execute("test -x " .. q(here .. "/" .. p)) then
+		die(here .. "/" .. p .. " missing: make -C bench")
+	end
+end
+
+local now = clock.now
+
+local function sh(cmd)
+	local ok = os.execute(cmd)
+	return ok == true or ok == 0
+end
+
+local function capture(cmd)
+	local f = assert(io.popen(cmd))
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+local function slurp(path)
+	local f = io.open(path)
+	if not f then return "" end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+local function count()
+	return tonumber(capture("conntrack -C 2>/dev/null"):match("%d+"))
+end
+
+-- The subscribed NETLINK_NETFILTER sockets of this namespace: count, and the
+-- Drops column of the last one.
+local function subscribed()
+	local k, drops = 0, nil
+	for line in io.lines("/proc/net/netlink") do
+		local eth, groups, d = line:match("^%x+%s+(%d+)%s+%d+%s+(%x+)%s+%d+%s+%d+%s+%d+%s+%d+%s+(%d+)")
+		if eth == "12" and tonumber(groups, 16) ~= 0 then
+			k = k + 1
+			drops = tonumber(d)
+		end
+	end
+	return k, drops
+end
+
+local BIG = 32 * 1024 * 1024
+
+local variants = {
+	{ key = "C", label = "C: bench/ctlisten (libmnl)",
+	  argv = function(want, drain) return { here .. "/ctlisten", "-b", drain and BIG or 8 * 1024 * 1024, "-n", want } end },
+	{ key = "cli", label = "cli: conntrack -E -o id",
+	  -- its defaults ("-b" made no difference here: it loses most of a
+	  -- burst either way)
+	  argv = function(want) return { here .. "/ctlisten", "-x", "-n", want, "conntrack", "-E", "-o", "id" } end },
+	{ key = "iter", label = "module: ct.events iterator", lua = "iter", target = true },
+	{ key = "read", label = "module: sub:read() batches", lua = "read", target = true },
+	{ key = "fields", label = "module: iterator + 5 fields", lua = "fields" },
+	{ key = "tostring", label = "module: iterator + tostring", lua = "tostring" },
+}
+for _, v in ipairs(variants) do
+	if v.lua then
+		v.argv = function(want, drain)
+			return { luabin, arg[0], "--listen", v.lua, want, 2, drain and BIG or nil }
+		end
+	end
+end
+
+local outf, errf = os.tmpname(), os.tmpname()
+
+-- Starts a listener in the background; returns its pid once it subscribed.
+local function start(v, want, drain)
+	local argv = {}
+	for i, a in ipairs(v.argv(want, drain)) do argv[i] = q(a) end
+	local before = subscribed()
+	local pid = capture(("%s > %s 2> %s & echo $!"):format(table.concat(argv, " "), q(outf), q(errf))):match("%d+")
+	assert(pid, "cannot start " .. v.label)
+	for _ = 1, 400 do
+		if subscribed() > before then return pid end
+		sh("sleep 0.01")
+	end
+	die(v.label .. " never subscribed: " .. slurp(errf))
+end
+
+-- Waits (bounded) for pid to end, sampling the kernel's drop count meanwhile.
+local function finish(pid)
+	local drops
+	for _ = 1, 3000 do
+		if not sh("kill -0 " .. pid .. " 2>/dev/null") then break end
+		local k, d = subscribed()
+		if k == 1 then drops = d end
+		sh("sleep 0.02")
+	end
+	if sh("kill -0 " .. pid .. " 2>/dev/null") then
+		sh("kill -KILL " .. pid)
+		die("listener " .. pid .. " did not end")
+	end
+	local out = slurp(outf)
+	local n, enobufs, d, first, last = out:match("events (%d+) enobufs (%-?%d+) drops (%-?%d+) first_ns (%d+) last_ns (%d+)")
+	if not n then die("listener printed " .. q(out) .. "; stderr: " .. slurp(errf)) end
+	local r = { n = tonumber(n), enobufs = tonumber(enobufs), drops = tonumber(d), first = tonumber(first),
+		last = tonumber(last), err = slurp(errf) }
+	if r.drops < 0 then r.drops = drops end
+	r.rate = r.last > r.first and (r.n - 1) / ((r.last - r.first) / 1e9) or nil
+	return r
+end
+
+local function flush()
+	sh("conntrack -F >/dev/null 2>&1")
+	if count() ~= 0 then die("table not empty after conntrack -F") end
+end
+
+-- One burst: fill N, flush.  Returns the listener's result and producer ms.
+local function burst(v)
+	flush()
+	local pid = start(v, 2 * N)
+	local t0 = now()
+	local fill = capture(q(here .. "/ctfill") .. " " .. N .. " 2>&1")
+	if count() ~= N then die("ctfill: " .. fill) end
+	sh("conntrack -F >/dev/null 2>&1")
+	local prod = (now() - t0) / 1e6
+	local r = finish(pid)
+	r.prod = prod
+	r.lost = 2 * N - r.n
+	return r
+end
+
+-- One drain: stop the listener, insert D, continue it.
+local function drain(v)
+	flush()
+	local pid = start(v, D, true)
+	sh("kill -STOP " .. pid)
+	local fill = capture(q(here .. "/ctfill") .. " " .. D .. " 2>&1")
+	if count() ~= D then die("ctfill: " .. fill) end
+	sh("kill -CONT " .. pid)
+	local r = finish(pid)
+	r.lost = D - r.n
+	flush()
+	return r
+end
+
+local function median(t)
+	local s = {}
+	for i, x in ipairs(t) do s[i] = x end
+	table.sort(s)
+	if #s == 0 then return nil end
+	local m = #s // 2
+	return #s % 2 == 1 and s[m + 1] or (s[m] + s[m + 1]) / 2
+end
+
+local function collect(fn, label)
+	local res = {}
+	for _, v in ipairs(variants) do res[v.key] = { rate = {}, lost = 0, drops = 0, enobufs = -1, prod = {} } end
+	for round = 1, runs do
+		for _, v in ipairs(variants) do
+			local r = fn(v)
+			local s = res[v.key]
+			s.rate[#s.rate + 1] = r.rate or 0
+			s.prod[#s.prod + 1] = r.prod
+			s.lost = math.max(s.lost, r.lost)
+			s.drops = math.max(s.drops, r.drops or 0)
+			s.enobufs = math.max(s.enobufs, r.enobufs)
+			io.stderr:write(("%s round %d %-32s %7d events %7d lost %6.0f k/s\n")
+				:format(label, round, v.label, r.n, r.lost, (r.rate or 0) / 1e3))
+		end
+	end
+	return res
+end
+
+local burst_res = collect(burst, "burst")
+local drain_res = collect(drain, "drain")
+flush()
+os.remove(outf)
+os.remove(errf)
+
+local function table_out(title, res, total, judge)
+	print(("\n### %s\n"):format(title))
+	print("| listener | events/s (median) | ratio to C | lost (worst run) | kernel drops | ENOBUFS seen | target |")
+	print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+	local c = median(res.C.rate)
+	for _, v in ipairs(variants) do
+		local s = res[v.key]
+		local rate = median(s.rate)
+		local ratio = c and c > 0 and tonumber(("%.2f"):format(rate / c)) or nil
+		local target = ""
+		if v.target and judge then
+			local met = s.lost == 0 and ratio and ratio >= 0.9
+			target = ("no loss, >= 0.90x C: %s"):format(met and "met" or "MISSED")
+		end
+		print(("| %s | %.0f | %s | %d of %d | %d | %s | %s |"):format(v.label, rate,
+			ratio and ("%.2f"):format(ratio) or "", s.lost, total, s.drops,
+			s.enobufs < 0 and "n/a" or tostring(s.enobufs), target))
+	end
+end
+
+print(("## Events: %d entries inserted then flushed (%d events), %d rounds"):format(N, 2 * N, runs))
+table_out(("Burst: ctfill %d + conntrack -F while listening (C: 8 MiB buffer; module: its defaults)"):format(N), burst_res, 2 * N, true)
+local prods = {}
+for _, v in ipairs(variants) do prods[#prods + 1] = ("%s %.0f"):format(v.key, median(burst_res[v.key].prod)) end
+print("\nproducer ms (ctfill + conntrack -F, median): " .. table.concat(prods, ", "))
+table_out(("Drain: %d events queued while the listener was stopped (32 MiB buffers; the CLI: its defaults)"):format(D),
+	drain_res, D)
