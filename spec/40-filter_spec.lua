@@ -374,6 +374,35 @@ describe("filters on a real table", function()
 		assert.same(cli("-p icmp"), ours(F.proto "icmp"))
 	end)
 
+	it("ct.events takes a filter and pushes its top conjuncts into the socket filter", function()
+		local f = F.proto "udp" * F.src "192.0.2.0/24" * F.mark(7) * F.dport(53)
+		assert.same({ proto = { 17 }, src = { "192.0.2.0/24" }, mark = { value = 7, mask = 0xffffffff } },
+			f:event_pushdown())
+		assert.is_nil((F.proto "udp" + F.mark(7)):event_pushdown())
+		assert.is_nil(F.mark(0):event_pushdown())
+		local it, st, c, closing = ct.events { netns = ns.name, types = "new", timeout = 0.3, filter = f }
+		local rows = {
+			{ "udp", "192.0.2.77", 53, 7, true }, { "udp", "192.0.2.78", 54, 7, false },
+			{ "tcp", "192.0.2.79", 53, 7, false }, { "udp", "203.0.113.77", 53, 7, false },
+			{ "udp", "192.0.2.80", 53, 0, false }, { "udp", "192.0.2.81", 53, 7, true },
+		}
+		local want = {}
+		for i, r in ipairs(rows) do
+			assert(h:create { proto = r[1], src = r[2], dst = "198.51.100.7", sport = 60000 + i, dport = r[3],
+				mark = r[4], timeout = 60, state = r[1] == "tcp" and "ESTABLISHED" or nil })
+			if r[5] then want[#want + 1] = 60000 + i end
+		end
+		local got = {}
+		for ev in it, st, c, closing do
+			got[#got + 1] = ev.orig.sport
+		end
+		assert.same(want, got)
+		assert.is_true(st.kernel_filtered)
+		-- the kernel let through only what its part of the filter matches
+		assert.equals(3, st.received)
+		assert.equals(6, (h:delete_where(F.dst "198.51.100.7")))
+	end)
+
 	it("a filtered dump can be left early and run again", function()
 		local n = 0
 		for _ in h:dump(F.family "ipv4" * F.proto "udp") do

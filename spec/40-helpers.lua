@@ -120,9 +120,11 @@ function H.spec_match(spec, e)
 	return true
 end
 
---- A `conntrack -L` line with the timeout column (it counts down) as "T".
+--- A `conntrack -L` line with what moves with the clock blanked: the
+-- timeout column (it counts down) as "T", delta-time=N as delta-time=D.
 function H.untimed(line)
-	return (line:gsub("^(%S+%s+%d+%s+)%d+", "%1T"))
+	line = line:gsub("^(%S+%s+%d+%s+)%d+", "%1T")
+	return (line:gsub("delta%-time=%d+", "delta-time=D"))
 end
 
 return H

@@ -33,6 +33,8 @@ local B = {}
 local type, pairs, pcall, tostring = type, pairs, pcall, tostring
 local EINVAL = 22
 
+local change_keys = { mark = true, mark_mask = true, timeout = true, status = true, labels = true,
+	labels_mask = true }
 local dump_opt_keys = { family = true, mark = true, mark_mask = true, zone = true, status = true,
 	status_mask = true }
 
@@ -62,6 +64,16 @@ local function plan(filter, how)
 	return spec, rest and rest:compile()
 end
 B.plan = plan
+
+--- How h:flush(filter) runs: "kernel", options (the kernel's filtered
+-- flush: family and mark/mask only) or "delete_where".
+function B.flush_plan(filter, how)
+	local spec, rest = F.coerce(filter):pushdown { status = false, zone = false }
+	if rest or (how and how.pushdown == false) then
+		return "delete_where"
+	end
+	return "kernel", spec
+end
 
 function B.install(methods)
 	local cdump, clist, cflush, cbatch = methods.dump, methods.list, methods.flush, methods.batch
@@ -209,6 +221,12 @@ function B.install(methods)
 		if type(changes) ~= "table" or next(changes) == nil then
 			raise("update_where: bad argument 'changes' (table of changes expected)")
 		end
+		-- Checked here too, so that a mistake shows even when nothing matches.
+		for k in pairs(changes) do
+			if not change_keys[k] then
+				raise("update_where: bad argument '" .. tostring(k) .. "' (unknown field)")
+			end
+		end
 		return bulk(h, "update", filter, changes, how)
 	end
 
@@ -283,8 +301,8 @@ function B.install(methods)
 			return cflush(h, filter)
 		end
 		local f = F.coerce(filter)
-		local spec, rest = f:pushdown { status = false, zone = false }
-		if not rest and not (how and how.pushdown == false) then
+		local way, spec = B.flush_plan(f, how)
+		if way == "kernel" then
 			return cflush(h, spec)
 		end
 		local ok, msg, errno = methods.delete_where(h, f, how)

@@ -35,6 +35,7 @@
 --   f:compile()           -> fn(e) -> boolean, the same as a plain function
 --   f:pushdown([caps])    -> kernel, residual
 --   f:explain([caps])     -> text saying what runs where, and the {kernel=, c=, lua=} parts
+--   f:event_pushdown()    -> the socket filter ct.events attaches ({proto=, src=, dst=, mark=}) or nil
 --   tostring(f)           -> the filter as an expression
 --
 -- PUSHDOWN CONTRACT (for ct.dump/list/delete_where/update_where here, and
@@ -314,14 +315,23 @@ function F.proto(...)
 		names[#names + 1] = proto_names[num] or tostring(num)
 	end
 	local text = "proto(" .. concat(names, ",") .. ")"
-	if n == 1 then
-		local only = next(set)
-		return eleaf(text, function(e) return e.protonum == only end)
+	local nums = {}
+	for num in pairs(set) do
+		nums[#nums + 1] = num
 	end
-	return eleaf(text, function(e)
-		local p = e.protonum
-		return p ~= nil and set[p] == true
-	end)
+	sort(nums)
+	local leaf
+	if n == 1 then
+		local only = nums[1]
+		leaf = eleaf(text, function(e) return e.protonum == only end)
+	else
+		leaf = eleaf(text, function(e)
+			local p = e.protonum
+			return p ~= nil and set[p] == true
+		end)
+	end
+	leaf.event = { proto = nums }
+	return leaf
 end
 
 local function addr_leaf(fname, dir, field, ...)
@@ -352,7 +362,13 @@ local function addr_leaf(fname, dir, field, ...)
 	elseif fams.ipv6 and not fams.ipv4 then
 		push = { family = "ipv6" }
 	end
-	return tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check, push, false)
+	local leaf = tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check, push, false)
+	-- The events' socket filter checks original addresses; its IPv4 dst
+	-- check rejects IPv6 events, so dst goes there in one family only.
+	if dir == "orig" and n <= 64 and (field == "src" or push) then
+		leaf.event = { [field] = texts }
+	end
+	return leaf
 end
 
 function F.src(...) return addr_leaf("src", "orig", "src", ...) end
@@ -601,7 +617,12 @@ function F.mark(value, mask)
 	if mask ~= 4294967295 then
 		push.mark_mask = mask
 	end
-	return eleaf(text, pred, push, true)
+	local leaf = eleaf(text, pred, push, true)
+	-- Events leave out a zero mark: only a non-zero one is safe to require.
+	if want ~= 0 then
+		leaf.event = { mark = { value = want, mask = mask } }
+	end
+	return leaf
 end
 
 function F.zone(z)
@@ -1132,6 +1153,27 @@ function Filter:pushdown(caps)
 	end
 	local spec = kpart(self, caps)
 	return spec, residual(self, caps)
+end
+
+--- The kernel socket filter of conntrack.events for this filter:
+-- { proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} }
+-- or nil.  Taken from the conjuncts at the top (each implied by f, so the
+-- events it lets through are a superset of f's); ct.events still applies
+-- f:match to every event.
+function Filter:event_pushdown()
+	local conj = self.kind == "all" and self.list or { self }
+	local kf
+	for _, c in ipairs(conj) do
+		if c.kind == "leaf" and c.event then
+			for k, v in pairs(c.event) do
+				kf = kf or {}
+				if kf[k] == nil then
+					kf[k] = v
+				end
+			end
+		end
+	end
+	return kf
 end
 
 local function spec_text(spec)

@@ -3,9 +3,12 @@
 --   local fmt = require "conntrack.format"      -- also ct.format
 --   fmt.default(e)    -> the `conntrack -L` line (libnetfilter_conntrack's own text)
 --   fmt.extended(e)   -> the `conntrack -L -o extended` line
---   fmt.save(e)       -> the `conntrack -L -o save` line (conntrack-tools 1.4.7), which
+--   fmt.save(e [, opts]) -> the `conntrack -L -o save` line (conntrack-tools 1.4.7), which
 --                        `conntrack -R file` and h:load(text) read back; an event entry
---                        gets -A/-U/-D by its type as `conntrack -E -o save` writes
+--                        gets -A/-U/-D by its type as `conntrack -E -o save` writes (but
+--                        not the " [USERSPACE] portid=... progname=..." the CLI appends to
+--                        events that a program caused).  Like the CLI's it has no mark:
+--                        opts.mark = true appends "-m N" (both loaders take it).
 --   fmt.table(e)      -> a JSON-ready plain table (status and labels as sorted arrays,
 --                        plus nat = "none"|"snat"|"dnat"|"both")
 --   fmt.json(e [, opts]) -> JSON text of fmt.table(e) (dkjson; opts.indent = true to indent)
@@ -122,7 +125,7 @@ local function is_nat(st, done, a, b)
 	return (addr.canonical(a) or a) ~= (addr.canonical(b) or b)
 end
 
-function M.save(e)
+function M.save(e, opts)
 	local out = {}
 	local function add(opt, v)
 		if v ~= nil then
@@ -189,6 +192,10 @@ function M.save(e)
 		add("--reply-key-dst", r and r.dport)
 	elseif pnum ~= nil then
 		add("-p", pnum)
+	end
+	-- Not in the CLI's output, but read back by conntrack -R and h:load.
+	if opts and opts.mark and e.mark and e.mark ~= 0 then
+		add("-m", e.mark)
 	end
 	return concat(out, " ")
 end
@@ -286,6 +293,10 @@ local numeric = { sport = true, dport = true, reply_sport = true, reply_dport = 
 	zone = true, mark = true }
 -- Protocol details the core's specs do not carry; the kernel sets its own.
 local ignored = { ["--orig-vtag"] = true, ["--reply-vtag"] = true, ["--role"] = true }
+-- GRE keys: the core's specs have none, so only zero keys (what the kernel
+-- gives an entry created without them) can be loaded.
+local gre_keys = { ["--srckey"] = true, ["--dstkey"] = true, ["--reply-key-src"] = true,
+	["--reply-key-dst"] = true }
 local commands = { ["-A"] = true, ["--add"] = true, ["-I"] = true, ["--create"] = true }
 local status_ok = { ASSURED = true, SEEN_REPLY = true, FIXED_TIMEOUT = true, EXPECTED = true,
 	OFFLOAD = true, HW_OFFLOAD = true }
@@ -384,7 +395,11 @@ local function parse_line(line)
 		pos = after
 		local field = opt_field[opt]
 		if field == nil then
-			if not ignored[opt] then
+			if gre_keys[opt] then
+				if tonumber(val) ~= 0 then
+					return false, "option " .. opt .. ": GRE keys other than 0 cannot be loaded"
+				end
+			elseif not ignored[opt] then
 				return false, "unsupported option " .. opt
 			end
 		elseif numeric[field] then

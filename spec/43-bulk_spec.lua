@@ -1,0 +1,189 @@
+-- Bulk operations on a real table in a private namespace: update_where,
+-- delete_where (with entries vanishing in between), filtered flush, load;
+-- outcomes checked with the conntrack CLI.
+describe("bulk operations", function()
+	local H = require "40-helpers"
+	local ct, F, bulk, ns, h
+
+	-- n tcp + n/3 udp + n/3 IPv6 udp entries; marks 0/7 alternate.
+	local function specs(n)
+		local out = {}
+		for i = 1, n do
+			out[#out + 1] = { proto = "tcp", src = ("192.0.2.%d"):format(i % 250 + 1), dst = "198.51.100.2",
+				sport = 1024 + i, dport = 80, timeout = 600, state = "ESTABLISHED", mark = i % 2 == 0 and 7 or 0,
+				status = { "SEEN_REPLY", "ASSURED" } }
+		end
+		for i = 1, math.floor(n / 3) do
+			out[#out + 1] = { proto = "udp", src = ((i % 2 == 0) and "192.0.2.%d" or "203.0.113.%d"):format(i % 250 + 1),
+				dst = "198.51.100.53", sport = 1024 + i, dport = i % 3 == 0 and 123 or 53, timeout = 600 }
+			out[#out + 1] = { proto = "udp", src = "2001:db8:1::" .. i, dst = "2001:db8:2::53", sport = 1024 + i,
+				dport = 53, timeout = 600, mark = 7 }
+		end
+		return out
+	end
+
+	local function count(args)
+		return #H.lines(ns:conntrack("-L " .. (args or "")))
+	end
+
+	local function refill(n)
+		assert(h:flush())
+		local all = specs(n)
+		local created, failures = h:load(all)
+		assert.same({}, failures)
+		assert.equals(#all, created)
+		return #all
+	end
+
+	lazy_setup(function()
+		ct = require "conntrack"
+		F = ct.filter
+		bulk = require "conntrack.bulk"
+		ns = H.netns("bulk")
+		h = assert(ct.open { netns = ns.name })
+	end)
+
+	lazy_teardown(function()
+		if h then h:close() end
+		if ns then ns:destroy() end
+	end)
+
+	it("load creates entries in batches and reports each failure", function()
+		local total = refill(3000)
+		assert.equals(total, count())
+		assert.equals(3000, count("-p tcp --state ESTABLISHED -u ASSURED"))
+		-- again: every one exists; plus a spec the core refuses, and a good one
+		local again = specs(30)
+		table.insert(again, 5, { proto = "tcp", src = "192.0.2.1" })          -- no dst
+		table.insert(again, { proto = "udp", src = "192.0.2.99", dst = "198.51.100.99", sport = 9, dport = 9,
+			timeout = 60 })
+		local created, failures = h:load(again, { batch = 7 })
+		assert.equals(1, created)
+		assert.equals(#again - 1, #failures)
+		local byindex = {}
+		for _, f in ipairs(failures) do byindex[f.index] = f end
+		assert.equals(ct.errno.EEXIST, byindex[1].errno)
+		assert.matches("create: File exists", byindex[1].message)
+		assert.equals(22, byindex[5].errno)
+		assert.matches("'dst'", byindex[5].message)
+		assert.is_nil(byindex[#again])
+		assert.equals(total + 1, count())
+		-- add mode updates what exists
+		created, failures = h:load({ { proto = "udp", src = "192.0.2.99", dst = "198.51.100.99", sport = 9, dport = 9,
+			timeout = 555 } }, { mode = "add" })
+		assert.equals(1, created)
+		assert.same({}, failures)
+		assert.matches("^udp%s+17 55%d ", ns:conntrack("-L -s 192.0.2.99 -d 198.51.100.99"))
+		-- text: line numbers for what fails
+		created, failures = h:load("-A -t 60 -u UNSET -s 192.0.2.98 -d 198.51.100.98 -r 198.51.100.98 -q 192.0.2.98 "
+			.. "-p udp --sport 8 --dport 8 --reply-port-src 8 --reply-port-dst 8\n-A -t 60 --bogus 1\n")
+		assert.equals(1, created)
+		assert.equals(1, #failures)
+		assert.equals(2, failures[1].line)
+	end)
+
+	it("update_where marks every TCP flow (conntrack -U -m 42 -p tcp)", function()
+		local total = refill(3000)
+		local n, missing, failures = h:update_where(F.proto "tcp", { mark = 42 })
+		assert.equals(3000, n)
+		assert.equals(0, missing)
+		assert.same({}, failures)
+		assert.equals(3000, count("-p tcp -m 42"))
+		assert.equals(total - 3000, count("-p udp") )
+		assert.equals(0, count("-p udp -m 42"))
+		-- under a mask, on a filter the kernel runs
+		n = h:update_where(F.mark(42), { mark = 0x100, mark_mask = 0xf00 })
+		assert.equals(3000, n)
+		assert.equals(3000, count("-m 0x12a"))
+		-- timeouts, on a filter Lua runs
+		n = h:update_where(F { proto = "udp", dport = 123 }, { timeout = 77 }, { batch = 50 })
+		assert.equals(#assert(h:list(F { proto = "udp", dport = 123 })), n)
+		for _, e in ipairs(assert(h:list(F.dport(123)))) do
+			assert.is_true(e.timeout <= 77 and e.timeout >= 70, tostring(e))
+		end
+	end)
+
+	it("delete_where deletes what matches (conntrack -D -p udp --src ... --dport 53)", function()
+		local total = refill(3000)
+		local f = F { proto = "udp", src = "192.0.2.0/24", dport = 53 }
+		local want = #assert(h:list(f))
+		assert.is_true(want > 100)
+		local cli_before = count("-p udp -s 192.0.2.0/24 --dport 53")
+		assert.equals(want, cli_before)
+		local n, missing, failures = h:delete_where(f)
+		assert.equals(want, n)
+		assert.equals(0, missing)
+		assert.same({}, failures)
+		assert.equals(0, count("-p udp -s 192.0.2.0/24 --dport 53"))
+		assert.equals(total - want, count())
+		-- everything, through the module-level function on a handle of its own
+		n = h:delete_where(F.all())
+		assert.equals(total - want, n)
+		assert.equals(0, count())
+		assert.has_error(function() h:delete_where() end)
+		assert.has_error(function() h:update_where(F.all()) end)
+		assert.has_error(function() h:update_where(F.all(), { colour = 1 }) end)
+	end)
+
+	it("counts entries that vanish between the dump and the request as missing", function()
+		refill(600)
+		local other = assert(ct.open { netns = ns.name })
+		finally(function() other:close() end)
+		-- each matching entry is deleted behind the operation's back
+		local sneaky = F.proto "udp" * F.where(function(e) assert(other:delete(e)); return true end)
+		local n, missing, failures = h:delete_where(sneaky)
+		assert.equals(0, n)
+		assert.equals(400, missing)
+		assert.same({}, failures)
+		assert.equals(0, count("-p udp"))
+		n, missing = h:update_where(F.mark(7) * F.where(function(e) assert(other:delete(e)); return true end),
+			{ mark = 1 })
+		assert.equals(0, n)
+		assert.equals(300, missing)
+	end)
+
+	it("reports what the kernel refuses, entry by entry", function()
+		refill(300)
+		-- clearing ASSURED is not allowed (EBUSY); the unreplied udp ones may be "cleared"
+		local n, missing, failures = h:update_where(F.status "ASSURED" + F.proto "udp", { status = {} }, { batch = 64 })
+		assert.equals(0, missing)
+		assert.equals(300, #failures)
+		assert.equals(200, n)
+		for _, f in ipairs(failures) do
+			assert.equals(ct.errno.EBUSY, f.errno)
+			assert.equals("tcp", f.entry.proto)
+			assert.is_true(f.index >= 1 and f.index <= 500)
+		end
+	end)
+
+	it("flush with a mark filter is the kernel's filtered flush", function()
+		local total = refill(900)
+		assert.equals("kernel", (bulk.flush_plan(F.mark(7))))
+		assert.equals("kernel", (bulk.flush_plan(F.family "ipv6" * F.mark(7, 0xf))))
+		assert.equals("delete_where", (bulk.flush_plan(F.mark(7) * F.proto "udp")))
+		assert.equals("delete_where", (bulk.flush_plan(F.zone(3))))
+		local marked = count("-m 7")
+		assert(h:flush(F.mark(7)))
+		assert.equals(0, count("-m 7"))
+		assert.equals(total - marked, count())
+		assert(h:flush(F.family "ipv4" * F.proto "udp"))
+		assert.equals(0, count("-p udp"))
+		assert.equals(450, count())
+		assert(h:flush(F.all()))
+		assert.equals(0, count())
+		-- the core's own options still work
+		refill(30)
+		assert(h:flush { mark = 7 })
+		assert.equals(0, count("-m 7"))
+	end)
+
+	it("is quick on a bigger table", function()
+		local t0 = os.clock()
+		local total = refill(15000)
+		local n = h:update_where(F.proto "tcp", { mark = 1 })
+		assert.equals(15000, n)
+		n = h:delete_where(F.all())
+		assert.equals(total, n)
+		assert.is_true(os.clock() - t0 < 10, "took " .. (os.clock() - t0) .. " s of CPU")
+	end)
+end)
