@@ -37,10 +37,14 @@ ENOBUFS again, so a program that dumped first would lose changes made during
 the dump without a word.
 ]]
 
--- Use this tree's module when run from a checkout (after `make`).
+-- Run from a checkout (after `make`): this tree's module, unless LUA_PATH /
+-- LUA_CPATH already say where to look (make check, check-asan).
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
-package.path = here .. "/../lua/?.lua;" .. package.path
-package.cpath = here .. "/../build/" .. _VERSION:match("%d+%.%d+") .. "/?.so;" .. package.cpath
+local function tree(field, env, p)
+	package[field] = os.getenv(env) and (package[field] .. ";" .. p) or (p .. ";" .. package[field])
+end
+tree("path", "LUA_PATH", here .. "/../lua/?.lua")
+tree("cpath", "LUA_CPATH", here .. "/../build/" .. _VERSION:match("%d+%.%d+") .. "/?.so")
 
 local ct = require "conntrack"
 
