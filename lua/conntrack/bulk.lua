@@ -23,8 +23,9 @@
 --        failures: {index=, errno=, message=, line=} (line for text input; a line
 --        that does not parse, or a spec the core refuses, has errno EINVAL).
 --   h:flush([filter])         -> true | nil, msg, errno
---        a filter that is only family and mark/mask goes to the kernel's filtered
---        flush; any other filter runs as delete_where.
+--        a filter the kernel can run whole (family, mark/mask, status/mask, a zone
+--        other than 0) goes to the kernel's filtered flush; any other filter runs
+--        as delete_where.
 local F = require "conntrack.filter"
 local raise = F.raise
 
@@ -66,10 +67,10 @@ end
 B.plan = plan
 
 --- How h:flush(filter) runs: "kernel", options (the kernel's filtered
--- flush: family and mark/mask only) or "delete_where".
+-- flush: family, mark/mask, status/mask, zone > 0) or "delete_where".
 function B.flush_plan(filter, how)
-	local spec, rest = F.coerce(filter):pushdown { status = false, zone = false }
-	if rest or (how and how.pushdown == false) then
+	local spec, rest = F.coerce(filter):pushdown(how and how.caps)
+	if rest or (how and how.pushdown == false) or (spec and spec.zone == 0) then
 		return "delete_where"
 	end
 	return "kernel", spec

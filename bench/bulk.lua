@@ -1,0 +1,265 @@
+-- bench/bulk.lua [SIZE...] [--runs=R]: bulk-operation benchmark of lua-conntrack.
+--
+-- Run it inside tools/netns-run, a private network namespace with its own
+-- conntrack table, after building the module and bench/:
+--   make && make -C bench && tools/netns-run lua5.4 bench/bulk.lua [100000] [--runs=5]
+-- It refuses to run elsewhere, as it flushes the table.
+--
+-- For each table size N (default 100000; else the arguments or env
+-- BENCH_SIZES), three tasks on the same table bench/ctfill makes (a quarter
+-- udp, the rest tcp ESTABLISHED), each variant in a process of its own under
+-- bench/timeit, interleaved over R rounds (env BENCH_RUNS or --runs, default 5)
+-- after one warm-up round, medians printed as markdown:
+--   delete all       cli: conntrack -D      floor: bench/ctdel      lua: delete_where(filter.all())
+--   delete udp (1/4) cli: conntrack -D -p udp  floor: bench/ctdel 17  lua: delete_where(filter.proto "udp")
+--   load N           cli: conntrack -R FILE floor: bench/ctfill N    lua: h:load(specs)
+-- FILE is `conntrack -L -o save` of the filled table; lua parses it (untimed,
+-- see the "parse" row) and loads the specs.  "ms" is the operation alone: for
+-- lua and ctdel as timed inside the process (CLOCK_MONOTONIC), for the CLI its
+-- process time less that of `conntrack --version`, for ctfill its process
+-- time.  After every run the table is checked with `conntrack -C`.  Target:
+-- lua's rate at least 2.5x the CLI's.
+local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
+local unpack = table.unpack or unpack
+
+local function die(msg)
+	io.stderr:write("bench/bulk: ", msg, "\n")
+	os.exit(1)
+end
+
+local function q(s)
+	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+	local ok = os.execute(cmd)
+	return ok == true or ok == 0
+end
+
+local function capture(cmd)
+	local f = assert(io.popen(cmd, "r"))
+	local out = f:read("*a")
+	f:close()
+	return out
+end
+
+local function slurp(path)
+	local f = io.open(path)
+	if not f then
+		return ""
+	end
+	local s = f:read("*a")
+	f:close()
+	return s
+end
+
+local sizes, runs = {}, tonumber(os.getenv("BENCH_RUNS") or "") or 5
+local function addsizes(s)
+	for w in s:gmatch("[^%s,]+") do
+		local n = tonumber(w)
+		if not n or n < 4 or n ~= math.floor(n) then
+			die("bad size " .. q(w))
+		end
+		sizes[#sizes + 1] = n
+	end
+end
+for _, a in ipairs(arg) do
+	local r = a:match("^%-%-runs=(%d+)$")
+	if r then
+		runs = tonumber(r)
+	else
+		addsizes(a)
+	end
+end
+if #sizes == 0 then
+	addsizes(os.getenv("BENCH_SIZES") or "100000")
+end
+if runs < 1 then
+	die("BENCH_RUNS must be at least 1")
+end
+if not os.getenv("LCT_NETNS") and os.getenv("BENCH_ANY_NETNS") ~= "1" then
+	die("run me through tools/netns-run: I flush the conntrack table")
+end
+for _, p in ipairs({ "ctdel", "ctfill", "timeit" }) do
+	if not sh("test -x " .. q(here .. "/" .. p)) then
+		die(here .. "/" .. p .. " missing: run make -C bench")
+	end
+end
+
+local tmpout, tmperr, savefile = os.tmpname(), os.tmpname(), os.tmpname()
+
+local function count()
+	return tonumber(capture("conntrack -C 2>/dev/null"):match("%d+"))
+end
+
+local function flush()
+	sh("conntrack -F >/dev/null 2>&1")
+	if count() ~= 0 then
+		die("table not empty after conntrack -F")
+	end
+end
+
+local function fill(N)
+	flush()
+	local out = capture(q(here .. "/ctfill") .. " " .. N .. " 2>&1")
+	if count() ~= N then
+		die("ctfill did not make " .. N .. " entries: " .. out)
+	end
+end
+
+-- Runs argv under timeit: { wall = ns, n = count, ns = self-timed ns } or nil, why.
+local function runone(argv, self)
+	local cmd = { q(here .. "/timeit"), "-o", q(self and tmpout or "/dev/null") }
+	for _, a in ipairs(argv) do
+		cmd[#cmd + 1] = q(a)
+	end
+	local res = capture(table.concat(cmd, " ") .. " 2>" .. q(tmperr))
+	local wall, _, code = res:match("^(%d+) (%d+) (%d+)")
+	local err = slurp(tmperr):match("[^\n]+") or ""
+	if not wall then
+		return nil, "timeit failed: " .. err
+	end
+	if tonumber(code) ~= 0 then
+		return nil, "exit " .. code .. ": " .. err
+	end
+	local r = { wall = tonumber(wall) }
+	if self then
+		local out = slurp(tmpout)
+		local a, b, c = out:match("^(%d+) (%d+) ?(%d*)")
+		if not a then
+			return nil, "printed " .. q(out)
+		end
+		-- ctdel prints "<deleted> <missing> <ns>", bulkop "<count> <ns>"
+		if c ~= "" then
+			r.n, r.ns = tonumber(a), tonumber(c)
+		else
+			r.n, r.ns = tonumber(a), tonumber(b)
+		end
+	end
+	return r
+end
+
+local function median(t)
+	local s = {}
+	for i, x in ipairs(t) do
+		s[i] = x
+	end
+	table.sort(s)
+	local m = math.floor(#s / 2)
+	if #s % 2 == 1 then
+		return s[m + 1]
+	end
+	return (s[m] + s[m + 1]) / 2
+end
+
+local function lua_argv(...)
+	return { luabin, here .. "/bulkop.lua", ... }
+end
+
+local function tasks(N)
+	local quarter = math.floor(N / 4)   -- ctfill: entry i is udp when i % 4 == 3
+	return {
+		{ name = "delete all", setup = function() fill(N) end, left = 0, work = N,
+		  variants = {
+			{ key = "cli", label = "cli: conntrack -D", argv = { "conntrack", "-D" } },
+			{ key = "floor", label = "floor: bench/ctdel", argv = { here .. "/ctdel" }, self = true },
+			{ key = "lua", label = "lua: delete_where(filter.all())", argv = lua_argv("delete_all"), self = true },
+		} },
+		{ name = "delete udp (a quarter)", setup = function() fill(N) end, left = N - quarter, work = quarter,
+		  variants = {
+			{ key = "cli", label = "cli: conntrack -D -p udp", argv = { "conntrack", "-D", "-p", "udp" } },
+			{ key = "floor", label = "floor: bench/ctdel 17", argv = { here .. "/ctdel", "17" }, self = true },
+			{ key = "lua", label = "lua: delete_where(filter.proto \"udp\")", argv = lua_argv("delete_proto", "udp"), self = true },
+		} },
+		{ name = "load " .. N, setup = flush, left = N, work = N,
+		  variants = {
+			{ key = "cli", label = "cli: conntrack -R save-file", argv = { "conntrack", "-R", savefile } },
+			{ key = "floor", label = "floor: bench/ctfill (C batched creates)", argv = { here .. "/ctfill", tostring(N) } },
+			{ key = "lua", label = "lua: h:load(specs)", argv = lua_argv("load", savefile), self = true },
+		} },
+	}
+end
+
+local function bench(N)
+	-- The save file: the table as the CLI writes it.
+	fill(N)
+	sh("conntrack -L -o save > " .. q(savefile) .. " 2>/dev/null")
+	local lines = select(2, slurp(savefile):gsub("\n", "\n"))
+	if lines ~= N then
+		die("conntrack -L -o save wrote " .. lines .. " lines, wanted " .. N)
+	end
+
+	-- Start-up of the CLI, taken off its times.
+	local base = {}
+	for _ = 1, runs do
+		local r = assert(runone({ "conntrack", "--version" }))
+		base[#base + 1] = r.wall
+	end
+	local clibase = median(base)
+
+	print(string.format("\n### %d entries, median of %d runs (conntrack --version: %.1f ms, taken off the CLI's times)\n",
+		N, runs, clibase / 1e6))
+	print("| task | variant | ms | (min-max) | entries/s | rate vs cli | target |")
+	print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+	for _, task in ipairs(tasks(N)) do
+		local samples = {}
+		for _, v in ipairs(task.variants) do
+			samples[v.key] = {}
+		end
+		for round = 0, runs do
+			for _, v in ipairs(task.variants) do
+				task.setup()
+				local r, why = runone(v.argv, v.self)
+				if not r then
+					die(task.name .. ", " .. v.label .. ": " .. why)
+				end
+				local left = count()
+				if left ~= task.left then
+					die(string.format("%s, %s: %d entries left, wanted %d", task.name, v.label, left, task.left))
+				end
+				if v.self and r.n ~= task.work then
+					die(string.format("%s, %s: reported %d, wanted %d", task.name, v.label, r.n, task.work))
+				end
+				if round > 0 then
+					local ns = r.ns or r.wall
+					if v.key == "cli" then
+						ns = r.wall - clibase
+					end
+					local s = samples[v.key]
+					s[#s + 1] = ns
+				end
+			end
+		end
+		local cli = median(samples.cli)
+		for _, v in ipairs(task.variants) do
+			local s = samples[v.key]
+			local m = median(s)
+			local rate = task.work / (m / 1e9)
+			local vs = tonumber(string.format("%.2f", cli / m))
+			local target = ""
+			if v.key == "lua" then
+				target = string.format(">= 2.50x cli: %s", vs >= 2.5 and "met" or "MISSED")
+			end
+			print(string.format("| %s | %s | %.1f | %.1f-%.1f | %.0f | %.2fx | %s |", task.name, v.label,
+				m / 1e6, math.min(unpack(s)) / 1e6, math.max(unpack(s)) / 1e6, rate, vs, target))
+		end
+	end
+
+	-- The untimed part of the lua load row.
+	local ps = {}
+	for _ = 1, runs do
+		local r = assert(runone(lua_argv("parse", savefile), true))
+		ps[#ps + 1] = r.ns
+	end
+	print(string.format("\nformat.parse_save of the %d-line save file (not in the load row): %.1f ms",
+		N, median(ps) / 1e6))
+end
+
+for _, N in ipairs(sizes) do
+	bench(N)
+end
+flush()
+os.remove(tmpout)
+os.remove(tmperr)
+os.remove(savefile)
