@@ -39,17 +39,33 @@ local change_keys = { mark = true, mark_mask = true, timeout = true, status = tr
 local dump_opt_keys = { family = true, mark = true, mark_mask = true, zone = true, status = true,
 	status_mask = true }
 
--- The core's own options table: no metatable and only its keys.
-local function plain_opts(x)
-	if type(x) ~= "table" or getmetatable(x) ~= nil then
+-- What the core should judge itself (and refuse with its own messages):
+-- nil, anything that is neither a table nor a function, and plain tables
+-- of its own options only.  A plain table with a field neither the core
+-- nor the filters know goes to the core reduced to those fields, so that
+-- the error names them.  Returns true, the value for the core; or false.
+local function for_core(x)
+	local tx = type(x)
+	if x == nil or (tx ~= "table" and tx ~= "function") then
+		return true, x
+	end
+	if tx ~= "table" or getmetatable(x) ~= nil then
 		return false
 	end
-	for k in pairs(x) do
+	local own, unknown = true, nil
+	for k, v in pairs(x) do
 		if not dump_opt_keys[k] then
-			return false
+			own = false
+			if not F.is_field(k) then
+				unknown = unknown or {}
+				unknown[k] = v
+			end
 		end
 	end
-	return true
+	if unknown then
+		return true, unknown
+	end
+	return own, x
 end
 
 -- -> kernel options, residual predicate (function or nil)
@@ -80,8 +96,9 @@ function B.install(methods)
 	local cdump, clist, cflush, cbatch = methods.dump, methods.list, methods.flush, methods.batch
 
 	function methods.dump(h, filter, how)
-		if filter == nil or plain_opts(filter) then
-			return cdump(h, filter)
+		local core, opts = for_core(filter)
+		if core then
+			return cdump(h, opts)
 		end
 		local spec, pred = plan(filter, how)
 		local it, st, ctl, closer = cdump(h, spec)
@@ -98,8 +115,9 @@ function B.install(methods)
 	end
 
 	function methods.list(h, filter, how)
-		if filter == nil or plain_opts(filter) then
-			return clist(h, filter)
+		local core, opts = for_core(filter)
+		if core then
+			return clist(h, opts)
 		end
 		local spec, pred = plan(filter, how)
 		local all, msg, errno = clist(h, spec)
@@ -298,8 +316,9 @@ function B.install(methods)
 	end
 
 	function methods.flush(h, filter, how)
-		if filter == nil or plain_opts(filter) then
-			return cflush(h, filter)
+		local core, opts = for_core(filter)
+		if core then
+			return cflush(h, opts)
 		end
 		local f = F.coerce(filter)
 		local way, spec = B.flush_plan(f, how)

@@ -781,9 +781,14 @@ local key_order = { "family", "proto", "src", "dst", "sport", "dport", "reply_sr
 	"reply_sport", "reply_dport", "state", "status", "mark", "zone", "label", "labels", "nat",
 	"timeout", "where" }
 
+--- Is k a field of filter tables?
+function F.is_field(k)
+	return type(k) == "string" and (from_keys[k] ~= nil or k == "mark" or k == "mark_mask" or k == "nat")
+end
+
 local function from_table(t, fname)
 	for k in pairs(t) do
-		if type(k) ~= "string" or not (from_keys[k] or k == "mark" or k == "mark_mask" or k == "nat") then
+		if not F.is_field(k) then
 			raise(format("filter: bad argument '%s' (unknown filter field)", tostring(k)))
 		end
 	end
