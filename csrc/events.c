@@ -9,7 +9,9 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <linux/sock_diag.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -20,22 +22,28 @@
 #define LCT_EV_RCVBUF	(32 * 1024 * 1024)	/* default: no loss on bursts */
 #define LCT_KF_MAX	64
 
-struct lct_sub {
-	struct mnl_socket *nl;		/* NULL once closed */
-	int pos, len;			/* unread messages in rx */
-	int pending_overflow;
-	int rcvbuf;			/* what the kernel granted */
-	int filtered;			/* a kernel socket filter is attached */
-	lua_Integer overflows, received;
-	char rx[LCT_RXBUF];
-};
-
 struct lct_kfilter {
 	int nproto, nsrc4, ndst4, nsrc6, ndst6, nmark;
 	uint32_t proto[LCT_KF_MAX];
 	struct nfct_filter_ipv4 src4[LCT_KF_MAX], dst4[LCT_KF_MAX];
 	struct nfct_filter_ipv6 src6[LCT_KF_MAX], dst6[LCT_KF_MAX];
 	struct nfct_filter_dump_mark mark[LCT_KF_MAX];
+};
+
+struct lct_sub {
+	struct mnl_socket *nl;		/* NULL once closed */
+	int pos, len;			/* unread messages in rx */
+	char *backlog;			/* what was queued when an overflow came */
+	size_t bcap, blen, bpos;
+	int pending_overflow;
+	int rcvbuf;			/* what the kernel granted */
+	int filtered;			/* a socket filter is attached */
+	int kcheck;			/* re-check the kernel filter here */
+	int filter_ref;			/* Lua predicate in the registry */
+	uint32_t drops;			/* the socket's drop count at the last report */
+	lua_Integer overflows, received, lost;
+	struct lct_kfilter kf;
+	char rx[LCT_RXBUF];
 };
 
 static struct lct_sub *lct_checksub(lua_State *L, int idx, const char *fname)
@@ -111,7 +119,7 @@ static int lct_cidr(lua_State *L, const char *s, struct lct_kfilter *k, int dst)
 	return -1;
 }
 
-static void lct_kf_addrs(lua_State *L, int t, const char *field,
+static void lct_kf_addrs(lua_State *L, const char *fname, int t, const char *field,
 			 struct lct_kfilter *k, int dst)
 {
 	int i, n;
@@ -127,34 +135,34 @@ static void lct_kf_addrs(lua_State *L, int t, const char *field,
 		lua_rawseti(L, -2, 1);
 	}
 	if (!lua_istable(L, -1))
-		lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (addresses expected)", field);
+		lct_error(L, "%s: bad argument 'kernel_filter.%s' (addresses expected)", fname, field);
 	n = (int)lua_rawlen(L, -1);
 	for (i = 1; i <= n; i++) {
 		int r;
 
 		lua_rawgeti(L, -1, i);
 		if (lua_type(L, -1) != LUA_TSTRING)
-			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (address strings expected)", field);
+			lct_error(L, "%s: bad argument 'kernel_filter.%s' (address strings expected)", fname, field);
 		r = lct_cidr(L, lua_tostring(L, -1), k, dst);
 		if (r == -2)
-			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (more than %d addresses)",
+			lct_error(L, "%s: bad argument 'kernel_filter.%s' (more than %d addresses)", fname,
 				  field, LCT_KF_MAX);
 		if (r < 0)
-			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (malformed address '%s')",
+			lct_error(L, "%s: bad argument 'kernel_filter.%s' (malformed address '%s')", fname,
 				  field, lua_tostring(L, -1));
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
 }
 
-static uint32_t lct_kf_u32(lua_State *L, int t, const char *field)
+static uint32_t lct_kf_u32(lua_State *L, const char *fname, int t, const char *field)
 {
 	lua_Number v;
 
 	lua_getfield(L, t, field);
 	v = lua_tonumber(L, -1);
 	if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 4294967295.0 || v != floor(v))
-		lct_error(L, "subscribe: bad argument 'kernel_filter.mark.%s' (integer 0..4294967295 expected)",
+		lct_error(L, "%s: bad argument 'kernel_filter.mark.%s' (integer 0..4294967295 expected)", fname,
 			  field);
 	lua_pop(L, 1);
 	return (uint32_t)v;
@@ -165,13 +173,13 @@ static uint32_t lct_kf_u32(lua_State *L, int t, const char *field)
  * mark = {value =, mask =} or a list of them}: alternatives within a
  * field, all fields at once.  Compiled to a socket filter by the library.
  */
-static int lct_kf_parse(lua_State *L, int t, struct lct_kfilter *k)
+static int lct_kf_parse(lua_State *L, const char *fname, int t, struct lct_kfilter *k)
 {
 	int i, n;
 
 	memset(k, 0, sizeof(*k));
 	if (!lua_istable(L, t))
-		lct_error(L, "subscribe: bad argument 'kernel_filter' (table expected, got %s)",
+		lct_error(L, "%s: bad argument 'kernel_filter' (table expected, got %s)", fname,
 			  luaL_typename(L, t));
 	lua_pushnil(L);
 	while (lua_next(L, t) != 0) {
@@ -179,7 +187,7 @@ static int lct_kf_parse(lua_State *L, int t, struct lct_kfilter *k)
 
 		if (strcmp(key, "proto") && strcmp(key, "src") && strcmp(key, "dst") &&
 		    strcmp(key, "mark"))
-			lct_error(L, "subscribe: bad argument 'kernel_filter.%s' (unknown field)", key);
+			lct_error(L, "%s: bad argument 'kernel_filter.%s' (unknown field)", fname, key);
 		lua_pop(L, 1);
 	}
 	lua_getfield(L, t, "proto");
@@ -191,7 +199,7 @@ static int lct_kf_parse(lua_State *L, int t, struct lct_kfilter *k)
 		}
 		n = (int)lua_rawlen(L, -1);
 		if (n > LCT_KF_MAX)
-			lct_error(L, "subscribe: bad argument 'kernel_filter.proto' (too many)");
+			lct_error(L, "%s: bad argument 'kernel_filter.proto' (too many)", fname);
 		for (i = 1; i <= n; i++) {
 			int p = -1;
 
@@ -202,21 +210,21 @@ static int lct_kf_parse(lua_State *L, int t, struct lct_kfilter *k)
 				 lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 255)
 				p = (int)lua_tointeger(L, -1);
 			if (p < 0)
-				lct_error(L, "subscribe: bad argument 'kernel_filter.proto' (unknown protocol '%s')",
+				lct_error(L, "%s: bad argument 'kernel_filter.proto' (unknown protocol '%s')", fname,
 					  lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
 			k->proto[k->nproto++] = (uint32_t)p;
 			lua_pop(L, 1);
 		}
 	}
 	lua_pop(L, 1);
-	lct_kf_addrs(L, t, "src", k, 0);
-	lct_kf_addrs(L, t, "dst", k, 1);
+	lct_kf_addrs(L, fname, t, "src", k, 0);
+	lct_kf_addrs(L, fname, t, "dst", k, 1);
 	lua_getfield(L, t, "mark");
 	if (!lua_isnil(L, -1)) {
 		int m = lua_gettop(L);
 
 		if (!lua_istable(L, m))
-			lct_error(L, "subscribe: bad argument 'kernel_filter.mark' (table expected)");
+			lct_error(L, "%s: bad argument 'kernel_filter.mark' (table expected)", fname);
 		lua_getfield(L, m, "value");
 		if (!lua_isnil(L, -1)) {
 			/* a single {value =, mask =} */
@@ -230,19 +238,19 @@ static int lct_kf_parse(lua_State *L, int t, struct lct_kfilter *k)
 		}
 		n = (int)lua_rawlen(L, m);
 		if (n > LCT_KF_MAX)
-			lct_error(L, "subscribe: bad argument 'kernel_filter.mark' (too many)");
+			lct_error(L, "%s: bad argument 'kernel_filter.mark' (too many)", fname);
 		for (i = 1; i <= n; i++) {
 			lua_rawgeti(L, m, i);
 			if (!lua_istable(L, -1))
-				lct_error(L, "subscribe: bad argument 'kernel_filter.mark' ({value =, mask =} expected)");
-			k->mark[k->nmark].val = lct_kf_u32(L, -1, "value");
+				lct_error(L, "%s: bad argument 'kernel_filter.mark' ({value =, mask =} expected)", fname);
+			k->mark[k->nmark].val = lct_kf_u32(L, fname, -1, "value");
 			k->mark[k->nmark].mask = 0xffffffffu;
 			lua_getfield(L, -1, "mask");
 			if (lua_isnil(L, -1)) {
 				lua_pop(L, 1);
 			} else {
 				lua_pop(L, 1);
-				k->mark[k->nmark].mask = lct_kf_u32(L, -1, "mask");
+				k->mark[k->nmark].mask = lct_kf_u32(L, fname, -1, "mask");
 			}
 			k->nmark++;
 			lua_pop(L, 1);
@@ -252,23 +260,37 @@ static int lct_kf_parse(lua_State *L, int t, struct lct_kfilter *k)
 	return k->nproto + k->nsrc4 + k->ndst4 + k->nsrc6 + k->ndst6 + k->nmark;
 }
 
-/* No Lua calls in here: the filter object is always freed. */
+/*
+ * The socket filter libnetfilter_conntrack compiles from k.  Its address
+ * tests go wrong when one field holds both families (an IPv4 destination
+ * test rejects IPv6 events), so such a field stays out of the socket filter;
+ * every event is checked again here against the whole of k anyway
+ * (lct_kf_match), so the socket filter only ever saves work.
+ * No Lua calls in here: the filter object is always freed.
+ * Returns 0 (attached), -1 (nothing worth attaching) or an errno.
+ */
 static int lct_kf_attach(int fd, const struct lct_kfilter *k)
 {
-	struct nfct_filter *f = nfct_filter_create();
-	int i, r;
+	struct nfct_filter *f;
+	int i, r, n = 0, src = k->nsrc4 == 0 || k->nsrc6 == 0;
+	int dst = k->ndst4 == 0 || k->ndst6 == 0;
 
+	n = k->nproto + k->nmark + (src ? k->nsrc4 + k->nsrc6 : 0) +
+	    (dst ? k->ndst4 + k->ndst6 : 0);
+	if (n == 0)
+		return -1;
+	f = nfct_filter_create();
 	if (f == NULL)
 		return ENOMEM;
 	for (i = 0; i < k->nproto; i++)
 		nfct_filter_add_attr_u32(f, NFCT_FILTER_L4PROTO, k->proto[i]);
-	for (i = 0; i < k->nsrc4; i++)
+	for (i = 0; src && i < k->nsrc4; i++)
 		nfct_filter_add_attr(f, NFCT_FILTER_SRC_IPV4, &k->src4[i]);
-	for (i = 0; i < k->ndst4; i++)
+	for (i = 0; dst && i < k->ndst4; i++)
 		nfct_filter_add_attr(f, NFCT_FILTER_DST_IPV4, &k->dst4[i]);
-	for (i = 0; i < k->nsrc6; i++)
+	for (i = 0; src && i < k->nsrc6; i++)
 		nfct_filter_add_attr(f, NFCT_FILTER_SRC_IPV6, &k->src6[i]);
-	for (i = 0; i < k->ndst6; i++)
+	for (i = 0; dst && i < k->ndst6; i++)
 		nfct_filter_add_attr(f, NFCT_FILTER_DST_IPV6, &k->dst6[i]);
 	for (i = 0; i < k->nmark; i++)
 		nfct_filter_add_attr(f, NFCT_FILTER_MARK, &k->mark[i]);
@@ -277,7 +299,80 @@ static int lct_kf_attach(int fd, const struct lct_kfilter *k)
 	return r;
 }
 
-static int lct_groups_arg(lua_State *L, int t)
+static int lct_kf_addr(const struct nlattr *a4, const struct nlattr *a6,
+		       const struct nfct_filter_ipv4 *f4, int n4,
+		       const struct nfct_filter_ipv6 *f6, int n6)
+{
+	int i, j;
+
+	if (a4 != NULL && mnl_attr_get_payload_len(a4) >= 4) {
+		uint32_t v = ntohl(mnl_attr_get_u32(a4));
+
+		for (i = 0; i < n4; i++)
+			if ((v & f4[i].mask) == f4[i].addr)
+				return 1;
+		return 0;
+	}
+	if (a6 != NULL && mnl_attr_get_payload_len(a6) >= 16) {
+		const unsigned char *p = mnl_attr_get_payload(a6);
+
+		for (i = 0; i < n6; i++) {
+			for (j = 0; j < 4; j++) {
+				uint32_t w;
+
+				memcpy(&w, p + 4 * j, 4);
+				if ((ntohl(w) & f6[i].mask[j]) != f6[i].addr[j])
+					break;
+			}
+			if (j == 4)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* The kernel filter's meaning, exactly, on the original tuple. */
+static int lct_kf_match(const struct lct_kfilter *k, const struct nlmsghdr *m)
+{
+	const struct nlattr *a, *orig = NULL, *markattr = NULL;
+	struct lct_dir d;
+	int i, ok;
+
+	mnl_attr_for_each(a, m, sizeof(struct nfgenmsg)) {
+		if (mnl_attr_get_type(a) == CTA_TUPLE_ORIG)
+			orig = a;
+		else if (mnl_attr_get_type(a) == CTA_MARK)
+			markattr = a;
+	}
+	lct_dir_parse(orig, NULL, &d);
+	if (k->nproto) {
+		unsigned int p = d.num && mnl_attr_get_payload_len(d.num) >= 1 ?
+				 mnl_attr_get_u8(d.num) : 256;
+
+		for (i = 0, ok = 0; i < k->nproto && !ok; i++)
+			ok = k->proto[i] == p;
+		if (!ok)
+			return 0;
+	}
+	if ((k->nsrc4 || k->nsrc6) &&
+	    !lct_kf_addr(d.src4, d.src6, k->src4, k->nsrc4, k->src6, k->nsrc6))
+		return 0;
+	if ((k->ndst4 || k->ndst6) &&
+	    !lct_kf_addr(d.dst4, d.dst6, k->dst4, k->ndst4, k->dst6, k->ndst6))
+		return 0;
+	if (k->nmark) {
+		uint32_t mark = markattr && mnl_attr_get_payload_len(markattr) >= 4 ?
+				ntohl(mnl_attr_get_u32(markattr)) : 0;
+
+		for (i = 0, ok = 0; i < k->nmark && !ok; i++)
+			ok = (mark & k->mark[i].mask) == k->mark[i].val;
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+static int lct_groups_arg(lua_State *L, const char *fname, int t)
 {
 	int groups = 0, i, n;
 
@@ -293,7 +388,7 @@ static int lct_groups_arg(lua_State *L, int t)
 		lua_rawseti(L, -2, 1);
 	}
 	if (!lua_istable(L, -1))
-		lct_error(L, "subscribe: bad argument 'types' (array of \"new\", \"update\", \"destroy\" expected)");
+		lct_error(L, "%s: bad argument 'types' (array of \", fnamenew\", \"update\", \"destroy\" expected)");
 	n = (int)lua_rawlen(L, -1);
 	for (i = 1; i <= n; i++) {
 		const char *s;
@@ -307,72 +402,94 @@ static int lct_groups_arg(lua_State *L, int t)
 		else if (strcmp(s, "destroy") == 0)
 			groups |= NF_NETLINK_CONNTRACK_DESTROY;
 		else
-			lct_error(L, "subscribe: bad argument 'types' (unknown event type '%s')",
+			lct_error(L, "%s: bad argument 'types' (unknown event type '%s')", fname,
 				  lua_type(L, -1) == LUA_TSTRING ? s : luaL_typename(L, -1));
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
 	if (groups == 0)
-		lct_error(L, "subscribe: bad argument 'types' (empty)");
+		lct_error(L, "%s: bad argument 'types' (empty)", fname);
 	return groups;
 }
 
+static double lct_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /*
- * subscribe([opts], [nsfd]): opts.types, opts.rcvbuf, opts.netns,
- * opts.kernel_filter.  Returns the subscription or nil, msg, errno.
+ * subscribe([opts], [fname]): opts.types, opts.rcvbuf, opts.netns,
+ * opts.kernel_filter, opts.filter (a function; the Lua side turns filter
+ * objects into one).  Returns the subscription or nil, msg, errno.
  */
 static int lct_subscribe_ns(lua_State *L, int hnsfd)
 {
+	const char *fname = luaL_optstring(L, 2, "subscribe");
 	struct lct_sub *s;
-	struct lct_kfilter kf;
 	int groups = NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE |
 		     NF_NETLINK_CONNTRACK_DESTROY;
 	int rcvbuf = LCT_EV_RCVBUF, nsfd = -1, err, usekf = 0;
 
-	if (!lua_isnoneornil(L, 1)) {
+	lua_settop(L, 2);
+	s = lct_newuserdata(L, sizeof(*s));
+	memset(s, 0, offsetof(struct lct_sub, rx));
+	s->filter_ref = LUA_NOREF;
+	luaL_setmetatable(L, LCT_SUB_MT);
+	if (!lua_isnil(L, 1)) {
 		if (!lua_istable(L, 1))
-			return lct_error(L, "subscribe: bad argument 'opts' (table expected, got %s)",
-					 luaL_typename(L, 1));
-		groups = lct_groups_arg(L, 1);
+			return lct_error(L, "%s: bad argument 'opts' (table expected, got %s)",
+					 fname, luaL_typename(L, 1));
+		groups = lct_groups_arg(L, fname, 1);
 		lua_getfield(L, 1, "rcvbuf");
 		if (!lua_isnil(L, -1)) {
 			lua_Number v = lua_tonumber(L, -1);
 
-			if (lua_type(L, -1) != LUA_TNUMBER || v < 4096 || v > 1073741824.0)
-				return lct_error(L, "subscribe: bad argument 'rcvbuf' (bytes, 4096..2^30 expected)");
+			if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 4096 && v <= 1073741824.0) ||
+			    v != floor(v))
+				return lct_error(L, "%s: bad argument 'rcvbuf' (bytes, 4096..2^30 expected)",
+						 fname);
 			rcvbuf = (int)v;
 		}
 		lua_pop(L, 1);
 		lua_getfield(L, 1, "kernel_filter");
 		if (!lua_isnil(L, -1))
-			usekf = lct_kf_parse(L, lua_gettop(L), &kf) > 0;
+			usekf = lct_kf_parse(L, fname, lua_gettop(L), &s->kf) > 0;
 		lua_pop(L, 1);
+		lua_getfield(L, 1, "filter");
+		if (!lua_isnil(L, -1)) {
+			if (lua_type(L, -1) != LUA_TFUNCTION)
+				return lct_error(L, "%s: bad argument 'filter' (function or filter expected, got %s)",
+						 fname, luaL_typename(L, -1));
+			s->filter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		} else {
+			lua_pop(L, 1);
+		}
 		lua_getfield(L, 1, "netns");
 		if (!lua_isnil(L, -1)) {
-			nsfd = lct_nsfd_open(L, lua_gettop(L), "subscribe");
+			nsfd = lct_nsfd_open(L, lua_gettop(L), fname);
 			if (nsfd < 0)
 				return 3;
 		}
 		lua_pop(L, 1);
 	}
-	s = lct_newuserdata(L, sizeof(*s));
-	memset(s, 0, offsetof(struct lct_sub, rx));
-	s->nl = NULL;
-	luaL_setmetatable(L, LCT_SUB_MT);
-	s->nl = lct_socket_open(L, nsfd >= 0 ? nsfd : hnsfd, groups, "subscribe", &err);
+	s->nl = lct_socket_open(L, nsfd >= 0 ? nsfd : hnsfd, groups, fname, &err);
 	if (nsfd >= 0)
 		close(nsfd);
 	if (s->nl == NULL)
-		return lct_pusherr(L, "subscribe", err);
+		return lct_pusherr(L, fname, err);
 	s->rcvbuf = lct_set_rcvbuf(s->nl, rcvbuf);
 	if (usekf) {
-		err = lct_kf_attach(mnl_socket_get_fd(s->nl), &kf);
-		if (err != 0) {
+		s->kcheck = 1;
+		err = lct_kf_attach(mnl_socket_get_fd(s->nl), &s->kf);
+		if (err > 0) {
 			mnl_socket_close(s->nl);
 			s->nl = NULL;
-			return lct_pusherr(L, "subscribe", err);
+			return lct_pusherr(L, fname, err);
 		}
-		s->filtered = 1;
+		s->filtered = err == 0;
 	}
 	return 1;
 }
@@ -401,47 +518,164 @@ static int lct_ev_type(const struct nlmsghdr *m)
 	return 2;
 }
 
+/* The socket's own count of what it dropped (SO_MEMINFO), if it has one. */
+static int lct_drops(struct lct_sub *s, uint32_t *drops)
+{
+#ifdef SO_MEMINFO
+	uint32_t mi[SK_MEMINFO_VARS];
+	socklen_t len = sizeof(mi);
+
+	if (getsockopt(mnl_socket_get_fd(s->nl), SOL_SOCKET, SO_MEMINFO, mi, &len) == 0 &&
+	    len >= sizeof(uint32_t) * (SK_MEMINFO_DROPS + 1)) {
+		*drops = mi[SK_MEMINFO_DROPS];
+		return 1;
+	}
+#endif
+	(void)s;
+	(void)drops;
+	return 0;
+}
+
 static void lct_push_overflow(lua_State *L, struct lct_sub *s)
 {
-	lua_createtable(L, 0, 2);
+	uint32_t drops;
+
+	lua_createtable(L, 0, 3);
 	lua_pushliteral(L, "overflow");
 	lua_setfield(L, -2, "type");
 	lua_pushinteger(L, s->overflows);
 	lua_setfield(L, -2, "overflows");
+	if (lct_drops(s, &drops)) {
+		lua_pushinteger(L, (lua_Integer)(uint32_t)(drops - s->drops));
+		lua_setfield(L, -2, "lost");
+		s->lost += (uint32_t)(drops - s->drops);
+		s->drops = drops;
+	}
 }
 
 /*
- * One event pushed: 1; nothing ready: 0 (would block / timed out);
- * -errno on a failure.  wait_ms < 0 waits for ever, 0 never waits.
+ * After ENOBUFS the kernel drops every event until the queue has been
+ * emptied.  So empty it at once, into memory, before anything else: what
+ * was queued is delivered first, then the overflow event, and events made
+ * after that (during the caller's resync dump, say) are kept.
  */
-static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait_ms)
+static void lct_sub_drain(struct lct_sub *s)
+{
+	int fd = mnl_socket_get_fd(s->nl);
+
+	if (s->bpos == s->blen)
+		s->bpos = s->blen = 0;
+	for (;;) {
+		ssize_t n;
+
+		if (s->bcap - s->blen < LCT_RXBUF) {
+			size_t cap = s->bcap ? s->bcap * 2 : 4 * LCT_RXBUF;
+			char *p = realloc(s->backlog, cap);
+
+			if (p == NULL)
+				return;	/* the rest stays in the socket */
+			s->backlog = p;
+			s->bcap = cap;
+		}
+		n = recv(fd, s->backlog + s->blen, LCT_RXBUF, MSG_DONTWAIT);
+		if (n > 0) {
+			s->blen = MNL_ALIGN(s->blen + (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ENOBUFS)
+			continue;	/* the same overflow, still going on */
+		return;
+	}
+}
+
+/* Takes the next message from buf; NULL when none is left. */
+static const struct nlmsghdr *lct_take(const char *buf, int *pos, int *len)
+{
+	while (*len > 0) {
+		const struct nlmsghdr *m = (const struct nlmsghdr *)(buf + *pos);
+		int before = *len;
+
+		if (!mnl_nlmsg_ok(m, *len)) {
+			*len = 0;
+			return NULL;
+		}
+		mnl_nlmsg_next(m, len);
+		*pos += before - *len;
+		if (m->nlmsg_type < NLMSG_MIN_TYPE ||
+		    (m->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK)
+			continue;
+		return m;
+	}
+	return NULL;
+}
+
+/*
+ * Waits until readable: 1; 0 when the deadline passed or the interpreter
+ * wants control back (a signal handler installed a hook: Ctrl-C); or
+ * -errno.  deadline < 0 waits for ever.  Other signals restart the wait.
+ */
+static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
+{
+	lua_Hook hook = lua_gethook(L);
+	struct pollfd p;
+
+	p.fd = mnl_socket_get_fd(s->nl);
+	p.events = POLLIN;
+	for (;;) {
+		int ms = -1, r;
+
+		if (deadline >= 0) {
+			double left = deadline - lct_now();
+
+			if (left <= 0)
+				return 0;
+			ms = left > 2e6 ? 2000000000 : (int)ceil(left * 1000.0);
+		}
+		r = poll(&p, 1, ms);
+		if (r > 0)
+			return 1;
+		if (r == 0)
+			continue;	/* the deadline check above decides */
+		if (errno != EINTR)
+			return -errno;
+		if (lua_gethook(L) != hook)
+			return 0;
+	}
+}
+
+/*
+ * One event pushed: 1; nothing (deadline passed, or wait == 0 and nothing
+ * ready): 0; -errno on a failure.
+ */
+static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadline)
 {
 	for (;;) {
-		if (s->pending_overflow) {
-			s->pending_overflow = 0;
-			lct_push_overflow(L, s);
-			return 1;
-		}
-		while (s->len > 0) {
-			const struct nlmsghdr *m = (const struct nlmsghdr *)(s->rx + s->pos);
-			int before = s->len;
+		const struct nlmsghdr *m = lct_take(s->rx, &s->pos, &s->len);
 
-			if (!mnl_nlmsg_ok(m, s->len)) {
-				s->len = 0;
-				break;
-			}
-			mnl_nlmsg_next(m, &s->len);
-			s->pos += before - s->len;
-			if (m->nlmsg_type < NLMSG_MIN_TYPE ||
-			    (m->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK)
+		if (m == NULL && s->blen > s->bpos) {
+			int pos = (int)s->bpos, len = (int)(s->blen - s->bpos);
+
+			m = lct_take(s->backlog, &pos, &len);
+			s->bpos = m ? (size_t)pos : s->blen;
+		}
+		if (m != NULL) {
+			if (s->kcheck && !lct_kf_match(&s->kf, m))
 				continue;
 			lct_entry_push(L, m, lct_ev_type(m));
 			s->received++;
 			return 1;
 		}
+		if (s->pending_overflow) {
+			s->pending_overflow = 0;
+			lct_push_overflow(L, s);
+			return 1;
+		}
 		for (;;) {
 			ssize_t n = recv(mnl_socket_get_fd(s->nl), s->rx, LCT_RXBUF,
 					 MSG_DONTWAIT);
+			int r;
 
 			if (n >= 0) {
 				s->pos = 0;
@@ -451,59 +685,67 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait_ms)
 			if (errno == EINTR)
 				continue;
 			if (errno == ENOBUFS) {
-				/* The kernel dropped events: say so, then go on. */
 				s->overflows++;
 				s->pending_overflow = 1;
+				lct_sub_drain(s);
 				break;
 			}
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				struct pollfd p;
-				int r;
-
-				if (wait_ms == 0)
-					return 0;
-				p.fd = mnl_socket_get_fd(s->nl);
-				p.events = POLLIN;
-				r = poll(&p, 1, wait_ms);
-				if (r < 0 && errno != EINTR)
-					return -errno;
-				if (r == 0)
-					return 0;
-				/* One wait per call; later reads do not block. */
-				wait_ms = 0;
-				continue;
-			}
-			return -errno;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+			if (!wait)
+				return 0;
+			r = lct_sub_poll(L, s, deadline);
+			if (r <= 0)
+				return r;
 		}
 	}
 }
 
-static int lct_timeout_ms(lua_State *L, int idx, const char *fname)
+/* Runs the subscription's predicate on the event at the top; keeps it or pops it. */
+static int lct_sub_keep(lua_State *L, struct lct_sub *s)
+{
+	int keep;
+
+	if (s->filter_ref == LUA_NOREF || lua_istable(L, -1))
+		return 1;	/* overflow events always pass */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->filter_ref);
+	lua_pushvalue(L, -2);
+	lua_call(L, 1, 1);
+	keep = lua_toboolean(L, -1);
+	lua_pop(L, keep ? 1 : 2);
+	return keep;
+}
+
+static double lct_deadline(lua_State *L, int idx, const char *fname)
 {
 	lua_Number t;
 
 	if (lua_isnoneornil(L, idx))
 		return -1;
-	if (lua_type(L, idx) != LUA_TNUMBER || !((t = lua_tonumber(L, idx)) >= 0))
+	t = lua_tonumber(L, idx);
+	if (lua_type(L, idx) != LUA_TNUMBER || !(t >= 0))
 		return lct_error(L, "%s: bad argument 'timeout' (seconds >= 0 expected)", fname);
-	if (t > 2000000.0)
-		return -1;
-	return (int)ceil(t * 1000.0);
+	return lct_now() + (t > 1e9 ? 1e9 : t);
 }
 
 /* sub:next([timeout]) -> event, or nil when the timeout passed. */
 static int lct_sub_next(lua_State *L)
 {
 	struct lct_sub *s = lct_checksub(L, 1, "next");
-	int ms = lct_timeout_ms(L, 2, "next"), r;
+	double deadline = lct_deadline(L, 2, "next");
+	int r;
 
-	/* A poll without events still returns for signals: loop until due. */
-	r = lct_sub_step(L, s, ms);
-	if (r < 0)
-		return lct_pusherr(L, "events", -r);
-	if (r == 0)
-		lua_pushnil(L);
-	return 1;
+	for (;;) {
+		r = lct_sub_step(L, s, 1, deadline);
+		if (r < 0)
+			return lct_pusherr(L, "next", -r);
+		if (r == 0) {
+			lua_pushnil(L);
+			return 1;
+		}
+		if (lct_sub_keep(L, s))
+			return 1;
+	}
 }
 
 /* sub:read([max]) -> array of what is there now (never blocks). */
@@ -514,13 +756,15 @@ static int lct_sub_read(lua_State *L)
 	int n = 0, r;
 
 	if (!lua_isnoneornil(L, 2)) {
-		if (lua_type(L, 2) != LUA_TNUMBER || lua_tonumber(L, 2) < 1)
+		lua_Number v = lua_tonumber(L, 2);
+
+		if (lua_type(L, 2) != LUA_TNUMBER || !(v >= 1) || v != floor(v))
 			return lct_error(L, "read: bad argument 'max' (positive integer expected)");
-		max = lua_tointeger(L, 2);
+		max = v > 1e9 ? 1000000000 : (lua_Integer)v;
 	}
 	lua_newtable(L);
 	while (max == 0 || n < max) {
-		r = lct_sub_step(L, s, 0);
+		r = lct_sub_step(L, s, 0, 0);
 		if (r < 0) {
 			if (n > 0)
 				break;
@@ -528,7 +772,8 @@ static int lct_sub_read(lua_State *L)
 		}
 		if (r == 0)
 			break;
-		lua_rawseti(L, -2, ++n);
+		if (lct_sub_keep(L, s))
+			lua_rawseti(L, -2, ++n);
 	}
 	return 1;
 }
@@ -537,20 +782,16 @@ static int lct_sub_read(lua_State *L)
 static int lct_sub_wait(lua_State *L)
 {
 	struct lct_sub *s = lct_checksub(L, 1, "wait");
-	int ms = lct_timeout_ms(L, 2, "wait"), r;
-	struct pollfd p;
+	double deadline = lct_deadline(L, 2, "wait");
+	int r;
 
-	if (s->len > 0 || s->pending_overflow) {
+	if (s->len > 0 || s->blen > s->bpos || s->pending_overflow) {
 		lua_pushboolean(L, 1);
 		return 1;
 	}
-	p.fd = mnl_socket_get_fd(s->nl);
-	p.events = POLLIN;
-	do
-		r = poll(&p, 1, ms);
-	while (r < 0 && errno == EINTR);
+	r = lct_sub_poll(L, s, deadline);
 	if (r < 0)
-		return lct_pusherr(L, "wait", errno);
+		return lct_pusherr(L, "wait", -r);
 	lua_pushboolean(L, r > 0);
 	return 1;
 }
@@ -558,6 +799,14 @@ static int lct_sub_wait(lua_State *L)
 static int lct_sub_getfd(lua_State *L)
 {
 	struct lct_sub *s = lct_checksub(L, 1, "getfd");
+
+	lua_pushinteger(L, mnl_socket_get_fd(s->nl));
+	return 1;
+}
+
+static int lct_sub_pollfd(lua_State *L)
+{
+	struct lct_sub *s = lct_checksub(L, 1, "pollfd");
 
 	lua_pushinteger(L, mnl_socket_get_fd(s->nl));
 	return 1;
@@ -577,6 +826,23 @@ static int lct_sub_timeout(lua_State *L)
 	return 1;
 }
 
+static void lct_sub_free(lua_State *L, struct lct_sub *s)
+{
+	if (s->nl != NULL) {
+		mnl_socket_close(s->nl);
+		s->nl = NULL;
+	}
+	free(s->backlog);
+	s->backlog = NULL;
+	s->bcap = s->blen = s->bpos = 0;
+	s->len = 0;
+	s->pending_overflow = 0;
+	if (s->filter_ref != LUA_NOREF) {
+		luaL_unref(L, LUA_REGISTRYINDEX, s->filter_ref);
+		s->filter_ref = LUA_NOREF;
+	}
+}
+
 static int lct_sub_close(lua_State *L)
 {
 	struct lct_sub *s = luaL_testudata(L, 1, LCT_SUB_MT);
@@ -584,11 +850,7 @@ static int lct_sub_close(lua_State *L)
 	if (s == NULL)
 		return lct_error(L, "close: bad self (conntrack subscription expected, got %s)",
 				 luaL_typename(L, 1));
-	if (s->nl != NULL) {
-		mnl_socket_close(s->nl);
-		s->nl = NULL;
-	}
-	s->len = 0;
+	lct_sub_free(L, s);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -597,10 +859,8 @@ static int lct_sub_gc(lua_State *L)
 {
 	struct lct_sub *s = luaL_testudata(L, 1, LCT_SUB_MT);
 
-	if (s != NULL && s->nl != NULL) {
-		mnl_socket_close(s->nl);
-		s->nl = NULL;
-	}
+	if (s != NULL)
+		lct_sub_free(L, s);
 	return 0;
 }
 
@@ -620,7 +880,7 @@ static const luaL_Reg lct_sub_methods[] = {
 	{"read", lct_sub_read},
 	{"wait", lct_sub_wait},
 	{"getfd", lct_sub_getfd},
-	{"pollfd", lct_sub_getfd},
+	{"pollfd", lct_sub_pollfd},
 	{"events", lct_sub_events},
 	{"timeout", lct_sub_timeout},
 	{"close", lct_sub_close},
@@ -640,6 +900,8 @@ static int lct_sub_index(lua_State *L)
 		lua_pushinteger(L, s->overflows);
 	else if (strcmp(k, "received") == 0)
 		lua_pushinteger(L, s->received);
+	else if (strcmp(k, "lost") == 0)
+		lua_pushinteger(L, s->lost);
 	else if (strcmp(k, "rcvbuf") == 0)
 		lua_pushinteger(L, s->rcvbuf);
 	else if (strcmp(k, "kernel_filtered") == 0)

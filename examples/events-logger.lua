@@ -22,19 +22,18 @@ stdout (in order with the events), a summary on stderr at the end.
 
 What an overflow looks like (a 4 KiB buffer and a burst of 20 000 creations):
 
-  # overflow 1: the kernel dropped events; resynchronising from a dump
       [NEW] tcp      6 3600 ESTABLISHED src=192.0.2.0 dst=203.0.113.0 sport=1024 dport=80 ...
       ... (the 5 more events the 8 KiB buffer held)
+  # overflow 1: the kernel dropped events; resynchronising from a dump
   # resync: 3320 flows in the table (6 known from events, 3314 learnt from the dump, 0 gone)
       [NEW] tcp      6 3600 ESTABLISHED src=198.51.100.70 dst=203.0.113.3 sport=1024 ...
   # overflow 2: the kernel dropped events; resynchronising from a dump
   ...
 
-The kernel reports the overflow before the events it had already queued:
-the logger reads those first, then dumps.  Reading them at once matters: until
-its queue has been empty, the kernel drops further events without reporting
-ENOBUFS again, so a program that dumped first would lose changes made during
-the dump without a word.
+The module delivers the events the kernel had queued before the loss first,
+then the overflow event (it empties the socket as soon as the kernel reports
+the overflow, so that changes made during the resync are kept): on the
+overflow event the logger only has to dump.
 ]]
 
 -- Run from a checkout (after `make`): this tree's module, unless LUA_PATH /
@@ -169,18 +168,6 @@ end
 for ev in f, sub, ctl, closing do
 	if ev.type == "overflow" then
 		print(("# overflow %d: the kernel dropped events; resynchronising from a dump"):format(ev.overflows))
-		-- First take in what the kernel had queued before it dropped:
-		-- those changes are older than the loss.  Emptying the socket
-		-- also re-arms the kernel's overflow report (it says ENOBUFS
-		-- again only once its queue has been empty), so that a loss
-		-- during the dump below is reported in turn and not silent.
-		local more = true
-		for _, e in ipairs(sub:read()) do
-			if e.type ~= "overflow" and more then
-				more = show(e)
-			end
-		end
-		if not more then break end
 		resync()
 	elseif not show(ev) then
 		break

@@ -316,7 +316,7 @@ describe("events: timeouts and reading", function()
 		assert(h:flush())
 	end)
 
-	it("a signal handled during the wait does not cut sub:next or ct.events short #knownbug", function()
+	it("a signal handled during the wait does not cut sub:next or ct.events short", function()
 		-- In a child, bounded: luv installs a real SIGUSR1 handler, a shell
 		-- sends the signal 0.2 s into each wait.  poll() then fails with
 		-- EINTR, and today next() returns nil (a "timeout") at once and the
