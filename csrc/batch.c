@@ -140,9 +140,6 @@ static int lct_h_batch(lua_State *L)
 		int top = lua_gettop(L);
 
 		lua_rawgeti(L, 3, i);
-		lct_build(L, -1, kind, op, &b);
-		if (kind == LCT_B_CHANGES)
-			lct_build_changes(L, 4, op, &b);
 		nlh = mnl_nlmsg_put_header(buf + used);
 		nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
 		nlh->nlmsg_flags = NLM_F_REQUEST | flags;
@@ -152,11 +149,24 @@ static int lct_h_batch(lua_State *L)
 			seq0 = h->seq;
 		nlh->nlmsg_seq = h->seq;
 		nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-		nfg->nfgen_family = b.family;
 		nfg->version = NFNETLINK_V0;
 		nfg->res_id = 0;
-		if (nfct_nlmsg_build(nlh, b.ct) < 0)
-			return lct_pusherr(L, op, errno);
+		if (kind == LCT_B_TUPLE && lct_is_entry(L, -1)) {
+			/* Deleting an entry: its tuple as it came, nothing parsed. */
+			int fam = lct_entry_put_orig(L, -1, nlh);
+
+			if (fam < 0)
+				return lct_error(L, "%s: bad argument 'items' (entry %d has no tuple)", op, i);
+			nfg->nfgen_family = (uint8_t)fam;
+			b.has_mark_mask = b.has_labels = 0;
+		} else {
+			lct_build(L, -1, kind, op, &b);
+			if (kind == LCT_B_CHANGES)
+				lct_build_changes(L, 4, op, &b);
+			nfg->nfgen_family = b.family;
+			if (nfct_nlmsg_build(nlh, b.ct) < 0)
+				return lct_pusherr(L, op, errno);
+		}
 		if (b.has_mark_mask)
 			mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(b.mark_mask));
 		if (b.has_labels) {

@@ -334,7 +334,7 @@ void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
 	double v, sport = -1, dport = -1;
 
 	memset(b, 0, sizeof(*b));
-	if (kind == LCT_B_TUPLE && lct_is_entry(L, t)) {
+	if ((kind == LCT_B_TUPLE || kind == LCT_B_CHANGES) && lct_is_entry(L, t)) {
 		b->ct = lct_box(L);
 		b->family = lct_entry_to_ct(L, t, b->ct);
 		return;

@@ -10,6 +10,26 @@
 
 #include "lct.h"
 
+/*
+ * Exact tuple values the kernel compares (CTA_FILTER, Linux >= 5.8): the
+ * protocol, addresses and ports of either direction.  Each entry is checked
+ * again here, so a kernel that ignores CTA_FILTER changes nothing but speed.
+ */
+struct lct_tfilter {
+	int proto;			/* -1: any */
+	int sport[2], dport[2];		/* [orig, reply]; -1: any */
+	int af[2][2];			/* [dir][src, dst]: 0 any, else the family */
+	unsigned char addr[2][2][16];
+};
+
+struct lct_dump_opts {
+	uint8_t family;
+	int has_mark, has_status, has_tuple;
+	uint32_t mark, mark_mask, status, status_mask;
+	int zone;
+	struct lct_tfilter tf;
+};
+
 struct lct_dump {
 	struct mnl_socket *nl;	/* NULL once finished or closed */
 	uint32_t seq;
@@ -17,14 +37,11 @@ struct lct_dump {
 	int interrupted;	/* the kernel flagged NLM_F_DUMP_INTR */
 	int zone;		/* zone to keep, -1 for all (see lct_dump_keep) */
 	int count;
+	int has_tuple;
+	int again;		/* a tuple filter without family: IPv6 after IPv4 */
+	struct lct_tfilter tf;
+	char req[512];		/* the request, resent for the second family */
 	char rx[LCT_RXBUF];
-};
-
-struct lct_dump_opts {
-	uint8_t family;
-	int has_mark, has_status;
-	uint32_t mark, mark_mask, status, status_mask;
-	int zone;
 };
 
 static void lct_dump_end(struct lct_dump *d)
@@ -53,6 +70,181 @@ static uint32_t lct_u32opt(lua_State *L, int t, const char *fname, const char *f
 	return (uint32_t)v;
 }
 
+static void lct_taddr(lua_State *L, int t, const char *fname, const char *k,
+		      struct lct_dump_opts *o, int dir, int which)
+{
+	size_t n;
+	const char *s;
+	unsigned char *a = o->tf.addr[dir][which];
+
+	lua_getfield(L, t, k);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		lct_error(L, "%s: bad argument '%s' (address string expected, got %s)", fname, k,
+			  luaL_typename(L, -1));
+	s = lua_tolstring(L, -1, &n);
+	if (strlen(s) == n && inet_pton(AF_INET, s, a) == 1)
+		o->tf.af[dir][which] = AF_INET;
+	else if (strlen(s) == n && inet_pton(AF_INET6, s, a) == 1)
+		o->tf.af[dir][which] = AF_INET6;
+	else
+		lct_error(L, "%s: bad argument '%s' (malformed address '%s')", fname, k, s);
+	if (o->family && o->family != o->tf.af[dir][which])
+		lct_error(L, "%s: bad argument '%s' (IPv4 and IPv6 mixed)", fname, k);
+	o->family = (uint8_t)o->tf.af[dir][which];
+	o->has_tuple = 1;
+	lua_pop(L, 1);
+}
+
+static int lct_tport(lua_State *L, int t, const char *fname, const char *k,
+		     struct lct_dump_opts *o)
+{
+	lua_Number v;
+
+	lua_getfield(L, t, k);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return -1;
+	}
+	v = lua_tonumber(L, -1);
+	if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0 && v <= 65535) || v != floor(v))
+		lct_error(L, "%s: bad argument '%s' (port 0..65535 expected)", fname, k);
+	if (o->tf.proto != IPPROTO_TCP && o->tf.proto != IPPROTO_UDP &&
+	    o->tf.proto != IPPROTO_UDPLITE && o->tf.proto != IPPROTO_SCTP &&
+	    o->tf.proto != IPPROTO_DCCP)
+		lct_error(L, "%s: bad argument '%s' (needs 'proto': tcp, udp, udplite, sctp or dccp)",
+			  fname, k);
+	lua_pop(L, 1);
+	o->has_tuple = 1;
+	return (int)v;
+}
+
+/* proto, src, dst, sport, dport and their reply_ forms: a tuple filter. */
+static void lct_tuple_parse(lua_State *L, int t, const char *fname,
+			    struct lct_dump_opts *o)
+{
+	o->tf.proto = -1;
+	lua_getfield(L, t, "proto");
+	if (lua_type(L, -1) == LUA_TSTRING) {
+		o->tf.proto = lct_proto_number(lua_tostring(L, -1));
+		if (o->tf.proto < 0)
+			lct_error(L, "%s: bad argument 'proto' (unknown protocol '%s')", fname,
+				  lua_tostring(L, -1));
+	} else if (lua_type(L, -1) == LUA_TNUMBER) {
+		lua_Number v = lua_tonumber(L, -1);
+
+		if (!(v >= 0 && v <= 255) || v != floor(v))
+			lct_error(L, "%s: bad argument 'proto' (protocol number 0..255 expected)", fname);
+		o->tf.proto = (int)v;
+	} else if (!lua_isnil(L, -1)) {
+		lct_error(L, "%s: bad argument 'proto' (name or number expected, got %s)", fname,
+			  luaL_typename(L, -1));
+	}
+	lua_pop(L, 1);
+	if (o->tf.proto >= 0)
+		o->has_tuple = 1;
+	lct_taddr(L, t, fname, "src", o, 0, 0);
+	lct_taddr(L, t, fname, "dst", o, 0, 1);
+	lct_taddr(L, t, fname, "reply_src", o, 1, 0);
+	lct_taddr(L, t, fname, "reply_dst", o, 1, 1);
+	o->tf.sport[0] = lct_tport(L, t, fname, "sport", o);
+	o->tf.dport[0] = lct_tport(L, t, fname, "dport", o);
+	o->tf.sport[1] = lct_tport(L, t, fname, "reply_sport", o);
+	o->tf.dport[1] = lct_tport(L, t, fname, "reply_dport", o);
+	if (o->tf.proto == IPPROTO_ICMP && o->family == AF_INET6)
+		lct_error(L, "%s: bad argument 'proto' (icmp with IPv6 addresses: icmpv6?)", fname);
+}
+
+/*
+ * The CTA_FILTER part of a dump request.  IPv6 addresses stay out of it:
+ * the kernels tried (up to 6.18) select nothing for them, whatever the
+ * address; lct_dump_keep compares them instead.
+ */
+static void lct_tuple_put(struct nlmsghdr *nlh, const struct lct_tfilter *tf)
+{
+	uint32_t flags[2] = { 0, 0 };
+	int dir;
+
+	for (dir = 0; dir < 2; dir++) {
+		struct nlattr *nest, *n2;
+		int w, v4 = tf->af[dir][0] == AF_INET || tf->af[dir][1] == AF_INET;
+
+		if (tf->proto < 0 && !v4)
+			continue;
+		nest = mnl_attr_nest_start(nlh, dir ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG);
+		if (v4) {
+			n2 = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+			for (w = 0; w < 2; w++) {
+				if (tf->af[dir][w] != AF_INET)
+					continue;
+				mnl_attr_put(nlh, w ? CTA_IP_V4_DST : CTA_IP_V4_SRC, 4,
+					     tf->addr[dir][w]);
+				flags[dir] |= 1u << w;	/* IP_SRC, IP_DST */
+			}
+			mnl_attr_nest_end(nlh, n2);
+		}
+		if (tf->proto >= 0) {
+			n2 = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+			mnl_attr_put_u8(nlh, CTA_PROTO_NUM, (uint8_t)tf->proto);
+			flags[dir] |= 1u << 3;		/* PROTO_NUM */
+			if (tf->sport[dir] >= 0) {
+				mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons((uint16_t)tf->sport[dir]));
+				flags[dir] |= 1u << 4;	/* PROTO_SRC_PORT */
+			}
+			if (tf->dport[dir] >= 0) {
+				mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons((uint16_t)tf->dport[dir]));
+				flags[dir] |= 1u << 5;	/* PROTO_DST_PORT */
+			}
+			mnl_attr_nest_end(nlh, n2);
+		}
+		mnl_attr_nest_end(nlh, nest);
+	}
+	{
+		struct nlattr *f = mnl_attr_nest_start(nlh, CTA_FILTER);
+
+		mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS, flags[0]);
+		mnl_attr_put_u32(nlh, CTA_FILTER_REPLY_FLAGS, flags[1]);
+		mnl_attr_nest_end(nlh, f);
+	}
+}
+
+/* The tuple filter, on one direction of a message. */
+static int lct_tuple_ok(const struct lct_tfilter *tf, int dir, const struct lct_dir *d)
+{
+	const struct nlattr *a;
+	int w;
+
+	if (tf->proto >= 0 &&
+	    (d->num == NULL || mnl_attr_get_payload_len(d->num) < 1 ||
+	     mnl_attr_get_u8(d->num) != tf->proto))
+		return 0;
+	for (w = 0; w < 2; w++) {
+		size_t n = tf->af[dir][w] == AF_INET ? 4 : 16;
+
+		if (!tf->af[dir][w])
+			continue;
+		if (tf->af[dir][w] == AF_INET)
+			a = w ? d->dst4 : d->src4;
+		else
+			a = w ? d->dst6 : d->src6;
+		if (a == NULL || mnl_attr_get_payload_len(a) < n ||
+		    memcmp(mnl_attr_get_payload(a), tf->addr[dir][w], n) != 0)
+			return 0;
+	}
+	if (tf->sport[dir] >= 0 &&
+	    (d->sport == NULL || mnl_attr_get_payload_len(d->sport) < 2 ||
+	     ntohs(mnl_attr_get_u16(d->sport)) != tf->sport[dir]))
+		return 0;
+	if (tf->dport[dir] >= 0 &&
+	    (d->dport == NULL || mnl_attr_get_payload_len(d->dport) < 2 ||
+	     ntohs(mnl_attr_get_u16(d->dport)) != tf->dport[dir]))
+		return 0;
+	return 1;
+}
+
 static void lct_dump_parse(lua_State *L, int t, const char *fname, struct lct_dump_opts *o)
 {
 	int has;
@@ -69,7 +261,8 @@ static void lct_dump_parse(lua_State *L, int t, const char *fname, struct lct_du
 	while (lua_next(L, t) != 0) {
 		static const char *const ok[] = {
 			"family", "mark", "mark_mask", "zone", "status",
-			"status_mask", NULL
+			"status_mask", "proto", "src", "dst", "sport", "dport",
+			"reply_src", "reply_dst", "reply_sport", "reply_dport", NULL
 		};
 		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
 		int i, found = 0;
@@ -115,6 +308,7 @@ static void lct_dump_parse(lua_State *L, int t, const char *fname, struct lct_du
 	lua_pop(L, 1);
 	o->status &= o->status_mask;
 	o->mark &= o->mark_mask;
+	lct_tuple_parse(L, t, fname, o);
 }
 
 /*
@@ -127,7 +321,6 @@ static int lct_dump_start(lua_State *L, struct lct_handle *h,
 	struct lct_dump *d;
 	struct nlmsghdr *nlh;
 	struct nfgenmsg *nfg;
-	char req[256];
 	int err;
 
 	d = lct_newuserdata(L, sizeof(*d));
@@ -136,20 +329,26 @@ static int lct_dump_start(lua_State *L, struct lct_handle *h,
 	d->interrupted = 0;
 	d->count = 0;
 	d->zone = o->zone;
+	d->has_tuple = o->has_tuple;
+	d->tf = o->tf;
+	/* The kernel takes a tuple filter only with a family: do both. */
+	d->again = o->has_tuple && o->family == AF_UNSPEC;
 	luaL_setmetatable(L, LCT_DUMP_MT);
 	d->nl = lct_socket_open(L, h->nsfd, 0, "dump", &err);
 	if (d->nl == NULL) {
 		lua_pop(L, 1);
 		return err;
 	}
-	nlh = mnl_nlmsg_put_header(req);
+	nlh = mnl_nlmsg_put_header(d->req);
 	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	nlh->nlmsg_seq = d->seq = ++h->seq;
 	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = o->family;
+	nfg->nfgen_family = d->again ? AF_INET : o->family;
 	nfg->version = NFNETLINK_V0;
 	nfg->res_id = 0;
+	if (o->has_tuple)
+		lct_tuple_put(nlh, &o->tf);
 	if (o->has_mark) {
 		mnl_attr_put_u32(nlh, CTA_MARK, htonl(o->mark));
 		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(o->mark_mask));
@@ -172,19 +371,50 @@ static int lct_dump_start(lua_State *L, struct lct_handle *h,
 
 static int lct_dump_keep(const struct lct_dump *d, const struct nlmsghdr *m)
 {
-	const struct nlattr *a;
+	const struct nlattr *a, *orig = NULL, *reply = NULL;
 	int zone = 0;
 
-	if (d->zone < 0)
+	if (d->zone < 0 && !d->has_tuple)
 		return 1;
 	mnl_attr_for_each(a, m, sizeof(struct nfgenmsg)) {
-		if (mnl_attr_get_type(a) == CTA_ZONE &&
-		    mnl_attr_get_payload_len(a) >= 2) {
-			zone = ntohs(mnl_attr_get_u16(a));
+		switch (mnl_attr_get_type(a)) {
+		case CTA_ZONE:
+			if (mnl_attr_get_payload_len(a) >= 2)
+				zone = ntohs(mnl_attr_get_u16(a));
+			break;
+		case CTA_TUPLE_ORIG:
+			orig = a;
+			break;
+		case CTA_TUPLE_REPLY:
+			reply = a;
 			break;
 		}
 	}
-	return zone == d->zone;
+	if (d->zone >= 0 && zone != d->zone)
+		return 0;
+	if (d->has_tuple) {
+		struct lct_dir od, rd;
+
+		lct_dir_parse(orig, NULL, &od);
+		lct_dir_parse(reply, NULL, &rd);
+		if (!lct_tuple_ok(&d->tf, 0, &od) || !lct_tuple_ok(&d->tf, 1, &rd))
+			return 0;
+	}
+	return 1;
+}
+
+/* The same request again for IPv6, on the same socket. */
+static int lct_dump_again(struct lct_dump *d)
+{
+	struct nlmsghdr *nlh = (struct nlmsghdr *)d->req;
+	struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+
+	d->again = 0;
+	nfg->nfgen_family = AF_INET6;
+	nlh->nlmsg_seq = ++d->seq;
+	if (mnl_socket_sendto(d->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	return 0;
 }
 
 /*
@@ -213,6 +443,13 @@ static int lct_dump_step(lua_State *L, struct lct_dump *d)
 
 				if (mnl_nlmsg_get_payload_len(m) >= sizeof(int))
 					e = *(const int *)mnl_nlmsg_get_payload(m);
+				if (e >= 0 && d->again) {
+					e = lct_dump_again(d);
+					if (e == 0) {
+						d->len = 0;
+						break;
+					}
+				}
 				lct_dump_end(d);
 				return e < 0 ? e : 0;
 			}

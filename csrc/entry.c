@@ -1111,6 +1111,27 @@ uint8_t lct_entry_to_ct(lua_State *L, int idx, struct nf_conntrack *ct)
 	return family;
 }
 
+/*
+ * Appends the entry's CTA_TUPLE_ORIG and CTA_ZONE to nlh as they came, for
+ * a delete of the entry without going through a conntrack object.
+ * Returns the entry's family, or -1 when it has no tuple.
+ */
+int lct_entry_put_orig(lua_State *L, int idx, struct nlmsghdr *nlh)
+{
+	struct lct_entry *e = lct_checkentry(L, idx);
+	const struct nlattr *t = lct_attr(e, CTA_TUPLE_ORIG);
+	const struct nlattr *z = lct_attr(e, CTA_ZONE);
+
+	if (t == NULL)
+		return -1;
+	mnl_attr_put(nlh, CTA_TUPLE_ORIG, mnl_attr_get_payload_len(t),
+		     mnl_attr_get_payload(t));
+	if (z != NULL)
+		mnl_attr_put(nlh, CTA_ZONE, mnl_attr_get_payload_len(z),
+			     mnl_attr_get_payload(z));
+	return ((const struct nfgenmsg *)mnl_nlmsg_get_payload(lct_msg(e)))->nfgen_family;
+}
+
 int lct_is_entry(lua_State *L, int idx)
 {
 	return luaL_testudata(L, idx, LCT_ENTRY_MT) != NULL;

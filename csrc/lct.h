@@ -52,6 +52,7 @@ void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype);
 void lct_entry_open(lua_State *L);
 uint8_t lct_entry_to_ct(lua_State *L, int idx, struct nf_conntrack *ct);
 int lct_is_entry(lua_State *L, int idx);
+int lct_entry_put_orig(lua_State *L, int idx, struct nlmsghdr *nlh);
 const char *lct_proto_name(unsigned int num);
 int lct_proto_number(const char *name);
 const char *lct_state_name(unsigned int proto, unsigned int state);

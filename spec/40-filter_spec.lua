@@ -200,7 +200,13 @@ describe("conntrack.filter #unit", function()
 		assert.same({ family = "ipv4", mark = 7, mark_mask = 0xff, status = 4, status_mask = 4 }, parts.kernel)
 		assert.same({ zone = 3 }, parts.c)
 		text = F.proto "tcp":explain()
+		assert.matches("kernel %(dump request attributes%): proto=tcp %(CTA_FILTER%)", text)
+		text = F.dport(53):explain()
 		assert.matches("kernel %(dump request attributes%): nothing", text)
+		text = (F.proto "udp" * F.dport(53) * F.reply_src "198.51.100.2"):explain()
+		assert.matches("kernel %(dump request attributes%): family=ipv4 proto=udp %(CTA_FILTER%) dport=53 "
+			.. "%(CTA_FILTER%) reply_src=198.51.100.2 %(CTA_FILTER%)", text)
+		assert.matches("Lua: nothing", text)
 		text = F.mark(1):explain()
 		assert.matches("Lua: nothing", text)
 		text = F.status "ASSURED":explain { status = false }
@@ -334,11 +340,30 @@ describe("filters on a real table", function()
 		check(-F.status "ASSURED", { status = 0, status_mask = 4 })
 	end)
 
+	it("protocol, exact addresses and ports go to the kernel's tuple filter", function()
+		assert.is_true(#check(F.proto "udp", { proto = 17 }) > 0)
+		assert.is_true(#check(F.proto "tcp" * F.dport(80), { proto = 6, dport = 80 }) >= 0)
+		check(F.proto "udp" * F.dport(53), { proto = 17, dport = 53 })
+		check(F.src "192.0.2.2", { family = "ipv4", src = "192.0.2.2" })
+		check(F.reply_dst "198.51.100.100", { family = "ipv4", reply_dst = "198.51.100.100" })
+		check(F.dst "2001:db8:2::2" * F.proto "tcp", { family = "ipv6", dst = "2001:db8:2::2", proto = 6 })
+		-- a port without a protocol that has ports stays in Lua
+		check(F.dport(53), nil)
+		assert.is_nil((F.dport(53):pushdown()))
+		check(F.proto "icmp" * F.sport(1))
+		-- entries every way: the kernel's selection equals the Lua one
+		for _, e in ipairs(all) do
+			if e.orig.sport then
+				check(F.proto(e.proto) * F.src(e.orig.src) * F.sport(e.orig.sport) * F.reply_dport(e.reply.dport))
+			end
+		end
+	end)
+
 	it("mixed filters split between kernel and Lua", function()
 		check(F.family "ipv4" * F.mark(7, 0xff) * F.status "!ASSURED" * F.proto "tcp")
 		check(F.src "192.0.2.0/24" * F.zone(0), { family = "ipv4", zone = 0 })
 		check(F.any(F.src "2001:db8:1::/64" * F.dport(53), F.family "ipv6" * F.mark(0x207)), { family = "ipv6" })
-		check(F { proto = "udp", dport = 53, src = "203.0.113.0/24" }, { family = "ipv4" })
+		check(F { proto = "udp", dport = 53, src = "203.0.113.0/24" }, { family = "ipv4", proto = 17, dport = 53 })
 		check(F.nat "snat" + F.proto "icmp")
 		check(F.mark(1) * F.mark(2))
 		check(F.state "ESTABLISHED" - F.mark(42))

@@ -117,6 +117,19 @@ function H.spec_match(spec, e)
 			return false
 		end
 	end
+	-- the tuple filter (CTA_FILTER): exact values
+	local pnum = { tcp = 6, udp = 17, udplite = 136, icmp = 1, icmpv6 = 58, sctp = 132, dccp = 33, gre = 47 }
+	if spec.proto and e.protonum ~= (pnum[spec.proto] or spec.proto) then
+		return false
+	end
+	for _, k in ipairs{ "src", "dst", "sport", "dport" } do
+		if spec[k] ~= nil and e.orig[k] ~= spec[k] then
+			return false
+		end
+		if spec["reply_" .. k] ~= nil and e.reply[k] ~= spec["reply_" .. k] then
+			return false
+		end
+	end
 	return true
 end
 

@@ -38,6 +38,22 @@ local change_keys = { mark = true, mark_mask = true, timeout = true, status = tr
 	labels_mask = true }
 local dump_opt_keys = { family = true, mark = true, mark_mask = true, zone = true, status = true,
 	status_mask = true }
+-- The core's tuple filter takes these when exact: one address, one port.
+local tuple_opt_keys = { proto = true, src = true, dst = true, reply_src = true, reply_dst = true,
+	sport = true, dport = true, reply_sport = true, reply_dport = true }
+
+local function core_value(k, v)
+	if dump_opt_keys[k] then
+		return true
+	end
+	if not tuple_opt_keys[k] then
+		return false
+	end
+	if k:find("port", 1, true) then
+		return type(v) == "number"
+	end
+	return (type(v) == "string" and not v:find("/", 1, true)) or (k == "proto" and type(v) == "number")
+end
 
 -- What the core should judge itself (and refuse with its own messages):
 -- nil, anything that is neither a table nor a function, and plain tables
@@ -54,7 +70,7 @@ local function for_core(x)
 	end
 	local own, unknown = true, nil
 	for k, v in pairs(x) do
-		if not dump_opt_keys[k] then
+		if not core_value(k, v) then
 			own = false
 			if not F.is_field(k) then
 				unknown = unknown or {}
@@ -85,7 +101,12 @@ B.plan = plan
 --- How h:flush(filter) runs: "kernel", options (the kernel's filtered
 -- flush: family, mark/mask, status/mask, zone > 0) or "delete_where".
 function B.flush_plan(filter, how)
-	local spec, rest = F.coerce(filter):pushdown(how and how.caps)
+	local caps = {}
+	for k, v in pairs(how and how.caps or {}) do
+		caps[k] = v
+	end
+	caps.tuple = false -- the kernel's filtered flush takes no tuple filter here
+	local spec, rest = F.coerce(filter):pushdown(caps)
 	if rest or (how and how.pushdown == false) or (spec and spec.zone == 0) then
 		return "delete_where"
 	end

@@ -121,6 +121,7 @@ function F.caps()
 		maj, min = tonumber(maj) or 0, tonumber(min) or 0
 		kcaps = {
 			family = true,
+			tuple = true, -- conntrack.core re-checks what CTA_FILTER selects
 			mark = true,
 			zone = true, -- conntrack.core's dump checks the zone itself
 			status = maj > 5 or (maj == 5 and min >= 15),
@@ -323,7 +324,7 @@ function F.proto(...)
 	local leaf
 	if n == 1 then
 		local only = nums[1]
-		leaf = eleaf(text, function(e) return e.protonum == only end)
+		leaf = eleaf(text, function(e) return e.protonum == only end, { proto = only }, true)
 	else
 		leaf = eleaf(text, function(e)
 			local p = e.protonum
@@ -355,14 +356,18 @@ local function addr_leaf(fname, dir, field, ...)
 			return false
 		end
 	end
-	-- All of one family: the kernel can at least drop the other family.
-	local push
+	-- All of one family: the kernel can at least drop the other family;
+	-- one exact address goes whole into the dump's tuple filter.
+	local push, exact
 	if fams.ipv4 and not fams.ipv6 then
 		push = { family = "ipv4" }
 	elseif fams.ipv6 and not fams.ipv4 then
 		push = { family = "ipv6" }
 	end
-	local leaf = tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check, push, false)
+	if n == 1 and not texts[1]:find("/", 1, true) then
+		push[fname], exact = texts[1], true
+	end
+	local leaf = tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check, push, exact or false)
 	-- The events' socket filter checks original addresses; its IPv4 dst
 	-- check rejects IPv6 events, so dst goes there in one family only.
 	if dir == "orig" and n <= 64 and (field == "src" or push) then
@@ -425,6 +430,10 @@ local function port_leaf(fname, dir, field, ...)
 			end
 			return false
 		end
+	end
+	if n == 1 and los[1] == his[1] then
+		return tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check,
+			{ [fname] = los[1] }, true)
 	end
 	return tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check)
 end
@@ -991,9 +1000,25 @@ Filter.__sub = function(a, b) return F.all(a, F.negate(b)) end
 
 local groups = {
 	{ "family" }, { "zone" }, { "mark", "mark_mask" }, { "status", "status_mask" },
+	{ "proto" }, { "src" }, { "dst" }, { "reply_src" }, { "reply_dst" },
+	{ "sport" }, { "dport" }, { "reply_sport" }, { "reply_dport" },
 }
 
+-- Tuple keys go to the kernel as CTA_FILTER (Linux >= 5.8); conntrack.core
+-- checks each entry against them again, so they are safe on any kernel.
+local tuple_keys = { proto = true, src = true, dst = true, reply_src = true, reply_dst = true }
+local port_keys = { sport = true, dport = true, reply_sport = true, reply_dport = true }
+local port_protos = { [6] = true, [17] = true, [136] = true, [132] = true, [33] = true }
+
 local function allowed(caps, key)
+	if port_keys[key] then
+		if caps.ports == false then
+			return false
+		end
+		key = "tuple"
+	elseif tuple_keys[key] then
+		key = "tuple"
+	end
 	local c = caps[key]
 	if c == nil then
 		c = F.caps()[key]
@@ -1031,7 +1056,8 @@ local function merge(a, b)
 	for k, v in pairs(a) do
 		out[k] = v
 	end
-	for _, key in ipairs({ "family", "zone" }) do
+	for _, key in ipairs({ "family", "zone", "proto", "src", "dst", "reply_src", "reply_dst",
+		"sport", "dport", "reply_sport", "reply_dport" }) do
 		if b[key] ~= nil then
 			if out[key] ~= nil and out[key] ~= b[key] then
 				return nil
@@ -1157,6 +1183,19 @@ function Filter:pushdown(caps)
 		return nil, self
 	end
 	local spec = kpart(self, caps)
+	-- The kernel compares ports only under a protocol that has them.
+	if spec and not port_protos[spec.proto or -1] and caps.ports ~= false then
+		for k in pairs(port_keys) do
+			if spec[k] ~= nil then
+				local c = {}
+				for ck, cv in pairs(caps) do
+					c[ck] = cv
+				end
+				c.ports = false
+				return self:pushdown(c)
+			end
+		end
+	end
 	return spec, residual(self, caps)
 end
 
@@ -1185,6 +1224,13 @@ local function spec_text(spec)
 	local parts = {}
 	if spec.family then
 		parts[#parts + 1] = "family=" .. spec.family
+	end
+	for _, k in ipairs({ "proto", "src", "dst", "sport", "dport", "reply_src", "reply_dst",
+		"reply_sport", "reply_dport" }) do
+		if spec[k] ~= nil then
+			parts[#parts + 1] = k .. "=" .. (k == "proto" and (proto_names[spec[k]] or spec[k]) or spec[k])
+				.. " (CTA_FILTER)"
+		end
 	end
 	if spec.mark then
 		parts[#parts + 1] = "mark=" .. hex(spec.mark) .. "/" .. hex(spec.mark_mask or 4294967295)
