@@ -99,6 +99,7 @@ static int lct_h_batch(lua_State *L)
 	const char *op = luaL_checkstring(L, 2);
 	struct lct_batch_res r = { 0, 0, 0 };
 	size_t used = 0;
+	struct nf_conntrack **box;
 	enum lct_build_kind kind;
 	uint8_t type;
 	uint16_t flags;
@@ -131,14 +132,17 @@ static int lct_h_batch(lua_State *L)
 
 	/* The buffer is a userdata: a Lua error in the middle leaks nothing. */
 	buf = lct_newuserdata(L, LCT_BATCH_BYTES);
+	/* One conntrack object, remade for each item, owned by a box too. */
+	box = lct_newbox(L);
 	setsockopt(mnl_socket_get_fd(h->nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
 	lct_set_rcvbuf(h->nl, LCT_BATCH_RCVBUF);
 	for (i = 1; i <= n; i++) {
 		struct nlmsghdr *nlh;
 		struct nfgenmsg *nfg;
-		struct lct_build b;
+		struct lct_build b = { NULL, NULL, 0, 0, 0, {0}, {0}, 0 };
 		int top = lua_gettop(L);
 
+		b.box = box;
 		lua_rawgeti(L, 3, i);
 		nlh = mnl_nlmsg_put_header(buf + used);
 		nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;

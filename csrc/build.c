@@ -26,14 +26,45 @@ static int lct_box_gc(lua_State *L)
 }
 
 /* A conntrack object owned by a userdata left on the stack. */
+static const char lct_box_key = 'b';
+static struct nf_conntrack *lct_box(lua_State *L);
+
+/*
+ * A fresh conntrack object in b: in b's own box when the caller gave one
+ * (batches reuse theirs), else in a new box left on the stack.
+ */
+static struct nf_conntrack *lct_fresh(lua_State *L, struct lct_build *b)
+{
+	if (b->box != NULL) {
+		if (*b->box != NULL)
+			nfct_destroy(*b->box);
+		*b->box = nfct_new();
+		if (*b->box == NULL)
+			lct_error(L, "conntrack: out of memory");
+		return *b->box;
+	}
+	return lct_box(L);
+}
+
+struct nf_conntrack **lct_newbox(lua_State *L)
+{
+	lct_box(L);
+	return lua_touserdata(L, -1);
+}
+
 static struct nf_conntrack *lct_box(lua_State *L)
 {
 	struct nf_conntrack **p = lct_newuserdata(L, sizeof(*p));
 
 	*p = NULL;
-	if (luaL_newmetatable(L, LCT_BOX_MT)) {
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_box_key);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		luaL_newmetatable(L, LCT_BOX_MT);
 		lua_pushcfunction(L, lct_box_gc);
 		lua_setfield(L, -2, "__gc");
+		lua_pushvalue(L, -1);
+		lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_box_key);
 	}
 	lua_setmetatable(L, -2);
 	*p = nfct_new();
@@ -48,6 +79,82 @@ static int lct_bad(lua_State *L, const char *fname, const char *field,
 	return lct_error(L, "%s: bad argument '%s' (%s)", fname, field, why);
 }
 
+/*
+ * The fields of tuple, spec and changes tables.  lct_gather reads a table
+ * once (lua_next) into stack slots, one per field, raising on a key the
+ * kind does not take; the parsers then read slots, not the table.
+ */
+#define LCT_K_TUPLE	1
+#define LCT_K_SPEC	2
+#define LCT_K_CHANGE	4
+
+static const struct {
+	const char *name;
+	int kinds;
+} lct_fields[] = {
+	{"family", LCT_K_TUPLE}, {"proto", LCT_K_TUPLE}, {"src", LCT_K_TUPLE},
+	{"dst", LCT_K_TUPLE}, {"sport", LCT_K_TUPLE}, {"dport", LCT_K_TUPLE},
+	{"icmp_type", LCT_K_TUPLE}, {"icmp_code", LCT_K_TUPLE},
+	{"icmp_id", LCT_K_TUPLE}, {"zone", LCT_K_TUPLE},
+	{"reply_src", LCT_K_SPEC}, {"reply_dst", LCT_K_SPEC},
+	{"reply_sport", LCT_K_SPEC}, {"reply_dport", LCT_K_SPEC},
+	{"timeout", LCT_K_SPEC | LCT_K_CHANGE}, {"mark", LCT_K_SPEC | LCT_K_CHANGE},
+	{"state", LCT_K_SPEC}, {"status", LCT_K_SPEC | LCT_K_CHANGE},
+	{"labels", LCT_K_SPEC | LCT_K_CHANGE}, {"secmark", LCT_K_SPEC},
+	{"mark_mask", LCT_K_CHANGE}, {"labels_mask", LCT_K_CHANGE},
+};
+#define LCT_NFIELDS	((int)(sizeof(lct_fields) / sizeof(lct_fields[0])))
+
+/* The index of a field name in lct_fields, or -1: a switch, as it runs per field per item. */
+static int lct_fid(const char *k, size_t n)
+{
+#define LCT_IS(s, id) if (memcmp(k, s, n) == 0) return id
+	switch (n) {
+	case 3: LCT_IS("src", 2); LCT_IS("dst", 3); break;
+	case 4: LCT_IS("mark", 15); LCT_IS("zone", 9); break;
+	case 5: LCT_IS("proto", 1); LCT_IS("sport", 4); LCT_IS("dport", 5); LCT_IS("state", 16); break;
+	case 6: LCT_IS("family", 0); LCT_IS("status", 17); LCT_IS("labels", 18); break;
+	case 7: LCT_IS("icmp_id", 8); LCT_IS("timeout", 14); LCT_IS("secmark", 19); break;
+	case 9:
+		LCT_IS("icmp_type", 6); LCT_IS("icmp_code", 7); LCT_IS("reply_src", 10);
+		LCT_IS("reply_dst", 11); LCT_IS("mark_mask", 20);
+		break;
+	case 11: LCT_IS("reply_sport", 12); LCT_IS("reply_dport", 13); LCT_IS("labels_mask", 21); break;
+	}
+	return -1;
+#undef LCT_IS
+}
+
+/* Pushes the value of field k from the slots after base. */
+static void lct_getf(lua_State *L, int base, const char *k)
+{
+	lua_pushvalue(L, base + 1 + lct_fid(k, strlen(k)));
+}
+
+/* Reads table t into LCT_NFIELDS slots; returns the base of the slots. */
+static int lct_gather(lua_State *L, int t, const char *fname, int kinds)
+{
+	int base = lua_gettop(L);
+
+	luaL_checkstack(L, LCT_NFIELDS + 8, "conntrack: too many fields");
+	lua_settop(L, base + LCT_NFIELDS);
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		size_t n;
+		const char *k;
+		int id;
+
+		if (lua_type(L, -2) != LUA_TSTRING)
+			lct_bad(L, fname, "?", "field names must be strings");
+		k = lua_tolstring(L, -2, &n);
+		id = lct_fid(k, n);
+		if (id < 0 || !(lct_fields[id].kinds & kinds))
+			lct_bad(L, fname, k, "unknown field");
+		lua_replace(L, base + 1 + id);
+	}
+	return base;
+}
+
 /* An integer field in [lo, hi]; returns 0 when absent. */
 static int lct_int(lua_State *L, int t, const char *fname, const char *field,
 		   double lo, double hi, double *out)
@@ -55,7 +162,7 @@ static int lct_int(lua_State *L, int t, const char *fname, const char *field,
 	double v;
 	int isnum;
 
-	lua_getfield(L, t, field);
+	lct_getf(L, t, field);
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
 		return 0;
@@ -92,7 +199,7 @@ static void lct_addr(lua_State *L, int t, const char *fname, const char *field,
 	const char *s;
 
 	out->family = 0;
-	lua_getfield(L, t, field);
+	lct_getf(L, t, field);
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
 		return;
@@ -225,43 +332,6 @@ static void lct_labels_arg(lua_State *L, int idx, const char *fname,
 	}
 }
 
-/* The keys each kind accepts; anything else is a mistake worth raising. */
-static const char *const lct_tuple_keys[] = {
-	"family", "proto", "src", "dst", "sport", "dport", "icmp_type",
-	"icmp_code", "icmp_id", "zone", NULL
-};
-static const char *const lct_spec_keys[] = {
-	"reply_src", "reply_dst", "reply_sport", "reply_dport", "timeout",
-	"mark", "state", "status", "labels", "secmark", NULL
-};
-static const char *const lct_change_keys[] = {
-	"mark", "mark_mask", "timeout", "status", "labels", "labels_mask", NULL
-};
-
-static int lct_in(const char *const *list, const char *k)
-{
-	for (; *list != NULL; list++)
-		if (strcmp(*list, k) == 0)
-			return 1;
-	return 0;
-}
-
-static void lct_check_keys(lua_State *L, int t, const char *fname,
-			   const char *const *a, const char *const *b)
-{
-	lua_pushnil(L);
-	while (lua_next(L, t) != 0) {
-		const char *k;
-
-		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING)
-			lct_bad(L, fname, "?", "field names must be strings");
-		k = lua_tostring(L, -1);
-		if (!lct_in(a, k) && (b == NULL || !lct_in(b, k)))
-			lct_bad(L, fname, k, "unknown field");
-	}
-}
-
 static int lct_needs_ports(int proto)
 {
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP ||
@@ -304,11 +374,11 @@ static void lct_common(lua_State *L, int t, const char *fname, struct lct_build 
 		b->has_mark_mask = 1;
 		b->mark_mask = (uint32_t)v;
 	}
-	lua_getfield(L, t, "status");
+	lct_getf(L, t, "status");
 	if (!lua_isnil(L, -1))
 		nfct_set_attr_u32(b->ct, ATTR_STATUS, lct_status_arg(L, -1, fname, "status"));
 	lua_pop(L, 1);
-	lua_getfield(L, t, "labels");
+	lct_getf(L, t, "labels");
 	if (!lua_isnil(L, -1)) {
 		lct_labels_arg(L, -1, fname, "labels", b->labels);
 		memset(b->labels_mask, 0xff, sizeof(b->labels_mask));
@@ -316,7 +386,7 @@ static void lct_common(lua_State *L, int t, const char *fname, struct lct_build 
 	}
 	lua_pop(L, 1);
 	if (changes) {
-		lua_getfield(L, t, "labels_mask");
+		lct_getf(L, t, "labels_mask");
 		if (!lua_isnil(L, -1)) {
 			if (!b->has_labels)
 				lct_bad(L, fname, "labels_mask", "needs 'labels'");
@@ -333,24 +403,29 @@ void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
 	int family = 0, proto = -1, t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
 	double v, sport = -1, dport = -1;
 
-	memset(b, 0, sizeof(*b));
+	{
+		struct nf_conntrack **box = b->box;
+
+		memset(b, 0, sizeof(*b));
+		b->box = box;
+	}
 	if ((kind == LCT_B_TUPLE || kind == LCT_B_CHANGES) && lct_is_entry(L, t)) {
-		b->ct = lct_box(L);
+		b->ct = lct_fresh(L, b);
 		b->family = lct_entry_to_ct(L, t, b->ct);
 		return;
 	}
 	if (!lua_istable(L, t))
 		lct_error(L, "%s: bad argument '%s' (table expected, got %s)", fname,
 			   kind == LCT_B_SPEC ? "spec" : "tuple", luaL_typename(L, t));
-	lct_check_keys(L, t, fname, lct_tuple_keys, lct_spec_keys);
-	b->ct = lct_box(L);
+	b->ct = lct_fresh(L, b);
+	t = lct_gather(L, t, fname, LCT_K_TUPLE | LCT_K_SPEC);
 
 	/* Family: given, or read off the addresses, which must agree. */
 	lct_addr(L, t, fname, "src", &src);
 	lct_addr(L, t, fname, "dst", &dst);
 	lct_addr(L, t, fname, "reply_src", &rsrc);
 	lct_addr(L, t, fname, "reply_dst", &rdst);
-	lua_getfield(L, t, "family");
+	lct_getf(L, t, "family");
 	if (!lua_isnil(L, -1))
 		family = lct_family_arg(L, -1, fname, "family");
 	lua_pop(L, 1);
@@ -369,7 +444,7 @@ void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
 	lct_set_addr(b->ct, &src, ATTR_IPV4_SRC, ATTR_IPV6_SRC);
 	lct_set_addr(b->ct, &dst, ATTR_IPV4_DST, ATTR_IPV6_DST);
 
-	lua_getfield(L, t, "proto");
+	lct_getf(L, t, "proto");
 	if (lua_type(L, -1) == LUA_TSTRING) {
 		proto = lct_proto_number(lua_tostring(L, -1));
 		if (proto < 0)
@@ -457,7 +532,7 @@ void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
 	if (!nfct_attr_is_set(b->ct, ATTR_TIMEOUT))
 		lct_bad(L, fname, "timeout", "missing (seconds the entry lives)");
 
-	lua_getfield(L, t, "state");
+	lct_getf(L, t, "state");
 	if (!lua_isnil(L, -1)) {
 		int st;
 
@@ -488,12 +563,12 @@ void lct_build_changes(lua_State *L, int idx, const char *fname,
 	if (!lua_istable(L, t))
 		lct_error(L, "%s: bad argument 'changes' (table expected, got %s)",
 			   fname, luaL_typename(L, t));
-	lct_check_keys(L, t, fname, lct_change_keys, NULL);
 	lua_pushnil(L);
 	n = lua_next(L, t);
 	if (n)
 		lua_pop(L, 2);
 	else
 		lct_bad(L, fname, "changes", "nothing to change");
+	t = lct_gather(L, t, fname, LCT_K_CHANGE);
 	lct_common(L, t, fname, b, 1);
 }

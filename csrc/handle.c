@@ -403,7 +403,7 @@ static struct nf_conntrack *lct_put_ct(lua_State *L, struct nlmsghdr *nlh,
 static int lct_h_get(lua_State *L)
 {
 	struct lct_handle *h = lct_checkhandle(L, 1, "get");
-	struct lct_build b;
+	struct lct_build b = { NULL, NULL, 0, 0, 0, {0}, {0}, 0 };
 	struct nlmsghdr *nlh;
 	int got = 0, err;
 
@@ -422,7 +422,7 @@ static int lct_change(lua_State *L, const char *op, uint8_t type,
 		      uint16_t flags, enum lct_build_kind kind)
 {
 	struct lct_handle *h = lct_checkhandle(L, 1, op);
-	struct lct_build b;
+	struct lct_build b = { NULL, NULL, 0, 0, 0, {0}, {0}, 0 };
 	struct nlmsghdr *nlh;
 	int err;
 

@@ -69,6 +69,7 @@ enum lct_build_kind {
 	LCT_B_CHANGES,	/* update: mark, timeout, status, labels */
 };
 struct lct_build {
+	struct nf_conntrack **box;	/* in: a box to reuse (lct_newbox), or NULL */
 	struct nf_conntrack *ct;
 	int has_mark_mask;
 	uint32_t mark_mask;
@@ -76,6 +77,7 @@ struct lct_build {
 	uint8_t labels[16], labels_mask[16];
 	uint8_t family;
 };
+struct nf_conntrack **lct_newbox(lua_State *L);
 void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
 	       const char *fname, struct lct_build *b);
 void lct_build_changes(lua_State *L, int idx, const char *fname,
