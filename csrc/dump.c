@@ -421,7 +421,7 @@ static int lct_dump_again(struct lct_dump *d)
  * The next entry pushed on the stack: returns 1, 0 at the end, or -errno
  * on a failure (the dump is then closed).
  */
-static int lct_dump_step(lua_State *L, struct lct_dump *d)
+static int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **out)
 {
 	for (;;) {
 		while (d->len > 0) {
@@ -461,8 +461,8 @@ static int lct_dump_step(lua_State *L, struct lct_dump *d)
 			}
 			if (m->nlmsg_type < NLMSG_MIN_TYPE || !lct_dump_keep(d, m))
 				continue;
-			lct_entry_push(L, m, 0);
 			d->count++;
+			*out = m;
 			return 1;
 		}
 		if (d->nl == NULL)
@@ -485,6 +485,36 @@ static int lct_dump_step(lua_State *L, struct lct_dump *d)
 }
 
 static const char lct_dump_key = 'd';
+
+/* The next message of the dump (1), the end (0) or -errno. */
+int lct_dump_next_msg(void *d, const struct nlmsghdr **m)
+{
+	return lct_dump_msg(d, m);
+}
+
+static int lct_dump_step(lua_State *L, struct lct_dump *d)
+{
+	const struct nlmsghdr *m;
+	int r = lct_dump_msg(d, &m);
+
+	if (r == 1)
+		lct_entry_push(L, m, 0);
+	return r;
+}
+
+/*
+ * Parses dump options at idx and starts a dump; pushes its state and
+ * returns it, or pushes nothing and returns NULL with *err set.
+ */
+void *lct_dump_begin(lua_State *L, struct lct_handle *h, int idx,
+		     const char *fname, int *err)
+{
+	struct lct_dump_opts o;
+
+	lct_dump_parse(L, idx, fname, &o);
+	*err = lct_dump_start(L, h, &o);
+	return *err ? NULL : lua_touserdata(L, -1);
+}
 
 /* The iterator function of a generic for: next(state) -> entry | nil. */
 static int lct_dump_next(lua_State *L)

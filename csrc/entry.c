@@ -1134,5 +1134,12 @@ int lct_entry_put_orig(lua_State *L, int idx, struct nlmsghdr *nlh)
 
 int lct_is_entry(lua_State *L, int idx)
 {
-	return luaL_testudata(L, idx, LCT_ENTRY_MT) != NULL;
+	int ok = 0;
+
+	if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
+		lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_entry_key);
+		ok = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+	}
+	return ok;
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -179,6 +180,9 @@ int lct_set_rcvbuf(struct mnl_socket *nl, int bytes)
 
 static void lct_handle_free(struct lct_handle *h)
 {
+	free(h->batch);
+	h->batch = NULL;
+	h->batch_ready = 0;
 	if (h->nl != NULL) {
 		mnl_socket_close(h->nl);
 		h->nl = NULL;
@@ -245,6 +249,8 @@ static int lct_open(lua_State *L)
 	u->h.rx = u->rx;
 	u->h.tx = u->tx;
 	u->h.seq = 0;
+	u->h.batch = NULL;
+	u->h.batch_ready = 0;
 	luaL_setmetatable(L, LCT_HANDLE_MT);
 	/* From here on __gc owns nsfd. */
 	u->h.nl = lct_socket_open(L, nsfd, 0, "open", &err);

@@ -35,6 +35,8 @@ struct lct_handle {
 	uint32_t seq;
 	char *rx;
 	char *tx;
+	char *batch;		/* batch buffer, made on first use, freed on close */
+	int batch_ready;	/* the socket is set up for batches */
 };
 
 /* handle.c */
@@ -91,6 +93,9 @@ uint8_t lct_family_arg(lua_State *L, int idx, const char *fname,
 void lct_dump_open(lua_State *L);
 int lct_h_dump(lua_State *L);
 int lct_h_list(lua_State *L);
+void *lct_dump_begin(lua_State *L, struct lct_handle *h, int idx,
+		     const char *fname, int *err);
+int lct_dump_next_msg(void *d, const struct nlmsghdr **m);
 
 /* addr.c: text of an address, as inet_ntop writes it; buf of INET6_ADDRSTRLEN */
 size_t lct_ntop(int family, const void *addr, char *buf);

@@ -13,7 +13,9 @@
 --        changes: as for h:update (mark, mark_mask, timeout, status, labels, labels_mask).
 --        missing counts entries that vanished between the dump and the request
 --        (not errors); failures is an array of {entry=, index=, errno=, message=}
---        (index: the matching entry's position in dump order).  Matching entries
+--        (index: the matching entry's position in dump order; a delete whose
+--        filter runs whole in the kernel and C goes through h:purge, straight
+--        from the dump's messages, and its failures have no entry).  Matching entries
 --        go to the kernel in batches of `how.batch` (default 1000) requests, one
 --        sendmsg each with only errors acknowledged, while the dump goes on.
 --   h:load(specs [, how])     -> created, failures | nil, msg, errno
@@ -196,6 +198,12 @@ function B.install(methods)
 	-- (on a socket of its own): the batches only touch entries already read.
 	local function bulk(h, op, filter, changes, how)
 		local spec, pred = plan(filter, how)
+		-- All of the filter in the kernel and C: the core deletes straight
+		-- from the dump's messages, with no Lua value per entry (failures
+		-- then carry no entry).
+		if op == "delete" and not pred and methods.purge and not (how and how.batch) then
+			return methods.purge(h, spec)
+		end
 		local size = how and how.batch or 1000
 		local it, st = cdump(h, spec)
 		local res = { done = 0, missing = 0, failures = {} }
@@ -315,7 +323,7 @@ function B.install(methods)
 		end
 		-- Batches small enough to stay within one sendmsg of the core
 		-- (128 KiB), so that a refused spec leaves its batch unsent.
-		local size = how and how.batch or 256
+		local size = how and how.batch or 512
 		local res = { ok = 0, failures = {} }
 		for first = 1, #specs, size do
 			local last = math.min(first + size - 1, #specs)
