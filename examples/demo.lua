@@ -32,20 +32,22 @@ local function flow(t)
 	return side(t, true) .. " -> " .. side(t, false)
 end
 
--- What NAT did to a flow, read off its status and its two tuples.
+-- What NAT did to a flow: ct.nat reads it off the two tuples (whole IPv6
+-- addresses, port-only translations too).
 local function nat(e)
-	local o, r = e.orig, e.reply
+	local kind = ct.nat.classify(e)
+	if kind == "none" then
+		return "-"
+	end
+	local d = ct.nat.describe(e)
 	local parts = {}
-	if e.status.DST_NAT then
-		parts[#parts + 1] = "DNAT to " .. endpoint(r.src, r.sport)
+	if d.snat then
+		parts[#parts + 1] = "SNAT as " .. endpoint(d.snat.addr or e.orig.src, d.snat.port or e.orig.sport)
 	end
-	if e.status.SRC_NAT then
-		parts[#parts + 1] = "SNAT as " .. endpoint(r.dst, r.dport)
+	if d.dnat then
+		parts[#parts + 1] = "DNAT to " .. endpoint(d.dnat.addr or e.orig.dst, d.dnat.port or e.orig.dport)
 	end
-	if #parts == 0 and (o.src ~= r.dst or o.dst ~= r.src) then
-		parts[1] = "translated"
-	end
-	return #parts > 0 and table.concat(parts, ", ") or "-"
+	return table.concat(parts, ", ")
 end
 
 local function human(n)
@@ -90,8 +92,13 @@ local function run(topo)
 	local A = topo.addr
 	print(("Test hosts: client %s / %s -- router (NAT) -- server %s / %s")
 		:format(A.client, A.client6, A.server, A.server6))
-	print(("NAT on the router: DNAT %s:%d -> %s:%d, SNAT to %s for port %d, masquerade for port %d\n")
-		:format(A.public, P.dnat, A.server, P.dnat_to, A.snat, P.snat, P.masquerade))
+	print(("NAT on the router: DNAT %s:%d -> %s:%d, SNAT to %s for port %d, masquerade for port %d, "
+		.. "redirect of port %d to the router's %d\n")
+		:format(A.public, P.dnat, A.server, P.dnat_to, A.snat, P.snat, P.masquerade, P.redirect, P.redirect_to))
+
+	-- Listen to the router's events before any traffic: the kernel reports
+	-- events only for flows that begin while someone listens.
+	local sub = assert(ct.subscribe{ netns = topo.ns.router })
 
 	-- A little traffic: two held TCP connections, a few UDP exchanges, one
 	-- short TCP request that has already closed.
@@ -104,6 +111,17 @@ local function run(topo)
 	assert(topo:udp_send("client", A.server6, P.snat, "hello6", 2))
 	assert(topo:udp_send("client", A.server, P.plain, "plain"))
 	assert(topo:tcp_request("client", A.server, P.masquerade, "GET / HTTP/1.0\r\n\r\n"))
+	assert(topo:tcp_request("client", A.server, P.redirect, "to the router"))
+
+	-- The live events those flows made, as `conntrack -E` prints them.
+	local evs = sub:read()
+	sub:close()
+	print(("Live events on the router while the traffic ran (%d; the first 8, as conntrack -E prints them):")
+		:format(#evs))
+	for i = 1, math.min(8, #evs) do
+		print("  " .. tostring(evs[i]))
+	end
+	print()
 
 	-- The router's table, through the module.
 	local h = assert(ct.open{ netns = topo.ns.router })
@@ -142,6 +160,14 @@ local function run(topo)
 	for _, e in ipairs(entries) do
 		if e.status.DST_NAT then print("  " .. tostring(e)) break end
 	end
+
+	-- A filter: the kernel selects TCP, Lua keeps the source-NATed ones.
+	local f = ct.filter.proto "tcp" * ct.filter.nat "snat"
+	print("\nSource-NATed TCP flows, with a filter (" .. tostring(f) .. "):")
+	for e in h:dump(f) do
+		print("  " .. ct.nat.tostring(e))
+	end
+	print("  what runs where:\n    " .. f:explain():gsub("\n", "\n    "))
 	local stats, names = h:stats(), {}
 	for k in pairs(stats.total) do names[#names + 1] = k end
 	table.sort(names)
@@ -152,7 +178,7 @@ local function run(topo)
 	for _, c in ipairs(held) do c:close() end
 end
 
-local ok, err = pcall(hosts.with, { nat = { snat = true, masquerade = true, dnat = true } }, run)
+local ok, err = pcall(hosts.with, { nat = { snat = true, masquerade = true, dnat = true, redirect = true } }, run)
 local clean = hosts.cleanup_all()
 if not ok then
 	io.stderr:write("demo failed: ", tostring(err), "\n")
