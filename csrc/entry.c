@@ -594,7 +594,7 @@ static void lct_push_status(lua_State *L, struct lct_entry *e)
 		lua_pushnil(L);
 		return;
 	}
-	lua_createtable(L, 0, 4);
+	lua_createtable(L, 0, 6);
 	for (i = 0; lct_status_names[i] != NULL; i++) {
 		if (v & (1u << i)) {
 			lua_pushboolean(L, 1);
