@@ -590,6 +590,47 @@ static void lct_sub_drain(struct lct_sub *s)
 	}
 }
 
+/*
+ * Receives what is queued, up to LCT_MMSG datagrams in one system call
+ * (each event is a datagram of its own), packed one after the other in rx.
+ * Returns the bytes, or -1 with errno (EAGAIN when nothing is queued).
+ */
+#define LCT_MMSG	16
+#define LCT_SLOT	(LCT_RXBUF / LCT_MMSG)
+
+static ssize_t lct_recv_many(struct lct_sub *s)
+{
+	struct mmsghdr mm[LCT_MMSG];
+	struct iovec iov[LCT_MMSG];
+	size_t used = 0;
+	int i, n;
+
+	memset(mm, 0, sizeof(mm));
+	for (i = 0; i < LCT_MMSG; i++) {
+		iov[i].iov_base = s->rx + i * LCT_SLOT;
+		iov[i].iov_len = LCT_SLOT;
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	n = recvmmsg(mnl_socket_get_fd(s->nl), mm, LCT_MMSG, MSG_DONTWAIT, NULL);
+	if (n < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		size_t len = mm[i].msg_len;
+
+		/* Larger than a slot (no event comes near 4 KiB): report it lost. */
+		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			len = 0;
+			s->overflows++;
+			s->pending_overflow = 1;
+		}
+		if (used != (size_t)i * LCT_SLOT && len > 0)
+			memmove(s->rx + used, s->rx + i * LCT_SLOT, len);
+		used = MNL_ALIGN(used + len);
+	}
+	return (ssize_t)used;
+}
+
 /* Takes the next message from buf; NULL when none is left. */
 static const struct nlmsghdr *lct_take(const char *buf, int *pos, int *len)
 {
@@ -673,8 +714,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 			return 1;
 		}
 		for (;;) {
-			ssize_t n = recv(mnl_socket_get_fd(s->nl), s->rx, LCT_RXBUF,
-					 MSG_DONTWAIT);
+			ssize_t n = lct_recv_many(s);
 			int r;
 
 			if (n >= 0) {

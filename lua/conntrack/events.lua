@@ -69,13 +69,16 @@ function E.install(M, core)
 		if not sub then
 			error(msg, 3)
 		end
+		-- Looked up once: each lookup on the subscription is a metamethod call.
+		local nextev, close, done = sub.next, sub.close, false
 		local function iter()
-			if sub.closed then
+			if done then
 				return nil
 			end
-			local ev, err = sub:next(timeout)
+			local ev, err = nextev(sub, timeout)
 			if ev == nil then
-				sub:close()
+				done = true
+				close(sub)
 				if err then
 					error(err, 2)
 				end
