@@ -39,7 +39,7 @@ LUAFILES    := lua/conntrack.lua $(wildcard lua/conntrack/*.lua)
 TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
               LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench clean
+.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events test-tools clean
 
 all: $(MODULE)
 
@@ -121,6 +121,15 @@ bench: deps all
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bench.lua $(BENCH_ARGS)
 
 # C unit checks of the core's own helpers (no kernel needed).
+# The bulk-operation and event-stream benchmarks (bench/bulk.lua, bench/events.lua).
+bench-bulk: deps all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) tools/netns-run $(LUA) bench/bulk.lua $(BENCH_ARGS)
+
+bench-events: deps all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) tools/netns-run $(LUA) bench/events.lua $(BENCH_ARGS)
+
 test-tools: $(BUILD)/addr_test
 	$(BUILD)/addr_test
 

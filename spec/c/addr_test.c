@@ -2,7 +2,7 @@
  * lct_ntop (csrc/addr.c) must write every address exactly as glibc's
  * inet_ntop does, since tostring(e) must equal the CLI's text.  Compares
  * the two on two million addresses rich in zero runs, v4-mapped and
- * v4-compatible forms.  Prints "N passed, N failed".
+ * v4-compatible forms.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +43,6 @@ int main(void)
 				fprintf(stderr, "inet_ntop %s, lct_ntop %s\n", want, got);
 		}
 	}
-	printf("%d passed, %d failed\n", it - bad, bad);
+	printf("addr_test: %d addresses written as inet_ntop writes them, %d different\n", it - bad, bad);
 	return bad != 0;
 }
