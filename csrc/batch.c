@@ -45,6 +45,28 @@ static void lct_batch_fail(lua_State *L, int ft, int idx, int err,
 }
 
 /*
+ * The handle's batch buffer (its own: a Lua error in the middle of a batch
+ * leaks nothing) and the socket options batches want: acks without the
+ * request copied back, and room for many of them.  0, or -1 out of memory.
+ */
+static int lct_batch_setup(struct lct_handle *h)
+{
+	static const int one = 1;
+
+	if (h->batch == NULL) {
+		h->batch = malloc(LCT_BATCH_BYTES);
+		if (h->batch == NULL)
+			return -1;
+	}
+	if (!h->batch_ready) {
+		setsockopt(mnl_socket_get_fd(h->nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+		lct_set_rcvbuf(h->nl, LCT_BATCH_RCVBUF);
+		h->batch_ready = 1;
+	}
+	return 0;
+}
+
+/*
  * Sends the batch and reads the errors of its messages; seq0 is the
  * sequence number of item first.  Returns 0 or an errno for the batch.
  */
@@ -107,7 +129,6 @@ static int lct_h_batch(lua_State *L)
 	char *buf;
 	int n, i, first = 1, ft, inbatch = 0, err, before_fail;
 	uint32_t seq0 = 0;
-	static const int one = 1;
 
 	if (strcmp(op, "create") == 0) {
 		kind = LCT_B_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL;
@@ -131,18 +152,9 @@ static int lct_h_batch(lua_State *L)
 	lua_newtable(L);
 	ft = lua_gettop(L);
 
-	/* The buffer belongs to the handle: a Lua error in the middle leaks nothing. */
-	if (h->batch == NULL) {
-		h->batch = malloc(LCT_BATCH_BYTES);
-		if (h->batch == NULL)
-			return lct_pusherr(L, op, ENOMEM);
-	}
+	if (lct_batch_setup(h) != 0)
+		return lct_pusherr(L, op, ENOMEM);
 	buf = h->batch;
-	if (!h->batch_ready) {
-		setsockopt(mnl_socket_get_fd(h->nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
-		lct_set_rcvbuf(h->nl, LCT_BATCH_RCVBUF);
-		h->batch_ready = 1;
-	}
 	/* One conntrack object, remade for each item, owned by a box too. */
 	box = lct_newbox(L);
 	for (i = 1; i <= n; i++) {
@@ -245,21 +257,12 @@ static int lct_h_purge(lua_State *L)
 	int first = 1, i = 0, inbatch = 0, ft, err, rc, before_fail;
 	struct nlmsghdr *last = NULL;
 	void *d;
-	static const int one = 1;
 
 	lua_settop(L, 2);
 	lua_newtable(L);
 	ft = lua_gettop(L);
-	if (h->batch == NULL) {
-		h->batch = malloc(LCT_BATCH_BYTES);
-		if (h->batch == NULL)
-			return lct_pusherr(L, "delete_where", ENOMEM);
-	}
-	if (!h->batch_ready) {
-		setsockopt(mnl_socket_get_fd(h->nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
-		lct_set_rcvbuf(h->nl, LCT_BATCH_RCVBUF);
-		h->batch_ready = 1;
-	}
+	if (lct_batch_setup(h) != 0)
+		return lct_pusherr(L, "delete_where", ENOMEM);
 	d = lct_dump_begin(L, h, 2, "delete_where", &err);
 	if (d == NULL)
 		return lct_pusherr(L, "delete_where", err);
