@@ -208,10 +208,14 @@ describe("NAT of real traffic through a router", function()
 	end)
 
 	it("classifies entries created with explicit reply tuples by their tuples", function()
+		-- busted keeps one finally() per test: both clean-ups go in it
 		local ns = H.netns("nat")
-		finally(function() ns:destroy() end)
-		local h2 = assert(ct.open { netns = ns.name })
-		finally(function() h2:close() end)
+		local h2
+		finally(function()
+			if h2 then h2:close() end
+			ns:destroy()
+		end)
+		h2 = assert(ct.open { netns = ns.name })
 		assert(h2:create { proto = "udp", src = "192.0.2.9", dst = "198.51.100.9", sport = 1, dport = 53, timeout = 60,
 			reply_src = "198.51.100.9", reply_dst = "198.51.100.100", reply_sport = 53, reply_dport = 40001 })
 		assert(h2:create { proto = "tcp", src = "2001:db8:1::9", dst = "2001:db8:3::10", sport = 2, dport = 8003,
