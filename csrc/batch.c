@@ -67,17 +67,79 @@ static int lct_batch_setup(struct lct_handle *h)
 }
 
 /*
- * Sends the batch and reads the errors of its messages; seq0 is the
- * sequence number of item first.  Returns 0 or an errno for the batch.
+ * A batch being filled in the handle's buffer.  Item indexes (for the
+ * failures table at ft) follow the sequence numbers: the first message of
+ * the batch in the buffer is item `first`, sent as sequence `seq0`.
  */
-static int lct_batch_flush(lua_State *L, struct lct_handle *h,
-			   const char *buf, size_t size, uint32_t seq0,
-			   uint32_t last, int first, int ft, const char *op,
-			   struct lct_batch_res *r, int sent)
-{
-	int done = 0;
+struct lct_batch {
+	struct lct_handle *h;
+	const char *op;
+	int ft, first, count;
+	size_t used;
+	uint32_t seq0;
+	struct nlmsghdr *last;
+	struct lct_batch_res r;
+};
 
-	if (mnl_socket_sendto(h->nl, buf, size) < 0)
+static void lct_batch_init(struct lct_batch *bt, struct lct_handle *h,
+			   const char *op, int ft)
+{
+	memset(bt, 0, sizeof(*bt));
+	bt->h = h;
+	bt->op = op;
+	bt->ft = ft;
+	bt->first = 1;
+}
+
+/* The next request, in the buffer but not yet part of the batch. */
+static struct nlmsghdr *lct_batch_msg(struct lct_batch *bt, uint8_t type,
+				      uint16_t flags)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(bt->h->batch + bt->used);
+	struct nfgenmsg *nfg;
+
+	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+	nfg->version = NFNETLINK_V0;
+	nfg->res_id = 0;
+	return nlh;
+}
+
+/*
+ * Makes nlh (from lct_batch_msg, complete) part of the batch.  Returns
+ * true when the batch should go now: one more message of any size must
+ * always fit, and LCT_BATCH_MAX is the most per sendmsg.
+ */
+static int lct_batch_add(struct lct_batch *bt, struct nlmsghdr *nlh)
+{
+	if (++bt->h->seq == 0)
+		bt->h->seq = 1;
+	nlh->nlmsg_seq = bt->h->seq;
+	if (bt->count == 0)
+		bt->seq0 = nlh->nlmsg_seq;
+	bt->used += MNL_ALIGN(nlh->nlmsg_len);
+	bt->last = nlh;
+	bt->count++;
+	return bt->used + LCT_TXBUF > LCT_BATCH_BYTES || bt->count == LCT_BATCH_MAX;
+}
+
+/*
+ * Sends the batch, the last message asking for the ack that marks where
+ * the kernel got to, and reads the errors of its messages.  Returns 0 or
+ * an errno for the batch as a whole.
+ */
+static int lct_batch_send(lua_State *L, struct lct_batch *bt)
+{
+	struct lct_handle *h = bt->h;
+	uint32_t last;
+	int done = 0, before = bt->r.failed + bt->r.missing;
+
+	if (bt->count == 0)
+		return 0;
+	bt->last->nlmsg_flags |= NLM_F_ACK;
+	last = bt->last->nlmsg_seq;
+	if (mnl_socket_sendto(h->nl, h->batch, bt->used) < 0)
 		return errno;
 	while (!done) {
 		const struct nlmsghdr *m;
@@ -96,18 +158,29 @@ static int lct_batch_flush(lua_State *L, struct lct_handle *h,
 
 			if (m->nlmsg_type != NLMSG_ERROR)
 				continue;
-			if (m->nlmsg_seq < seq0 || m->nlmsg_seq > last)
+			if (m->nlmsg_seq < bt->seq0 || m->nlmsg_seq > last)
 				continue;
 			e = mnl_nlmsg_get_payload(m);
 			if (e->error != 0)
-				lct_batch_fail(L, ft, first + (int)(m->nlmsg_seq - seq0),
-					       -e->error, op, r);
+				lct_batch_fail(L, bt->ft, bt->first + (int)(m->nlmsg_seq - bt->seq0),
+					       -e->error, bt->op, &bt->r);
 			if (m->nlmsg_seq == last)
 				done = 1;
 		}
 	}
-	r->ok += sent;
+	bt->r.ok += bt->count - (bt->r.failed + bt->r.missing - before);
+	bt->first += bt->count;
+	bt->count = 0;
+	bt->used = 0;
 	return 0;
+}
+
+static int lct_batch_result(lua_State *L, const struct lct_batch *bt)
+{
+	lua_pushinteger(L, bt->r.ok);
+	lua_pushinteger(L, bt->r.missing);
+	lua_pushvalue(L, bt->ft);
+	return 3;
 }
 
 /*
@@ -120,15 +193,12 @@ static int lct_h_batch(lua_State *L)
 {
 	struct lct_handle *h = lct_checkhandle(L, 1, "batch");
 	const char *op = luaL_checkstring(L, 2);
-	struct lct_batch_res r = { 0, 0, 0 };
-	size_t used = 0;
+	struct lct_batch bt;
 	struct nf_conntrack **box;
 	enum lct_build_kind kind;
 	uint8_t type;
 	uint16_t flags;
-	char *buf;
-	int n, i, first = 1, ft, inbatch = 0, err, before_fail;
-	uint32_t seq0 = 0;
+	int n, i, err;
 
 	if (strcmp(op, "create") == 0) {
 		kind = LCT_B_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL;
@@ -150,95 +220,42 @@ static int lct_h_batch(lua_State *L)
 	n = (int)lua_rawlen(L, 3);
 	lua_settop(L, 4);
 	lua_newtable(L);
-	ft = lua_gettop(L);
+	lct_batch_init(&bt, h, op, lua_gettop(L));
 
 	if (lct_batch_setup(h) != 0)
 		return lct_pusherr(L, op, ENOMEM);
-	buf = h->batch;
 	/* One conntrack object, remade for each item, owned by a box too. */
 	box = lct_newbox(L);
 	for (i = 1; i <= n; i++) {
-		struct nlmsghdr *nlh;
-		struct nfgenmsg *nfg;
+		struct nlmsghdr *nlh = lct_batch_msg(&bt, type, flags);
 		struct lct_build b = { NULL, NULL, 0, 0, 0, {0}, {0}, 0 };
 		int top = lua_gettop(L);
 
 		b.box = box;
 		lua_rawgeti(L, 3, i);
-		nlh = mnl_nlmsg_put_header(buf + used);
-		nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
-		nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-		if (++h->seq == 0)
-			h->seq = 1;
-		if (inbatch == 0)
-			seq0 = h->seq;
-		nlh->nlmsg_seq = h->seq;
-		nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-		nfg->version = NFNETLINK_V0;
-		nfg->res_id = 0;
 		if (kind == LCT_B_TUPLE && lct_is_entry(L, -1)) {
 			/* Deleting an entry: its tuple as it came, nothing parsed. */
 			int fam = lct_entry_put_orig(L, -1, nlh);
 
 			if (fam < 0)
 				return lct_error(L, "%s: bad argument 'items' (entry %d has no tuple)", op, i);
-			nfg->nfgen_family = (uint8_t)fam;
-			b.has_mark_mask = b.has_labels = 0;
+			((struct nfgenmsg *)mnl_nlmsg_get_payload(nlh))->nfgen_family = (uint8_t)fam;
 		} else {
 			lct_build(L, -1, kind, op, &b);
 			if (kind == LCT_B_CHANGES)
 				lct_build_changes(L, 4, op, &b);
-			nfg->nfgen_family = b.family;
-			if (nfct_nlmsg_build(nlh, b.ct) < 0)
-				return lct_pusherr(L, op, errno);
-		}
-		if (b.has_mark_mask)
-			mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(b.mark_mask));
-		if (b.has_labels) {
-			mnl_attr_put(nlh, CTA_LABELS, sizeof(b.labels), b.labels);
-			mnl_attr_put(nlh, CTA_LABELS_MASK, sizeof(b.labels_mask), b.labels_mask);
-		}
-		lua_settop(L, top);
-		inbatch++;
-		/* Room for one more message of any size is kept at all times. */
-		used += MNL_ALIGN(nlh->nlmsg_len);
-		if (used + LCT_TXBUF > LCT_BATCH_BYTES ||
-		    inbatch == LCT_BATCH_MAX || i == n) {
-			/* The last one asks for an ack: the end of this batch. */
-			nlh->nlmsg_flags |= NLM_F_ACK;
-			before_fail = r.failed + r.missing;
-			err = lct_batch_flush(L, h, buf, used, seq0, h->seq, first, ft, op, &r, inbatch);
+			err = lct_put_ct(nlh, &b);
 			if (err != 0)
 				return lct_pusherr(L, op, err);
-			r.ok -= (r.failed + r.missing) - before_fail;
-			first = i + 1;
-			inbatch = 0;
-			used = 0;
+		}
+		lua_settop(L, top);
+		if (lct_batch_add(&bt, nlh) || i == n) {
+			err = lct_batch_send(L, &bt);
+			if (err != 0)
+				return lct_pusherr(L, op, err);
 		}
 	}
-	lua_pushinteger(L, r.ok);
-	lua_pushinteger(L, r.missing);
-	lua_pushvalue(L, ft);
-	return 3;
-}
-
-/* Copies a dumped entry's original tuple and zone into a delete request. */
-static int lct_put_delete(struct nlmsghdr *nlh, const struct nlmsghdr *m)
-{
-	const struct nlattr *a, *t = NULL, *z = NULL;
-
-	mnl_attr_for_each(a, m, sizeof(struct nfgenmsg)) {
-		if (mnl_attr_get_type(a) == CTA_TUPLE_ORIG && t == NULL)
-			t = a;
-		else if (mnl_attr_get_type(a) == CTA_ZONE && z == NULL)
-			z = a;
-	}
-	if (t == NULL)
-		return -1;
-	mnl_attr_put(nlh, CTA_TUPLE_ORIG, mnl_attr_get_payload_len(t), mnl_attr_get_payload(t));
-	if (z != NULL)
-		mnl_attr_put(nlh, CTA_ZONE, mnl_attr_get_payload_len(z), mnl_attr_get_payload(z));
-	return ((const struct nfgenmsg *)mnl_nlmsg_get_payload(m))->nfgen_family;
+	return lct_batch_result(L, &bt);
 }
 
 /*
@@ -250,72 +267,38 @@ static int lct_put_delete(struct nlmsghdr *nlh, const struct nlmsghdr *m)
 static int lct_h_purge(lua_State *L)
 {
 	struct lct_handle *h = lct_checkhandle(L, 1, "delete_where");
-	struct lct_batch_res r = { 0, 0, 0 };
+	struct lct_batch bt;
 	const struct nlmsghdr *m;
-	size_t used = 0;
-	uint32_t seq0 = 0;
-	int first = 1, i = 0, inbatch = 0, ft, err, rc, before_fail;
-	struct nlmsghdr *last = NULL;
+	int err, rc;
 	void *d;
 
 	lua_settop(L, 2);
 	lua_newtable(L);
-	ft = lua_gettop(L);
+	lct_batch_init(&bt, h, "delete", lua_gettop(L));
 	if (lct_batch_setup(h) != 0)
 		return lct_pusherr(L, "delete_where", ENOMEM);
 	d = lct_dump_begin(L, h, 2, "delete_where", &err);
 	if (d == NULL)
 		return lct_pusherr(L, "delete_where", err);
-	for (;;) {
-		struct nlmsghdr *nlh;
-		struct nfgenmsg *nfg;
-		int fam;
+	while ((rc = lct_dump_next_msg(d, &m)) == 1) {
+		struct nlmsghdr *nlh = lct_batch_msg(&bt, IPCTNL_MSG_CT_DELETE, 0);
+		int fam = lct_msg_put_orig(nlh, m);
 
-		rc = lct_dump_next_msg(d, &m);
-		if (rc < 0)
-			return lct_pusherr(L, "delete_where", -rc);
-		if (rc == 1) {
-			nlh = mnl_nlmsg_put_header(h->batch + used);
-			nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
-			nlh->nlmsg_flags = NLM_F_REQUEST;
-			nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-			nfg->version = NFNETLINK_V0;
-			nfg->res_id = 0;
-			fam = lct_put_delete(nlh, m);
-			if (fam < 0)
-				continue;
-			nfg->nfgen_family = (uint8_t)fam;
-			if (++h->seq == 0)
-				h->seq = 1;
-			if (inbatch == 0)
-				seq0 = h->seq;
-			nlh->nlmsg_seq = h->seq;
-			used += MNL_ALIGN(nlh->nlmsg_len);
-			last = nlh;
-			inbatch++;
-			i++;
-		}
-		if (inbatch > 0 && (rc == 0 || used + LCT_TXBUF > LCT_BATCH_BYTES ||
-				    inbatch == LCT_BATCH_MAX)) {
-			/* The last message of the batch asks for the ack. */
-			last->nlmsg_flags |= NLM_F_ACK;
-			before_fail = r.failed + r.missing;
-			err = lct_batch_flush(L, h, h->batch, used, seq0, h->seq, first, ft,
-					      "delete", &r, inbatch);
+		if (fam < 0)
+			continue;
+		((struct nfgenmsg *)mnl_nlmsg_get_payload(nlh))->nfgen_family = (uint8_t)fam;
+		if (lct_batch_add(&bt, nlh)) {
+			err = lct_batch_send(L, &bt);
 			if (err != 0)
 				return lct_pusherr(L, "delete_where", err);
-			r.ok -= (r.failed + r.missing) - before_fail;
-			first = i + 1;
-			inbatch = 0;
-			used = 0;
 		}
-		if (rc == 0)
-			break;
 	}
-	lua_pushinteger(L, r.ok);
-	lua_pushinteger(L, r.missing);
-	lua_pushvalue(L, ft);
-	return 3;
+	if (rc < 0)
+		return lct_pusherr(L, "delete_where", -rc);
+	err = lct_batch_send(L, &bt);
+	if (err != 0)
+		return lct_pusherr(L, "delete_where", err);
+	return lct_batch_result(L, &bt);
 }
 
 void lct_batch_open(lua_State *L)

@@ -1118,10 +1118,23 @@ uint8_t lct_entry_to_ct(lua_State *L, int idx, struct nf_conntrack *ct)
  */
 int lct_entry_put_orig(lua_State *L, int idx, struct nlmsghdr *nlh)
 {
-	struct lct_entry *e = lct_checkentry(L, idx);
-	const struct nlattr *t = lct_attr(e, CTA_TUPLE_ORIG);
-	const struct nlattr *z = lct_attr(e, CTA_ZONE);
+	return lct_msg_put_orig(nlh, lct_msg(lct_checkentry(L, idx)));
+}
 
+/*
+ * The same from a conntrack message m itself (h:purge deletes what a dump
+ * returns without making entries).
+ */
+int lct_msg_put_orig(struct nlmsghdr *nlh, const struct nlmsghdr *m)
+{
+	const struct nlattr *a, *t = NULL, *z = NULL;
+
+	mnl_attr_for_each(a, m, sizeof(struct nfgenmsg)) {
+		if (mnl_attr_get_type(a) == CTA_TUPLE_ORIG && t == NULL)
+			t = a;
+		else if (mnl_attr_get_type(a) == CTA_ZONE && z == NULL)
+			z = a;
+	}
 	if (t == NULL)
 		return -1;
 	mnl_attr_put(nlh, CTA_TUPLE_ORIG, mnl_attr_get_payload_len(t),
@@ -1129,7 +1142,7 @@ int lct_entry_put_orig(lua_State *L, int idx, struct nlmsghdr *nlh)
 	if (z != NULL)
 		mnl_attr_put(nlh, CTA_ZONE, mnl_attr_get_payload_len(z),
 			     mnl_attr_get_payload(z));
-	return ((const struct nfgenmsg *)mnl_nlmsg_get_payload(lct_msg(e)))->nfgen_family;
+	return ((const struct nfgenmsg *)mnl_nlmsg_get_payload(m))->nfgen_family;
 }
 
 int lct_is_entry(lua_State *L, int idx)

@@ -387,14 +387,17 @@ static void lct_get_cb(lua_State *L, const struct nlmsghdr *nlh, void *ud)
 }
 
 /* Builds from argument idx and returns the box-owned conntrack object. */
-static struct nf_conntrack *lct_put_ct(lua_State *L, struct nlmsghdr *nlh,
-				       struct lct_build *b)
+/*
+ * Appends what b holds to the request nlh, and sets its family.  Returns 0,
+ * or the errno of a conntrack object the library cannot write.
+ */
+int lct_put_ct(struct nlmsghdr *nlh, const struct lct_build *b)
 {
 	struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
 
 	nfg->nfgen_family = b->family;
 	if (nfct_nlmsg_build(nlh, b->ct) < 0)
-		lct_error(L, "conntrack: cannot build request: %s", strerror(errno));
+		return errno;
 	if (b->has_mark_mask)
 		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(b->mark_mask));
 	if (b->has_labels) {
@@ -403,7 +406,7 @@ static struct nf_conntrack *lct_put_ct(lua_State *L, struct nlmsghdr *nlh,
 		mnl_attr_put(nlh, CTA_LABELS_MASK, sizeof(b->labels_mask),
 			     b->labels_mask);
 	}
-	return b->ct;
+	return 0;
 }
 
 static int lct_h_get(lua_State *L)
@@ -415,7 +418,9 @@ static int lct_h_get(lua_State *L)
 
 	lct_build(L, 2, LCT_B_TUPLE, "get", &b);
 	nlh = lct_req(h, IPCTNL_MSG_CT_GET, NLM_F_ACK, b.family);
-	lct_put_ct(L, nlh, &b);
+	err = lct_put_ct(nlh, &b);
+	if (err != 0)
+		return lct_error(L, "conntrack: cannot build request: %s", strerror(err));
 	err = lct_transact(L, h, nlh, lct_get_cb, &got);
 	if (err != 0)
 		return lct_pusherr(L, "get", err);
@@ -443,7 +448,9 @@ static int lct_change(lua_State *L, const char *op, uint8_t type,
 		lct_build(L, 2, kind, op, &b);
 	}
 	nlh = lct_req(h, type, NLM_F_ACK | flags, b.family);
-	lct_put_ct(L, nlh, &b);
+	err = lct_put_ct(nlh, &b);
+	if (err != 0)
+		return lct_error(L, "conntrack: cannot build request: %s", strerror(err));
 	err = lct_transact(L, h, nlh, NULL, NULL);
 	if (err != 0)
 		return lct_pusherr(L, op, err);

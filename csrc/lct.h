@@ -55,6 +55,7 @@ void lct_entry_open(lua_State *L);
 uint8_t lct_entry_to_ct(lua_State *L, int idx, struct nf_conntrack *ct);
 int lct_is_entry(lua_State *L, int idx);
 int lct_entry_put_orig(lua_State *L, int idx, struct nlmsghdr *nlh);
+int lct_msg_put_orig(struct nlmsghdr *nlh, const struct nlmsghdr *m);
 const char *lct_proto_name(unsigned int num);
 int lct_proto_number(const char *name);
 const char *lct_state_name(unsigned int proto, unsigned int state);
@@ -80,6 +81,7 @@ struct lct_build {
 	uint8_t family;
 };
 struct nf_conntrack **lct_newbox(lua_State *L);
+int lct_put_ct(struct nlmsghdr *nlh, const struct lct_build *b);
 void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
 	       const char *fname, struct lct_build *b);
 void lct_build_changes(lua_State *L, int idx, const char *fname,
