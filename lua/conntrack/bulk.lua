@@ -158,42 +158,6 @@ function B.install(methods)
 		return out
 	end
 
-	-- Entries as tuple tables, for a core whose batch update wants tables.
-	local function tuple_of(e)
-		local o = e.orig
-		local t = { family = e.family, proto = e.protonum, src = o.src, dst = o.dst,
-			zone = e.zone }
-		local sp = o.sport
-		if sp ~= nil then
-			t.sport, t.dport = sp, o.dport
-		elseif o.icmp_type ~= nil then
-			t.icmp_type, t.icmp_code, t.icmp_id = o.icmp_type, o.icmp_code, o.icmp_id
-		end
-		return t
-	end
-	local batch_takes_entries = {}   -- op -> true/false once known
-
-	-- Runs one batch; entries are converted when the core wants tables.
-	local function run_batch(h, op, items, changes)
-		if batch_takes_entries[op] ~= false then
-			local ok, a, b, c = pcall(cbatch, h, op, items, changes)
-			if ok then
-				batch_takes_entries[op] = true
-				return a, b, c
-			end
-			if batch_takes_entries[op] == true or
-				not tostring(a):find("bad argument 'tuple' (table expected", 1, true) then
-				error(a, 0)
-			end
-			batch_takes_entries[op] = false
-		end
-		local tuples = {}
-		for i = 1, #items do
-			tuples[i] = tuple_of(items[i])
-		end
-		return cbatch(h, op, tuples, changes)
-	end
-
 	-- Streams the matching entries to op in batches, while the dump goes on
 	-- (on a socket of its own): the batches only touch entries already read.
 	local function bulk(h, op, filter, changes, how)
@@ -208,7 +172,7 @@ function B.install(methods)
 		local it, st = cdump(h, spec)
 		local res = { done = 0, missing = 0, failures = {} }
 		local function send(chunk, n, seen)
-			local ok, miss, fails = run_batch(h, op, chunk, changes)
+			local ok, miss, fails = cbatch(h, op, chunk, changes)
 			if not ok then
 				return nil, miss, fails
 			end
