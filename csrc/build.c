@@ -79,6 +79,76 @@ static int lct_bad(lua_State *L, const char *fname, const char *field,
 	return lct_error(L, "%s: bad argument '%s' (%s)", fname, field, why);
 }
 
+/* The integer at idx, 0..2^32-1; raises naming fname and what. */
+uint32_t lct_u32_arg(lua_State *L, int idx, const char *fname, const char *what)
+{
+	lua_Number v = lua_tonumber(L, idx);
+
+	if (lua_type(L, idx) != LUA_TNUMBER || !(v >= 0 && v <= 4294967295.0) || v != floor(v))
+		lct_bad(L, fname, what, "integer 0..4294967295 expected");
+	return (uint32_t)v;
+}
+
+/* Field k of the table at t, as lct_u32_arg: 1, or 0 when absent. */
+int lct_u32_field(lua_State *L, int t, const char *fname, const char *k, uint32_t *out)
+{
+	lua_getfield(L, t, k);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	*out = lct_u32_arg(L, -1, fname, k);
+	lua_pop(L, 1);
+	return 1;
+}
+
+/* The protocol at idx, by name or number (not nil). */
+int lct_proto_arg(lua_State *L, int idx, const char *fname)
+{
+	int proto;
+
+	idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		proto = lct_proto_number(lua_tostring(L, idx));
+		if (proto < 0)
+			lct_bad(L, fname, "proto", lua_pushfstring(L, "unknown protocol '%s'",
+								   lua_tostring(L, idx)));
+		return proto;
+	}
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		lua_Number n = lua_tonumber(L, idx);
+
+		if (!(n >= 0 && n <= 255) || n != floor(n))
+			lct_bad(L, fname, "proto", "protocol number 0..255 expected");
+		return (int)n;
+	}
+	return lct_bad(L, fname, "proto", lua_pushfstring(L, "name or number expected, got %s",
+							   luaL_typename(L, idx)));
+}
+
+/*
+ * The address at idx (a string): writes its 4 or 16 bytes to out and
+ * returns AF_INET or AF_INET6.
+ */
+int lct_addr_arg(lua_State *L, int idx, const char *fname, const char *field, void *out)
+{
+	const char *s;
+	size_t n;
+
+	idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+	if (lua_type(L, idx) != LUA_TSTRING)
+		lct_bad(L, fname, field, lua_pushfstring(L, "address string expected, got %s",
+							   luaL_typename(L, idx)));
+	s = lua_tolstring(L, idx, &n);
+	if (strlen(s) != n)
+		lct_bad(L, fname, field, "malformed address (embedded NUL)");
+	if (inet_pton(AF_INET, s, out) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, s, out) == 1)
+		return AF_INET6;
+	return lct_bad(L, fname, field, lua_pushfstring(L, "malformed address '%s'", s));
+}
+
 /*
  * The fields of tuple, spec and changes tables.  lct_gather reads a table
  * once (lua_next) into stack slots, one per field, raising on a key the
@@ -196,30 +266,10 @@ struct lct_addr {
 static void lct_addr(lua_State *L, int t, const char *fname, const char *field,
 		     struct lct_addr *out)
 {
-	const char *s;
-
 	out->family = 0;
 	lct_getf(L, t, field);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		return;
-	}
-	if (lua_type(L, -1) != LUA_TSTRING)
-		lct_bad(L, fname, field, lua_pushfstring(L, "address string expected, got %s",
-							   luaL_typename(L, -1)));
-	{
-		size_t n;
-
-		s = lua_tolstring(L, -1, &n);
-		if (strlen(s) != n)
-			lct_bad(L, fname, field, "malformed address (embedded NUL)");
-	}
-	if (inet_pton(AF_INET, s, &out->a.v4) == 1)
-		out->family = AF_INET;
-	else if (inet_pton(AF_INET6, s, &out->a.v6) == 1)
-		out->family = AF_INET6;
-	else
-		lct_bad(L, fname, field, lua_pushfstring(L, "malformed address '%s'", s));
+	if (!lua_isnil(L, -1))
+		out->family = lct_addr_arg(L, -1, fname, field, &out->a);
 	lua_pop(L, 1);
 }
 
@@ -445,23 +495,9 @@ void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
 	lct_set_addr(b->ct, &dst, ATTR_IPV4_DST, ATTR_IPV6_DST);
 
 	lct_getf(L, t, "proto");
-	if (lua_type(L, -1) == LUA_TSTRING) {
-		proto = lct_proto_number(lua_tostring(L, -1));
-		if (proto < 0)
-			lct_bad(L, fname, "proto", lua_pushfstring(L, "unknown protocol '%s'",
-								   lua_tostring(L, -1)));
-	} else if (lua_type(L, -1) == LUA_TNUMBER) {
-		lua_Number n = lua_tonumber(L, -1);
-
-		if (n < 0 || n > 255 || n != floor(n))
-			lct_bad(L, fname, "proto", "protocol number 0..255 expected");
-		proto = (int)n;
-	} else if (lua_isnil(L, -1)) {
+	if (lua_isnil(L, -1))
 		lct_bad(L, fname, "proto", "missing");
-	} else {
-		lct_bad(L, fname, "proto", lua_pushfstring(L, "name or number expected, got %s",
-							   luaL_typename(L, -1)));
-	}
+	proto = lct_proto_arg(L, -1, fname);
 	lua_pop(L, 1);
 	if (proto == IPPROTO_ICMP && family == AF_INET6)
 		proto = IPPROTO_ICMPV6;

@@ -52,46 +52,15 @@ static void lct_dump_end(struct lct_dump *d)
 	}
 }
 
-static uint32_t lct_u32opt(lua_State *L, int t, const char *fname, const char *field, int *has)
-{
-	lua_Number v;
-
-	lua_getfield(L, t, field);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		*has = 0;
-		return 0;
-	}
-	v = lua_tonumber(L, -1);
-	if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 4294967295.0 || v != floor(v))
-		lct_error(L, "%s: bad argument '%s' (integer 0..4294967295 expected)", fname, field);
-	lua_pop(L, 1);
-	*has = 1;
-	return (uint32_t)v;
-}
-
 static void lct_taddr(lua_State *L, int t, const char *fname, const char *k,
 		      struct lct_dump_opts *o, int dir, int which)
 {
-	size_t n;
-	const char *s;
-	unsigned char *a = o->tf.addr[dir][which];
-
 	lua_getfield(L, t, k);
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
 		return;
 	}
-	if (lua_type(L, -1) != LUA_TSTRING)
-		lct_error(L, "%s: bad argument '%s' (address string expected, got %s)", fname, k,
-			  luaL_typename(L, -1));
-	s = lua_tolstring(L, -1, &n);
-	if (strlen(s) == n && inet_pton(AF_INET, s, a) == 1)
-		o->tf.af[dir][which] = AF_INET;
-	else if (strlen(s) == n && inet_pton(AF_INET6, s, a) == 1)
-		o->tf.af[dir][which] = AF_INET6;
-	else
-		lct_error(L, "%s: bad argument '%s' (malformed address '%s')", fname, k, s);
+	o->tf.af[dir][which] = lct_addr_arg(L, -1, fname, k, o->tf.addr[dir][which]);
 	if (o->family && o->family != o->tf.af[dir][which])
 		lct_error(L, "%s: bad argument '%s' (IPv4 and IPv6 mixed)", fname, k);
 	o->family = (uint8_t)o->tf.af[dir][which];
@@ -128,21 +97,8 @@ static void lct_tuple_parse(lua_State *L, int t, const char *fname,
 {
 	o->tf.proto = -1;
 	lua_getfield(L, t, "proto");
-	if (lua_type(L, -1) == LUA_TSTRING) {
-		o->tf.proto = lct_proto_number(lua_tostring(L, -1));
-		if (o->tf.proto < 0)
-			lct_error(L, "%s: bad argument 'proto' (unknown protocol '%s')", fname,
-				  lua_tostring(L, -1));
-	} else if (lua_type(L, -1) == LUA_TNUMBER) {
-		lua_Number v = lua_tonumber(L, -1);
-
-		if (!(v >= 0 && v <= 255) || v != floor(v))
-			lct_error(L, "%s: bad argument 'proto' (protocol number 0..255 expected)", fname);
-		o->tf.proto = (int)v;
-	} else if (!lua_isnil(L, -1)) {
-		lct_error(L, "%s: bad argument 'proto' (name or number expected, got %s)", fname,
-			  luaL_typename(L, -1));
-	}
+	if (!lua_isnil(L, -1))
+		o->tf.proto = lct_proto_arg(L, -1, fname);
 	lua_pop(L, 1);
 	if (o->tf.proto >= 0)
 		o->has_tuple = 1;
@@ -245,10 +201,14 @@ static int lct_tuple_ok(const struct lct_tfilter *tf, int dir, const struct lct_
 	return 1;
 }
 
+static const char *const lct_dump_keys[] = {
+	"family", "mark", "mark_mask", "zone", "status", "status_mask", "proto",
+	"src", "dst", "sport", "dport", "reply_src", "reply_dst", "reply_sport",
+	"reply_dport", NULL
+};
+
 static void lct_dump_parse(lua_State *L, int t, const char *fname, struct lct_dump_opts *o)
 {
-	int has;
-
 	memset(o, 0, sizeof(*o));
 	o->zone = -1;
 	o->mark_mask = o->status_mask = 0xffffffffu;
@@ -257,31 +217,13 @@ static void lct_dump_parse(lua_State *L, int t, const char *fname, struct lct_du
 	if (!lua_istable(L, t))
 		lct_error(L, "%s: bad argument 'opts' (table expected, got %s)", fname,
 			   luaL_typename(L, t));
-	lua_pushnil(L);
-	while (lua_next(L, t) != 0) {
-		static const char *const ok[] = {
-			"family", "mark", "mark_mask", "zone", "status",
-			"status_mask", "proto", "src", "dst", "sport", "dport",
-			"reply_src", "reply_dst", "reply_sport", "reply_dport", NULL
-		};
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-		int i, found = 0;
-
-		for (i = 0; ok[i] != NULL; i++)
-			found |= strcmp(ok[i], k) == 0;
-		if (!found)
-			lct_error(L, "%s: bad argument '%s' (unknown option)", fname, k);
-		lua_pop(L, 1);
-	}
+	lct_check_opts(L, t, fname, lct_dump_keys);
 	lua_getfield(L, t, "family");
 	if (!lua_isnil(L, -1))
 		o->family = lct_family_arg(L, -1, fname, "family");
 	lua_pop(L, 1);
-	o->mark = lct_u32opt(L, t, fname, "mark", &o->has_mark);
-	o->mark_mask = lct_u32opt(L, t, fname, "mark_mask", &has);
-	if (!has)
-		o->mark_mask = 0xffffffffu;
-	else if (!o->has_mark)
+	o->has_mark = lct_u32_field(L, t, fname, "mark", &o->mark);
+	if (lct_u32_field(L, t, fname, "mark_mask", &o->mark_mask) && !o->has_mark)
 		lct_error(L, "%s: bad argument 'mark_mask' (needs 'mark')", fname);
 	lua_getfield(L, t, "zone");
 	if (!lua_isnil(L, -1)) {

@@ -155,18 +155,6 @@ static void lct_kf_addrs(lua_State *L, const char *fname, int t, const char *fie
 	lua_pop(L, 1);
 }
 
-static uint32_t lct_kf_u32(lua_State *L, const char *fname, int t, const char *field)
-{
-	lua_Number v;
-
-	lua_getfield(L, t, field);
-	v = lua_tonumber(L, -1);
-	if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 4294967295.0 || v != floor(v))
-		lct_error(L, "%s: bad argument 'kernel_filter.mark.%s' (integer 0..4294967295 expected)", fname,
-			  field);
-	lua_pop(L, 1);
-	return (uint32_t)v;
-}
 
 /*
  * opts.kernel_filter = {proto = {...}, src = {...}, dst = {...},
@@ -243,15 +231,14 @@ static int lct_kf_parse(lua_State *L, const char *fname, int t, struct lct_kfilt
 			lua_rawgeti(L, m, i);
 			if (!lua_istable(L, -1))
 				lct_error(L, "%s: bad argument 'kernel_filter.mark' ({value =, mask =} expected)", fname);
-			k->mark[k->nmark].val = lct_kf_u32(L, fname, -1, "value");
+			lua_getfield(L, -1, "value");
+			k->mark[k->nmark].val = lct_u32_arg(L, -1, fname, "kernel_filter.mark.value");
+			lua_pop(L, 1);
 			k->mark[k->nmark].mask = 0xffffffffu;
 			lua_getfield(L, -1, "mask");
-			if (lua_isnil(L, -1)) {
-				lua_pop(L, 1);
-			} else {
-				lua_pop(L, 1);
-				k->mark[k->nmark].mask = lct_kf_u32(L, fname, -1, "mask");
-			}
+			if (!lua_isnil(L, -1))
+				k->mark[k->nmark].mask = lct_u32_arg(L, -1, fname, "kernel_filter.mark.mask");
+			lua_pop(L, 1);
 			k->nmark++;
 			lua_pop(L, 1);
 		}

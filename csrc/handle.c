@@ -199,8 +199,8 @@ static const char *const lct_flush_keys[] = {
 };
 
 /* Unknown option names are mistakes: raise rather than ignore them. */
-static void lct_check_opts(lua_State *L, int t, const char *fname,
-			   const char *const *keys)
+void lct_check_opts(lua_State *L, int t, const char *fname,
+		    const char *const *keys)
 {
 	lua_pushnil(L);
 	while (lua_next(L, t) != 0) {
@@ -479,26 +479,6 @@ static int lct_h_delete(lua_State *L)
 	return lct_change(L, "delete", IPCTNL_MSG_CT_DELETE, 0, LCT_B_TUPLE);
 }
 
-/* u32 option field: returns 0 when absent. */
-static int lct_u32field(lua_State *L, int t, const char *fname, const char *k,
-			uint32_t *out)
-{
-	lua_Number v;
-
-	lua_getfield(L, t, k);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		return 0;
-	}
-	v = lua_tonumber(L, -1);
-	if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0 && v <= 4294967295.0) ||
-	    v != (lua_Number)(uint32_t)v)
-		lct_error(L, "%s: bad argument '%s' (integer 0..4294967295 expected)", fname, k);
-	lua_pop(L, 1);
-	*out = (uint32_t)v;
-	return 1;
-}
-
 /*
  * flush([opts]): the whole table, or what matches opts (family, mark and
  * mark_mask, status and status_mask, zone), filtered by the kernel.
@@ -520,8 +500,8 @@ static int lct_h_flush(lua_State *L)
 		if (!lua_isnil(L, -1))
 			family = lct_family_arg(L, -1, "flush", "family");
 		lua_pop(L, 1);
-		has_mark = lct_u32field(L, 2, "flush", "mark", &mark);
-		if (lct_u32field(L, 2, "flush", "mark_mask", &mask) && !has_mark)
+		has_mark = lct_u32_field(L, 2, "flush", "mark", &mark);
+		if (lct_u32_field(L, 2, "flush", "mark_mask", &mask) && !has_mark)
 			return lct_error(L, "flush: bad argument 'mark_mask' (needs 'mark')");
 		lua_getfield(L, 2, "status");
 		if (!lua_isnil(L, -1)) {
@@ -536,7 +516,7 @@ static int lct_h_flush(lua_State *L)
 			smask = lct_status_arg(L, -1, "flush", "status_mask");
 		}
 		lua_pop(L, 1);
-		has_zone = lct_u32field(L, 2, "flush", "zone", &zone);
+		has_zone = lct_u32_field(L, 2, "flush", "zone", &zone);
 		if (has_zone && zone > 65535)
 			return lct_error(L, "flush: bad argument 'zone' (integer 0..65535 expected)");
 		if (has_zone && zone == 0)

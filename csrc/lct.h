@@ -46,6 +46,8 @@ struct mnl_socket *lct_socket_open(lua_State *L, int nsfd, int groups,
 				   const char *fname, int *err);
 int lct_set_rcvbuf(struct mnl_socket *nl, int bytes);
 int lct_pusherr(lua_State *L, const char *op, int err);
+void lct_check_opts(lua_State *L, int t, const char *fname,
+		    const char *const *keys);
 int lct_nsfd_open(lua_State *L, int idx, const char *fname);
 void lct_handle_open(lua_State *L);
 
@@ -90,6 +92,10 @@ uint32_t lct_status_arg(lua_State *L, int idx, const char *fname,
 			const char *field);
 uint8_t lct_family_arg(lua_State *L, int idx, const char *fname,
 		       const char *field);
+uint32_t lct_u32_arg(lua_State *L, int idx, const char *fname, const char *what);
+int lct_u32_field(lua_State *L, int t, const char *fname, const char *k, uint32_t *out);
+int lct_proto_arg(lua_State *L, int idx, const char *fname);
+int lct_addr_arg(lua_State *L, int idx, const char *fname, const char *field, void *out);
 
 /* dump.c */
 void lct_dump_open(lua_State *L);
