@@ -22,62 +22,17 @@
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
 
-local function die(msg)
-	io.stderr:write("bench: ", msg, "\n")
-	os.exit(1)
-end
-
-local function q(s)
-	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-	local ok, how, code = os.execute(cmd)
-	return ok == true or ok == 0, code
-end
-
-local function capture(cmd)
-	local f = assert(io.popen(cmd, "r"))
-	local out = f:read("a")
-	f:close()
-	return out
-end
+package.path = here .. "/?.lua;" .. package.path
+local L = require "benchlib"
+local B = L.new("bench")
+local q, sh, capture = L.q, L.sh, L.capture
+local function die(msg) B:die(msg) end
 
 -- Options ---------------------------------------------------------------
 
-local sizes, runs = {}, tonumber(os.getenv("BENCH_RUNS") or "") or 5
-local function addsizes(s)
-	for w in s:gmatch("[^%s,]+") do
-		local n = tonumber(w)
-		if not n or n < 0 or n ~= math.floor(n) then
-			die("bad size " .. q(w))
-		end
-		sizes[#sizes + 1] = math.tointeger(n)
-	end
-end
-for _, a in ipairs(arg) do
-	local r = a:match("^%-%-runs=(%d+)$")
-	if r then
-		runs = tonumber(r)
-	else
-		addsizes(a)
-	end
-end
-if #sizes == 0 then
-	addsizes(os.getenv("BENCH_SIZES") or "10000 100000 250000")
-end
-if runs < 1 then
-	die("BENCH_RUNS must be at least 1")
-end
-
-if not os.getenv("LCT_NETNS") and os.getenv("BENCH_ANY_NETNS") ~= "1" then
-	die("run me through `make bench` (tools/netns-run): I flush the conntrack table")
-end
-for _, p in ipairs({ "ctdump", "ctfill", "timeit" }) do
-	if not sh("test -x " .. q(here .. "/" .. p)) then
-		die(here .. "/" .. p .. " missing: run make -C bench")
-	end
-end
+local sizes, runs = B:options(arg, "10000 100000 250000", 0)
+B:need_netns("run me through `make bench` (tools/netns-run): I flush the conntrack table")
+B:need_tools(here, { "ctdump", "ctfill", "timeit" })
 if not sh("command -v conntrack >/dev/null 2>&1") then
 	die("conntrack (conntrack-tools) not found")
 end
@@ -113,15 +68,7 @@ for _, v in ipairs(variants) do
 	end
 end
 
-local function slurp(path)
-	local f = io.open(path)
-	if not f then
-		return ""
-	end
-	local out = f:read("a")
-	f:close()
-	return out
-end
+local slurp = L.slurp
 
 -- Returns { wall=ns, rss=KiB, n=entries, ns=dump ns } or nil, why.
 local function runone(v)

@@ -23,69 +23,15 @@ local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
 local unpack = table.unpack or unpack
 
-local function die(msg)
-	io.stderr:write("bench/bulk: ", msg, "\n")
-	os.exit(1)
-end
+package.path = here .. "/?.lua;" .. package.path
+local L = require "benchlib"
+local B = L.new("bench/bulk")
+local q, sh, capture, slurp = L.q, L.sh, L.capture, L.slurp
+local function die(msg) B:die(msg) end
 
-local function q(s)
-	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-	local ok = os.execute(cmd)
-	return ok == true or ok == 0
-end
-
-local function capture(cmd)
-	local f = assert(io.popen(cmd, "r"))
-	local out = f:read("*a")
-	f:close()
-	return out
-end
-
-local function slurp(path)
-	local f = io.open(path)
-	if not f then
-		return ""
-	end
-	local s = f:read("*a")
-	f:close()
-	return s
-end
-
-local sizes, runs = {}, tonumber(os.getenv("BENCH_RUNS") or "") or 5
-local function addsizes(s)
-	for w in s:gmatch("[^%s,]+") do
-		local n = tonumber(w)
-		if not n or n < 4 or n ~= math.floor(n) then
-			die("bad size " .. q(w))
-		end
-		sizes[#sizes + 1] = n
-	end
-end
-for _, a in ipairs(arg) do
-	local r = a:match("^%-%-runs=(%d+)$")
-	if r then
-		runs = tonumber(r)
-	else
-		addsizes(a)
-	end
-end
-if #sizes == 0 then
-	addsizes(os.getenv("BENCH_SIZES") or "100000")
-end
-if runs < 1 then
-	die("BENCH_RUNS must be at least 1")
-end
-if not os.getenv("LCT_NETNS") and os.getenv("BENCH_ANY_NETNS") ~= "1" then
-	die("run me through tools/netns-run: I flush the conntrack table")
-end
-for _, p in ipairs({ "ctdel", "ctfill", "timeit" }) do
-	if not sh("test -x " .. q(here .. "/" .. p)) then
-		die(here .. "/" .. p .. " missing: run make -C bench")
-	end
-end
+local sizes, runs = B:options(arg, "100000", 4)
+B:need_netns("run me through tools/netns-run: I flush the conntrack table")
+B:need_tools(here, { "ctdel", "ctfill", "timeit" })
 
 local tmpout, tmperr, savefile = os.tmpname(), os.tmpname(), os.tmpname()
 

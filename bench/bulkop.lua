@@ -8,19 +8,8 @@
 -- Prints "<count> <elapsed_ns>" (count: entries deleted / created), timed
 -- with bench/benchclock.so around the operation alone.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local root = here .. "/.."
-local luaver = _VERSION:match("%d+%.%d+")
-
-local function addpath(field, env, p)
-	if os.getenv(env) then
-		package[field] = package[field] .. ";" .. p
-	else
-		package[field] = p .. ";" .. package[field]
-	end
-end
-addpath("path", "LUA_PATH", root .. "/lua/?.lua")
-addpath("cpath", "LUA_CPATH", root .. "/build/" .. luaver .. "/?.so")
-package.cpath = here .. "/?.so;" .. package.cpath
+package.path = here .. "/?.lua;" .. package.path
+require("benchlib").use_tree(here)
 
 local clock = require "benchclock"
 local ct = require "conntrack"

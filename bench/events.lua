@@ -39,9 +39,10 @@ local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
 package.cpath = here .. "/?.so;" .. package.cpath
 local okclock, clock = pcall(require, "benchclock")
 
-local function q(s)
-	return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+package.path = here .. "/?.lua;" .. package.path
+local L = require "benchlib"
+local B = L.new("bench/events")
+local q, sh, capture, slurp = L.q, L.sh, L.capture, L.slurp
 
 -- Listener mode: lua events.lua --listen VARIANT WANT IDLE [RCVBUF] ------
 
@@ -125,10 +126,7 @@ end
 
 -- Orchestrator ------------------------------------------------------------
 
-local function die(msg)
-	io.stderr:write("bench/events: ", msg, "\n")
-	os.exit(1)
-end
+local function die(msg) B:die(msg) end
 
 local N = tonumber(os.getenv("BENCH_EVENTS_N") or "") or 100000
 local runs = tonumber(os.getenv("BENCH_RUNS") or "") or 3
@@ -144,37 +142,12 @@ for _, a in ipairs(arg) do
 end
 local D = math.min(N, 30000)
 
-if not os.getenv("LCT_NETNS") and os.getenv("BENCH_ANY_NETNS") ~= "1" then
-	die("run me inside tools/netns-run: I flush the conntrack table")
-end
+B:need_netns("run me inside tools/netns-run: I flush the conntrack table")
 if not okclock then die(here .. "/benchclock.so missing: make -C bench") end
-for _, p in ipairs({ "ctfill", "ctlisten" }) do
-	if not os.execute("test -x " .. q(here .. "/" .. p)) then
-		die(here .. "/" .. p .. " missing: make -C bench")
-	end
-end
+B:need_tools(here, { "ctfill", "ctlisten" })
 
 local now = clock.now
 
-local function sh(cmd)
-	local ok = os.execute(cmd)
-	return ok == true or ok == 0
-end
-
-local function capture(cmd)
-	local f = assert(io.popen(cmd))
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function slurp(path)
-	local f = io.open(path)
-	if not f then return "" end
-	local s = f:read("a")
-	f:close()
-	return s
-end
 
 local function count()
 	return tonumber(capture("conntrack -C 2>/dev/null"):match("%d+"))

@@ -13,21 +13,8 @@
 -- bench/bench.lua runs this under bench/timeit for wall time and peak RSS.
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local root = here .. "/.."
-local luaver = _VERSION:match("%d+%.%d+")
-
--- Use the tree's module: after LUA_PATH/LUA_CPATH when the caller set them
--- (make bench does), else before the system paths.
-local function addpath(field, env, p)
-	if os.getenv(env) then
-		package[field] = package[field] .. ";" .. p
-	else
-		package[field] = p .. ";" .. package[field]
-	end
-end
-addpath("path", "LUA_PATH", root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua")
-addpath("cpath", "LUA_CPATH", root .. "/build/" .. luaver .. "/?.so")
-package.cpath = here .. "/?.so;" .. package.cpath
+package.path = here .. "/?.lua;" .. package.path
+require("benchlib").use_tree(here)
 
 local okclock, clock = pcall(require, "benchclock")
 local now = okclock and clock.now or function() return 0 end
