@@ -17,6 +17,7 @@
 --   U.strip_userspace(line)       the CLI's " [USERSPACE] portid=... progname=..." tail removed
 --   U.fdcount()                   descriptors open in this process
 local hosts = require "hosts"
+local H = require "cthelp"
 
 local U = {}
 
@@ -38,10 +39,7 @@ function U.now()
 end
 
 --- A private namespace with nothing tracked in it but what a test creates.
-function U.fresh()
-	local topo = hosts.pair{ track = false }
-	return topo, topo.ns.client
-end
+U.fresh = H.scratch
 
 --- For a describe block: a private namespace and a handle on it, made in
 -- setup and removed in teardown.  set(topo, ns, h) receives them (the
@@ -194,14 +192,7 @@ function U.cli_events(topo, role, extra, life)
 end
 
 --- Number of open descriptors of this process.
-function U.fdcount()
-	local p = io.popen("ls /proc/" .. hosts.pid .. "/fd | wc -l")
-	local n = tonumber(p:read("*a"))
-	p:close()
-	-- the ls itself runs in a child: its descriptors are not ours; the
-	-- popen pipe is ours and is open while it runs
-	return n - 1
-end
+U.fdcount = H.fds
 
 --- Finds the first event in list for which pred holds; returns it and its index.
 function U.find(list, pred, from)
