@@ -18,10 +18,12 @@ CFLAGS      ?= -O2 -g
 LUA_INCDIR  ?=
 LUA_CFLAGS  := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKG_CONFIG) --cflags-only-I $(LUA_PC)))
 WARN        := -std=c99 -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual \
-               -Wstrict-prototypes -Wmissing-prototypes -Wundef
+               -Wstrict-prototypes -Wmissing-prototypes -Wundef -Wformat=2 \
+               -Werror=format -Werror=implicit-function-declaration
 NF_CFLAGS   := $(shell $(PKG_CONFIG) --cflags libnetfilter_conntrack libmnl)
 NF_LIBS     := $(shell $(PKG_CONFIG) --libs libnetfilter_conntrack libmnl)
-ALL_CFLAGS  := $(WARN) -fPIC -D_GNU_SOURCE $(LUA_CFLAGS) $(NF_CFLAGS) $(CFLAGS)
+# Hidden visibility: core.so exports luaopen_conntrack_core alone.
+ALL_CFLAGS  := $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE $(LUA_CFLAGS) $(NF_CFLAGS) $(CFLAGS)
 
 PREFIX      ?= /usr/local
 LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_ABI)

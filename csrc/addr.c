@@ -1,9 +1,11 @@
 /*
- * Addresses to text, as glibc's inet_ntop writes them (the CLI prints
- * through it), but without its sprintf calls: a dump reads one or more
- * addresses per entry.
+ * Addresses: to text as glibc's inet_ntop writes them (the CLI prints
+ * through it), but without its sprintf calls, since a dump reads one or more
+ * addresses per entry; from text; and prefixes.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include "lct.h"
 
@@ -100,4 +102,68 @@ size_t lct_ntop(int family, const void *addr, char *buf)
 		*p++ = ':';
 	*p = '\0';
 	return (size_t)(p - buf);
+}
+
+int lct_pton(const char *s, size_t len, void *out)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+
+	if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
+		return 0;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (inet_pton(AF_INET, buf, out) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, buf, out) == 1)
+		return AF_INET6;
+	return 0;
+}
+
+int lct_cidr_parse(const char *s, size_t len, struct lct_cidr *c)
+{
+	const char *slash = memchr(s, '/', len);
+	size_t alen = slash ? (size_t)(slash - s) : len;
+	int f, bits, max, i;
+
+	memset(c, 0, sizeof(*c));
+	f = lct_pton(s, alen, c->addr);
+	if (f == 0)
+		return -1;
+	max = f == AF_INET ? 32 : 128;
+	bits = max;
+	if (slash != NULL) {
+		const char *p = slash + 1, *end = s + len;
+
+		if (p == end || end - p > 3)
+			return -1;
+		for (bits = 0; p < end; p++) {
+			if (*p < '0' || *p > '9')
+				return -1;
+			bits = bits * 10 + (*p - '0');
+		}
+		if (bits > max)
+			return -1;
+	}
+	c->family = (uint8_t)f;
+	c->plen = (uint8_t)bits;
+	for (i = 0; i < max / 8; i++) {
+		int keep = bits - i * 8;
+
+		if (keep <= 0)
+			c->addr[i] = 0;
+		else if (keep < 8)
+			c->addr[i] &= (uint8_t)(0xff << (8 - keep));
+	}
+	return 0;
+}
+
+int lct_cidr_match(const struct lct_cidr *c, int family, const uint8_t *a)
+{
+	int whole = c->plen / 8, rest = c->plen % 8;
+
+	if (family != c->family)
+		return 0;
+	if (memcmp(a, c->addr, (size_t)whole) != 0)
+		return 0;
+	return rest == 0 || (a[whole] & (uint8_t)(0xff << (8 - rest))) == c->addr[whole];
 }

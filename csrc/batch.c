@@ -1,313 +1,265 @@
 /*
- * Batches: many create/add/update/delete requests per sendmsg.  Only
- * failures are acknowledged (plus the last message of each batch, to know
- * where the kernel got to), so a batch of thousands costs a few syscalls.
+ * Batches: many create/add/update/delete requests per sendmsg, only
+ * failures acknowledged (and the last message, to know where the kernel got
+ * to), so a batch of thousands costs a few system calls.  An item that
+ * cannot be read becomes a failure like a kernel refusal: a batch never
+ * raises after it has sent part of its work.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <sys/socket.h>
-#include <linux/netlink.h>
 
 #include "lct.h"
 
-#define LCT_BATCH_BYTES	(128 * 1024)
-#define LCT_BATCH_MAX	1024		/* messages per sendmsg */
-#define LCT_BATCH_RCVBUF (8 * 1024 * 1024)
+/* The handle's batch object and buffer, made once (freed by its __gc). */
+static struct lct_batch *lct_batch_of(lua_State *L, struct lct_handle *h, const char *fname)
+{
+	struct mnl_socket *nl = lct_handle_sock(L, h, fname);
 
-#ifndef NETLINK_CAP_ACK
-#define NETLINK_CAP_ACK 10
-#endif
+	if (h->batchbuf == NULL) {
+		h->batchbuf = malloc(LCT_BATCH_BYTES);
+		if (h->batchbuf == NULL)
+			return NULL;
+	}
+	if (h->batch == NULL) {
+		struct lct_batch *bt = malloc(sizeof(*bt));
 
-struct lct_batch_res {
+		if (bt == NULL || lct_batch_init(bt, h->batchbuf) != 0) {
+			free(bt);
+			return NULL;
+		}
+		h->batch = bt;
+	}
+	if (!h->batch_ready) {
+		lct_batch_setsock(nl);
+		h->batch_ready = 1;
+	}
+	lct_batch_reset(h->batch);
+	return h->batch;
+}
+
+struct lct_brun {
+	struct lct_handle *h;
+	struct lct_batch *bt;
+	const char *fname;	/* the function the user called */
+	const char *op;		/* create, add, update, delete */
+	int ft;			/* the failures table */
 	int ok, missing, failed;
+	int item[LCT_BATCH_MAX];	/* item index of each message in the batch */
 };
 
-/* Records failure of item idx (1-based) in the table at index ft. */
-static void lct_batch_fail(lua_State *L, int ft, int idx, int err,
-			   const char *op, struct lct_batch_res *r)
+static void lct_brun_fail(lua_State *L, struct lct_brun *r, int index, int err, int msgidx)
 {
-	if (err == ENOENT && strcmp(op, "create") != 0 && strcmp(op, "add") != 0) {
-		r->missing++;
-		return;
-	}
 	r->failed++;
 	lua_createtable(L, 0, 3);
-	lua_pushinteger(L, idx);
+	lua_pushinteger(L, index);
 	lua_setfield(L, -2, "index");
 	lua_pushinteger(L, err);
 	lua_setfield(L, -2, "errno");
-	lua_pushfstring(L, "%s: %s%s", op, strerror(err),
-			err == EPERM ? " (CAP_NET_ADMIN is required)" : "");
+	if (msgidx != 0) {
+		/* The reader's message, without the script position it carries. */
+		const char *msg = lua_tostring(L, msgidx), *p = msg ? strstr(msg, "batch: item") : NULL;
+
+		lua_pushstring(L, p ? p : msg ? msg : "batch: bad item");
+	} else
+		lct_pushmsg(L, r->op, err);
 	lua_setfield(L, -2, "message");
-	lua_rawseti(L, ft, r->failed);
+	lua_rawseti(L, r->ft, r->failed);
 }
 
-/*
- * The handle's batch buffer (its own: a Lua error in the middle of a batch
- * leaks nothing) and the socket options batches want: acks without the
- * request copied back, and room for many of them.  0, or -1 out of memory.
- */
-static int lct_batch_setup(struct lct_handle *h)
+/* Sends what is collected; records failures.  0 or an errno for the whole batch. */
+static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 {
-	static const int one = 1;
+	struct lct_batch *bt = r->bt;
+	int sent = bt->count, i, bad = 0, err;
+	int items[LCT_BATCH_MAX];
 
-	if (h->batch == NULL) {
-		h->batch = malloc(LCT_BATCH_BYTES);
-		if (h->batch == NULL)
-			return -1;
-	}
-	if (!h->batch_ready) {
-		setsockopt(mnl_socket_get_fd(h->nl), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
-		lct_set_rcvbuf(h->nl, LCT_BATCH_RCVBUF);
-		h->batch_ready = 1;
-	}
-	return 0;
-}
-
-/*
- * A batch being filled in the handle's buffer.  Item indexes (for the
- * failures table at ft) follow the sequence numbers: the first message of
- * the batch in the buffer is item `first`, sent as sequence `seq0`.
- */
-struct lct_batch {
-	struct lct_handle *h;
-	const char *op;
-	int ft, first, count;
-	size_t used;
-	uint32_t seq0;
-	struct nlmsghdr *last;
-	struct lct_batch_res r;
-};
-
-static void lct_batch_init(struct lct_batch *bt, struct lct_handle *h,
-			   const char *op, int ft)
-{
-	memset(bt, 0, sizeof(*bt));
-	bt->h = h;
-	bt->op = op;
-	bt->ft = ft;
-	bt->first = 1;
-}
-
-/* The next request, in the buffer but not yet part of the batch. */
-static struct nlmsghdr *lct_batch_msg(struct lct_batch *bt, uint8_t type,
-				      uint16_t flags)
-{
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(bt->h->batch + bt->used);
-	struct nfgenmsg *nfg;
-
-	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
-	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->version = NFNETLINK_V0;
-	nfg->res_id = 0;
-	return nlh;
-}
-
-/*
- * Makes nlh (from lct_batch_msg, complete) part of the batch.  Returns
- * true when the batch should go now: one more message of any size must
- * always fit, and LCT_BATCH_MAX is the most per sendmsg.
- */
-static int lct_batch_add(struct lct_batch *bt, struct nlmsghdr *nlh)
-{
-	if (++bt->h->seq == 0)
-		bt->h->seq = 1;
-	nlh->nlmsg_seq = bt->h->seq;
-	if (bt->count == 0)
-		bt->seq0 = nlh->nlmsg_seq;
-	bt->used += MNL_ALIGN(nlh->nlmsg_len);
-	bt->last = nlh;
-	bt->count++;
-	return bt->used + LCT_TXBUF > LCT_BATCH_BYTES || bt->count == LCT_BATCH_MAX;
-}
-
-/*
- * Sends the batch, the last message asking for the ack that marks where
- * the kernel got to, and reads the errors of its messages.  Returns 0 or
- * an errno for the batch as a whole.
- */
-static int lct_batch_send(lua_State *L, struct lct_batch *bt)
-{
-	struct lct_handle *h = bt->h;
-	uint32_t last;
-	int done = 0, before = bt->r.failed + bt->r.missing;
-
-	if (bt->count == 0)
+	if (sent == 0)
 		return 0;
-	bt->last->nlmsg_flags |= NLM_F_ACK;
-	last = bt->last->nlmsg_seq;
-	if (mnl_socket_sendto(h->nl, h->batch, bt->used) < 0)
-		return errno;
-	while (!done) {
-		const struct nlmsghdr *m;
-		ssize_t n = mnl_socket_recvfrom(h->nl, h->rx, LCT_RXBUF);
-		int len;
+	memcpy(items, r->item, sizeof(int) * (size_t)sent);
+	err = lct_batch_flush(bt, lct_handle_sock(L, r->h, r->fname), r->h->rx, sizeof(r->h->rx));
+	if (err != 0)
+		return err;
+	/* Only now Lua values: the exchange is over. */
+	for (i = 0; i < bt->nfail; i++) {
+		int e = bt->fail[i].err, idx = items[bt->fail[i].index];
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno;
-		}
-		len = (int)n;
-		for (m = (const struct nlmsghdr *)h->rx; mnl_nlmsg_ok(m, len);
-		     m = mnl_nlmsg_next(m, &len)) {
-			const struct nlmsgerr *e;
-
-			if (m->nlmsg_type != NLMSG_ERROR)
-				continue;
-			if (m->nlmsg_seq < bt->seq0 || m->nlmsg_seq > last)
-				continue;
-			e = mnl_nlmsg_get_payload(m);
-			if (e->error != 0)
-				lct_batch_fail(L, bt->ft, bt->first + (int)(m->nlmsg_seq - bt->seq0),
-					       -e->error, bt->op, &bt->r);
-			if (m->nlmsg_seq == last)
-				done = 1;
-		}
+		bad++;
+		if (e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
+			r->missing++;
+		else
+			lct_brun_fail(L, r, idx, e, 0);
 	}
-	bt->r.ok += bt->count - (bt->r.failed + bt->r.missing - before);
-	bt->first += bt->count;
-	bt->count = 0;
-	bt->used = 0;
+	r->ok += sent - bad;
 	return 0;
 }
 
-static int lct_batch_result(lua_State *L, const struct lct_batch *bt)
+static int lct_brun_result(lua_State *L, const struct lct_brun *r)
 {
-	lua_pushinteger(L, bt->r.ok);
-	lua_pushinteger(L, bt->r.missing);
-	lua_pushvalue(L, bt->ft);
+	lua_pushinteger(L, r->ok);
+	lua_pushinteger(L, r->missing);
+	lua_pushvalue(L, r->ft);
 	return 3;
 }
 
 /*
- * h:batch(op, items [, changes]) -> ok, missing, failures
- * op is "create", "add", "update" or "delete"; items an array of tuples,
- * specs or entries.  failures: array of {index, errno, message}.
- * Entries gone before their update/delete count as missing, not failed.
+ * h:batch(op, items [, changes]) -> ok, missing, failures | nil, msg, errno
+ * op is "create", "add", "update" or "delete"; items an array of specs,
+ * tuples or entries.  failures: array of {index, errno, message}.  Entries
+ * gone before their update/delete count as missing, not failed.
  */
 static int lct_h_batch(lua_State *L)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, "batch");
-	const char *op = luaL_checkstring(L, 2);
-	struct lct_batch bt;
-	struct nf_conntrack **box;
-	enum lct_build_kind kind;
+	struct lct_handle *h = lct_handle_check(L, 1, "batch");
+	struct lct_brun r;
+	const char *op;
 	uint8_t type;
 	uint16_t flags;
-	int n, i, err;
+	int n, i, kind, err;
 
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return lct_argerror(L, "batch", "op", "\"create\", \"add\", \"update\" or \"delete\" expected, got %s",
+				    luaL_typename(L, 2));
+	op = lua_tostring(L, 2);
 	if (strcmp(op, "create") == 0) {
-		kind = LCT_B_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL;
+		kind = LCT_K_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL; op = "create";
 	} else if (strcmp(op, "add") == 0) {
-		kind = LCT_B_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE;
+		kind = LCT_K_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE; op = "add";
 	} else if (strcmp(op, "update") == 0) {
-		kind = LCT_B_CHANGES; type = IPCTNL_MSG_CT_NEW; flags = 0;
+		kind = LCT_K_CHANGES; type = IPCTNL_MSG_CT_NEW; flags = 0; op = "update";
 	} else if (strcmp(op, "delete") == 0) {
-		kind = LCT_B_TUPLE; type = IPCTNL_MSG_CT_DELETE; flags = 0;
+		kind = LCT_K_TUPLE; type = IPCTNL_MSG_CT_DELETE; flags = 0; op = "delete";
 	} else {
-		return lct_error(L, "batch: bad argument 'op' (unknown operation '%s')", op);
+		return lct_argerror(L, "batch", "op", "unknown operation %s", lct_shortval(L, 2));
 	}
-	if (!lua_istable(L, 3))
-		return lct_error(L, "batch: bad argument 'items' (table expected, got %s)",
-				 luaL_typename(L, 3));
-	if (kind == LCT_B_CHANGES && !lua_istable(L, 4))
-		return lct_error(L, "batch: bad argument 'changes' (table expected, got %s)",
-				 luaL_typename(L, 4));
+	lct_check_table(L, 3, "batch", "items");
+	if (kind == LCT_K_CHANGES)
+		lct_check_table(L, 4, "batch", "changes");
+	else if (!lua_isnoneornil(L, 4))
+		return lct_argerror(L, "batch", "changes", "only for \"update\"");
 	n = (int)lua_rawlen(L, 3);
 	lua_settop(L, 4);
 	lua_newtable(L);
-	lct_batch_init(&bt, h, op, lua_gettop(L));
-
-	if (lct_batch_setup(h) != 0)
-		return lct_pusherr(L, op, ENOMEM);
-	/* One conntrack object, remade for each item, owned by a box too. */
-	box = lct_newbox(L);
+	memset(&r, 0, offsetof(struct lct_brun, item));
+	r.h = h;
+	r.fname = "batch";
+	r.op = op;
+	r.ft = lua_gettop(L);
+	r.bt = lct_batch_of(L, h, "batch");
+	if (r.bt == NULL)
+		return lct_pusherr(L, "batch", ENOMEM);
 	for (i = 1; i <= n; i++) {
-		struct nlmsghdr *nlh = lct_batch_msg(&bt, type, flags);
-		struct lct_build b = { NULL, NULL, 0, 0, 0, {0}, {0}, 0 };
-		int top = lua_gettop(L);
+		struct nlmsghdr *nlh = lct_batch_cur(r.bt);
+		const struct nlmsghdr *msg;
+		struct lct_spec s;
+		int top = lua_gettop(L), bad = 0;
 
-		b.box = box;
+		lct_nl_req(nlh, (NFNL_SUBSYS_CTNETLINK << 8) | type, flags, AF_UNSPEC, 0);
 		lua_rawgeti(L, 3, i);
-		if (kind == LCT_B_TUPLE && lct_is_entry(L, -1)) {
-			/* Deleting an entry: its tuple as it came, nothing parsed. */
-			int fam = lct_entry_put_orig(L, -1, nlh);
+		msg = kind != LCT_K_SPEC ? lct_entry_msg(L, -1) : NULL;
+		memset(&s, 0, sizeof(s));
+		if (msg != NULL) {
+			/* An entry: its tuple as it came, nothing parsed. */
+			if (lct_put_key(nlh, msg) < 0) {
+				lua_pushfstring(L, "batch: item %d: the entry has no tuple", i);
+				bad = 1;
+			} else if (kind == LCT_K_CHANGES) {
+				struct lct_dir d;
+				const struct nlattr *at[LCT_CTA_MAX + 1];
 
-			if (fam < 0)
-				return lct_error(L, "%s: bad argument 'items' (entry %d has no tuple)", op, i);
-			((struct nfgenmsg *)mnl_nlmsg_get_payload(nlh))->nfgen_family = (uint8_t)fam;
+				lct_a_table(msg, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
+				lct_dir_parse(at[CTA_TUPLE_ORIG], NULL, &d);
+				lct_a_u8(d.num, &s.orig.proto);
+				s.family = lct_nl_msgfamily(msg);
+			}
 		} else {
-			lct_build(L, -1, kind, op, &b);
-			if (kind == LCT_B_CHANGES)
-				lct_build_changes(L, 4, op, &b);
-			err = lct_put_ct(nlh, &b);
-			if (err != 0)
-				return lct_pusherr(L, op, err);
+			char fname[48];
+
+			snprintf(fname, sizeof(fname), "batch: item %d: %s", i, op);
+			bad = lct_spec_read_p(L, -1, kind == LCT_K_SPEC ? LCT_K_SPEC : LCT_K_TUPLE,
+					      fname, &s, 0) != 0;
+			if (!bad)
+				lct_spec_put(nlh, &s, kind == LCT_K_SPEC ? LCT_K_SPEC : LCT_K_TUPLE);
+		}
+		if (!bad && kind == LCT_K_CHANGES) {
+			char fname[48];
+
+			snprintf(fname, sizeof(fname), "batch: item %d: %s", i, op);
+			s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
+			bad = lct_spec_read_p(L, 4, 0, fname, &s, 1) != 0;
+			if (!bad)
+				lct_spec_put(nlh, &s, LCT_K_CHANGES);
+		}
+		if (bad) {
+			lct_brun_fail(L, &r, i, EINVAL, lua_gettop(L));
+			lua_settop(L, top);
+			continue;
 		}
 		lua_settop(L, top);
-		if (lct_batch_add(&bt, nlh) || i == n) {
-			err = lct_batch_send(L, &bt);
+		r.item[r.bt->count] = i;
+		if (lct_batch_add(r.bt, lct_handle_seq(h))) {
+			err = lct_brun_flush(L, &r);
 			if (err != 0)
-				return lct_pusherr(L, op, err);
+				return lct_pusherr(L, "batch", err);
 		}
 	}
-	return lct_batch_result(L, &bt);
+	err = lct_brun_flush(L, &r);
+	if (err != 0)
+		return lct_pusherr(L, "batch", err);
+	return lct_brun_result(L, &r);
 }
 
 /*
- * h:purge([opts]) -> deleted, missing, failures: deletes every entry a dump
- * with these options (as for h:dump) returns, straight from the dump's
+ * core.purge(h, matcher [, how]) -> deleted, missing, failures: deletes
+ * every entry a dump with this matcher returns, straight from the dump's
  * messages to batched delete requests, with no Lua value made per entry.
  * For delete_where when the kernel and C do all of the filtering.
  */
-static int lct_h_purge(lua_State *L)
+int lct_f_purge(lua_State *L)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, "delete_where");
-	struct lct_batch bt;
+	struct lct_handle *h = lct_handle_check(L, 1, "delete_where");
 	const struct nlmsghdr *m;
+	struct lct_dump *d;
+	struct lct_brun r;
 	int err, rc;
-	void *d;
 
-	lua_settop(L, 2);
+	lua_settop(L, 3);
 	lua_newtable(L);
-	lct_batch_init(&bt, h, "delete", lua_gettop(L));
-	if (lct_batch_setup(h) != 0)
-		return lct_pusherr(L, "delete_where", ENOMEM);
-	d = lct_dump_begin(L, h, 2, "delete_where", &err);
+	memset(&r, 0, offsetof(struct lct_brun, item));
+	r.h = h;
+	r.fname = "delete_where";
+	r.op = "delete";
+	r.ft = lua_gettop(L);
+	d = lct_dump_begin(L, h, 2, 3, "delete_where", &err);
 	if (d == NULL)
 		return lct_pusherr(L, "delete_where", err);
-	while ((rc = lct_dump_next_msg(d, &m)) == 1) {
-		struct nlmsghdr *nlh = lct_batch_msg(&bt, IPCTNL_MSG_CT_DELETE, 0);
-		int fam = lct_msg_put_orig(nlh, m);
+	r.bt = lct_batch_of(L, h, "delete_where");
+	if (r.bt == NULL)
+		return lct_pusherr(L, "delete_where", ENOMEM);
+	while ((rc = lct_dump_msg(d, &m)) == 1) {
+		struct nlmsghdr *nlh = lct_batch_cur(r.bt);
 
-		if (fam < 0)
+		lct_nl_req(nlh, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0,
+			   AF_UNSPEC, 0);
+		if (lct_put_key(nlh, m) < 0)
 			continue;
-		((struct nfgenmsg *)mnl_nlmsg_get_payload(nlh))->nfgen_family = (uint8_t)fam;
-		if (lct_batch_add(&bt, nlh)) {
-			err = lct_batch_send(L, &bt);
+		r.item[r.bt->count] = (int)(r.ok + r.missing + r.failed) + r.bt->count + 1;
+		if (lct_batch_add(r.bt, lct_handle_seq(h))) {
+			err = lct_brun_flush(L, &r);
 			if (err != 0)
 				return lct_pusherr(L, "delete_where", err);
 		}
 	}
 	if (rc < 0)
 		return lct_pusherr(L, "delete_where", -rc);
-	err = lct_batch_send(L, &bt);
+	err = lct_brun_flush(L, &r);
 	if (err != 0)
 		return lct_pusherr(L, "delete_where", err);
-	return lct_batch_result(L, &bt);
+	return lct_brun_result(L, &r);
 }
 
-void lct_batch_open(lua_State *L)
-{
-	/* Expects the handle method table at module.handle_methods. */
-	lua_getfield(L, -1, "handle_methods");
-	lua_pushcfunction(L, lct_h_batch);
-	lua_setfield(L, -2, "batch");
-	lua_pushcfunction(L, lct_h_purge);
-	lua_setfield(L, -2, "purge");
-	lua_pop(L, 1);
-}
+const luaL_Reg lct_batch_handle_methods[] = {
+	{"batch", lct_h_batch},
+	{NULL, NULL}
+};

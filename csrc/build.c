@@ -1,610 +1,943 @@
 /*
- * Lua tables to conntrack objects: tuples for get/delete, whole specs for
- * create/add, and the changes of an update.  Every field is checked and a
- * bad one raises an error naming the function and the field.
+ * Lua tables to requests: a table is read once (one lua_next pass) into a
+ * struct lct_spec, checking every field, then written as ctnetlink
+ * attributes.  The same reader serves tuples (get, delete), specs (create,
+ * add, load, synthetic entries) and changes (update).
  */
 #include <errno.h>
-#include <math.h>
-#include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 
 #include "lct.h"
 
-#define LCT_BOX_MT	"conntrack.build"
+enum lct_fid {
+	F_FAMILY, F_PROTO, F_SRC, F_DST, F_SPORT, F_DPORT, F_ITYPE, F_ICODE, F_IID,
+	F_OZONE, F_SRCKEY, F_DSTKEY,
+	F_RSRC, F_RDST, F_RSPORT, F_RDPORT, F_RZONE, F_RSRCKEY, F_RDSTKEY,
+	F_ZONE, F_TIMEOUT, F_MARK, F_MARKMASK, F_STATE, F_STATUS, F_LABELS,
+	F_LABELSMASK, F_LABELADD, F_LABELDEL, F_SECMARK, F_SNAT, F_DNAT, F_HELPER,
+	F_FLAGS0, F_FLAGS1, F_WSCALE0, F_WSCALE1, F_VTAG0, F_VTAG1, F_ROLE,
+	F_TYPE, F_ID, F_USE, F_PKTS0, F_BYTES0, F_PKTS1, F_BYTES1,
+	F_N
+};
 
-static int lct_box_gc(lua_State *L)
-{
-	struct nf_conntrack **p = lua_touserdata(L, 1);
-
-	if (*p != NULL) {
-		nfct_destroy(*p);
-		*p = NULL;
-	}
-	return 0;
-}
-
-/* A conntrack object owned by a userdata left on the stack. */
-static const char lct_box_key = 'b';
-static struct nf_conntrack *lct_box(lua_State *L);
-
-/*
- * A fresh conntrack object in b: in b's own box when the caller gave one
- * (batches reuse theirs), else in a new box left on the stack.
- */
-static struct nf_conntrack *lct_fresh(lua_State *L, struct lct_build *b)
-{
-	if (b->box != NULL) {
-		if (*b->box != NULL)
-			nfct_destroy(*b->box);
-		*b->box = nfct_new();
-		if (*b->box == NULL)
-			lct_error(L, "conntrack: out of memory");
-		return *b->box;
-	}
-	return lct_box(L);
-}
-
-struct nf_conntrack **lct_newbox(lua_State *L)
-{
-	lct_box(L);
-	return lua_touserdata(L, -1);
-}
-
-static struct nf_conntrack *lct_box(lua_State *L)
-{
-	struct nf_conntrack **p = lct_newuserdata(L, sizeof(*p));
-
-	*p = NULL;
-	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_box_key);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		luaL_newmetatable(L, LCT_BOX_MT);
-		lua_pushcfunction(L, lct_box_gc);
-		lua_setfield(L, -2, "__gc");
-		lua_pushvalue(L, -1);
-		lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_box_key);
-	}
-	lua_setmetatable(L, -2);
-	*p = nfct_new();
-	if (*p == NULL)
-		lct_error(L, "conntrack: out of memory");
-	return *p;
-}
-
-static int lct_bad(lua_State *L, const char *fname, const char *field,
-		   const char *why)
-{
-	return lct_error(L, "%s: bad argument '%s' (%s)", fname, field, why);
-}
-
-/* The integer at idx, 0..2^32-1; raises naming fname and what. */
-uint32_t lct_u32_arg(lua_State *L, int idx, const char *fname, const char *what)
-{
-	lua_Number v = lua_tonumber(L, idx);
-
-	if (lua_type(L, idx) != LUA_TNUMBER || !(v >= 0 && v <= 4294967295.0) || v != floor(v))
-		lct_bad(L, fname, what, "integer 0..4294967295 expected");
-	return (uint32_t)v;
-}
-
-/* Field k of the table at t, as lct_u32_arg: 1, or 0 when absent. */
-int lct_u32_field(lua_State *L, int t, const char *fname, const char *k, uint32_t *out)
-{
-	lua_getfield(L, t, k);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		return 0;
-	}
-	*out = lct_u32_arg(L, -1, fname, k);
-	lua_pop(L, 1);
-	return 1;
-}
-
-/* The protocol at idx, by name or number (not nil). */
-int lct_proto_arg(lua_State *L, int idx, const char *fname)
-{
-	int proto;
-
-	idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-	if (lua_type(L, idx) == LUA_TSTRING) {
-		proto = lct_proto_number(lua_tostring(L, idx));
-		if (proto < 0)
-			lct_bad(L, fname, "proto", lua_pushfstring(L, "unknown protocol '%s'",
-								   lua_tostring(L, idx)));
-		return proto;
-	}
-	if (lua_type(L, idx) == LUA_TNUMBER) {
-		lua_Number n = lua_tonumber(L, idx);
-
-		if (!(n >= 0 && n <= 255) || n != floor(n))
-			lct_bad(L, fname, "proto", "protocol number 0..255 expected");
-		return (int)n;
-	}
-	return lct_bad(L, fname, "proto", lua_pushfstring(L, "name or number expected, got %s",
-							   luaL_typename(L, idx)));
-}
-
-/*
- * The address at idx (a string): writes its 4 or 16 bytes to out and
- * returns AF_INET or AF_INET6.
- */
-int lct_addr_arg(lua_State *L, int idx, const char *fname, const char *field, void *out)
-{
-	const char *s;
-	size_t n;
-
-	idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-	if (lua_type(L, idx) != LUA_TSTRING)
-		lct_bad(L, fname, field, lua_pushfstring(L, "address string expected, got %s",
-							   luaL_typename(L, idx)));
-	s = lua_tolstring(L, idx, &n);
-	if (strlen(s) != n)
-		lct_bad(L, fname, field, "malformed address (embedded NUL)");
-	if (inet_pton(AF_INET, s, out) == 1)
-		return AF_INET;
-	if (inet_pton(AF_INET6, s, out) == 1)
-		return AF_INET6;
-	return lct_bad(L, fname, field, lua_pushfstring(L, "malformed address '%s'", s));
-}
-
-/*
- * The fields of tuple, spec and changes tables.  lct_gather reads a table
- * once (lua_next) into stack slots, one per field, raising on a key the
- * kind does not take; the parsers then read slots, not the table.
- */
-#define LCT_K_TUPLE	1
-#define LCT_K_SPEC	2
-#define LCT_K_CHANGE	4
-
+#define T LCT_K_TUPLE
+#define S LCT_K_SPEC
+#define C LCT_K_CHANGES
+#define E LCT_K_ENTRY
 static const struct {
 	const char *name;
 	int kinds;
-} lct_fields[] = {
-	{"family", LCT_K_TUPLE}, {"proto", LCT_K_TUPLE}, {"src", LCT_K_TUPLE},
-	{"dst", LCT_K_TUPLE}, {"sport", LCT_K_TUPLE}, {"dport", LCT_K_TUPLE},
-	{"icmp_type", LCT_K_TUPLE}, {"icmp_code", LCT_K_TUPLE},
-	{"icmp_id", LCT_K_TUPLE}, {"zone", LCT_K_TUPLE},
-	{"reply_src", LCT_K_SPEC}, {"reply_dst", LCT_K_SPEC},
-	{"reply_sport", LCT_K_SPEC}, {"reply_dport", LCT_K_SPEC},
-	{"timeout", LCT_K_SPEC | LCT_K_CHANGE}, {"mark", LCT_K_SPEC | LCT_K_CHANGE},
-	{"state", LCT_K_SPEC}, {"status", LCT_K_SPEC | LCT_K_CHANGE},
-	{"labels", LCT_K_SPEC | LCT_K_CHANGE}, {"secmark", LCT_K_SPEC},
-	{"mark_mask", LCT_K_CHANGE}, {"labels_mask", LCT_K_CHANGE},
+} lct_fields[F_N] = {
+	[F_FAMILY] = {"family", T | S | E}, [F_PROTO] = {"proto", T | S | E},
+	[F_SRC] = {"src", T | S | E}, [F_DST] = {"dst", T | S | E},
+	[F_SPORT] = {"sport", T | S | E}, [F_DPORT] = {"dport", T | S | E},
+	[F_ITYPE] = {"icmp_type", T | S | E}, [F_ICODE] = {"icmp_code", T | S | E},
+	[F_IID] = {"icmp_id", T | S | E}, [F_OZONE] = {"orig_zone", T | S | E},
+	[F_SRCKEY] = {"srckey", T | S | E}, [F_DSTKEY] = {"dstkey", T | S | E},
+	[F_RSRC] = {"reply_src", T | S | E}, [F_RDST] = {"reply_dst", T | S | E},
+	[F_RSPORT] = {"reply_sport", T | S | E}, [F_RDPORT] = {"reply_dport", T | S | E},
+	[F_RZONE] = {"reply_zone", T | S | E}, [F_RSRCKEY] = {"reply_srckey", T | S | E},
+	[F_RDSTKEY] = {"reply_dstkey", T | S | E}, [F_ZONE] = {"zone", T | S | E},
+	[F_TIMEOUT] = {"timeout", S | C | E}, [F_MARK] = {"mark", S | C | E},
+	[F_MARKMASK] = {"mark_mask", C}, [F_STATE] = {"state", S | C | E},
+	[F_STATUS] = {"status", S | C | E}, [F_LABELS] = {"labels", S | C | E},
+	[F_LABELSMASK] = {"labels_mask", C}, [F_LABELADD] = {"label_add", C},
+	[F_LABELDEL] = {"label_del", C}, [F_SECMARK] = {"secmark", S | E},
+	[F_SNAT] = {"snat", S | E}, [F_DNAT] = {"dnat", S | E},
+	[F_HELPER] = {"helper", S | E},
+	[F_FLAGS0] = {"tcp_flags_orig", S | C | E}, [F_FLAGS1] = {"tcp_flags_reply", S | C | E},
+	[F_WSCALE0] = {"tcp_wscale_orig", S | C | E}, [F_WSCALE1] = {"tcp_wscale_reply", S | C | E},
+	[F_VTAG0] = {"orig_vtag", S | E}, [F_VTAG1] = {"reply_vtag", S | E},
+	[F_ROLE] = {"role", S | E},
+	[F_TYPE] = {"type", E}, [F_ID] = {"id", E}, [F_USE] = {"use", E},
+	[F_PKTS0] = {"orig_packets", E}, [F_BYTES0] = {"orig_bytes", E},
+	[F_PKTS1] = {"reply_packets", E}, [F_BYTES1] = {"reply_bytes", E},
 };
-#define LCT_NFIELDS	((int)(sizeof(lct_fields) / sizeof(lct_fields[0])))
+#undef T
+#undef S
+#undef C
+#undef E
 
-/* The index of a field name in lct_fields, or -1: a switch, as it runs per field per item. */
-static int lct_fid(const char *k, size_t n)
+/* Field names to ids: a Lua table, built once, so a lookup is one hash. */
+static const char lct_fieldmap_key = 'f';
+
+void lct_build_open(lua_State *L)
 {
-#define LCT_IS(s, id) if (memcmp(k, s, n) == 0) return id
-	switch (n) {
-	case 3: LCT_IS("src", 2); LCT_IS("dst", 3); break;
-	case 4: LCT_IS("mark", 15); LCT_IS("zone", 9); break;
-	case 5: LCT_IS("proto", 1); LCT_IS("sport", 4); LCT_IS("dport", 5); LCT_IS("state", 16); break;
-	case 6: LCT_IS("family", 0); LCT_IS("status", 17); LCT_IS("labels", 18); break;
-	case 7: LCT_IS("icmp_id", 8); LCT_IS("timeout", 14); LCT_IS("secmark", 19); break;
-	case 9:
-		LCT_IS("icmp_type", 6); LCT_IS("icmp_code", 7); LCT_IS("reply_src", 10);
-		LCT_IS("reply_dst", 11); LCT_IS("mark_mask", 20);
-		break;
-	case 11: LCT_IS("reply_sport", 12); LCT_IS("reply_dport", 13); LCT_IS("labels_mask", 21); break;
+	int i;
+
+	lua_createtable(L, 0, F_N);
+	for (i = 0; i < F_N; i++) {
+		lua_pushinteger(L, i);
+		lua_setfield(L, -2, lct_fields[i].name);
 	}
-	return -1;
-#undef LCT_IS
+	lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_fieldmap_key);
 }
 
-/* Pushes the value of field k from the slots after base. */
-static void lct_getf(lua_State *L, int base, const char *k)
-{
-	lua_pushvalue(L, base + 1 + lct_fid(k, strlen(k)));
-}
-
-/* Reads table t into LCT_NFIELDS slots; returns the base of the slots. */
-static int lct_gather(lua_State *L, int t, const char *fname, int kinds)
-{
-	int base = lua_gettop(L);
-
-	luaL_checkstack(L, LCT_NFIELDS + 8, "conntrack: too many fields");
-	lua_settop(L, base + LCT_NFIELDS);
-	lua_pushnil(L);
-	while (lua_next(L, t) != 0) {
-		size_t n;
-		const char *k;
-		int id;
-
-		if (lua_type(L, -2) != LUA_TSTRING)
-			lct_bad(L, fname, "?", "field names must be strings");
-		k = lua_tolstring(L, -2, &n);
-		id = lct_fid(k, n);
-		if (id < 0 || !(lct_fields[id].kinds & kinds))
-			lct_bad(L, fname, k, "unknown field");
-		lua_replace(L, base + 1 + id);
-	}
-	return base;
-}
-
-/* An integer field in [lo, hi]; returns 0 when absent. */
-static int lct_int(lua_State *L, int t, const char *fname, const char *field,
-		   double lo, double hi, double *out)
-{
-	double v;
-	int isnum;
-
-	lct_getf(L, t, field);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		return 0;
-	}
-	if (lua_type(L, -1) != LUA_TNUMBER)
-		lct_bad(L, fname, field, lua_pushfstring(L, "number expected, got %s",
-							   luaL_typename(L, -1)));
-	v = (double)lua_tonumber(L, -1);
-	isnum = v == floor(v);
-	if (!isnum)
-		lct_bad(L, fname, field, "integer expected");
-	if (v < lo || v > hi) {
-		char why[64];
-
-		snprintf(why, sizeof(why), "out of range %.0f..%.0f", lo, hi);
-		lct_bad(L, fname, field, why);
-	}
-	lua_pop(L, 1);
-	*out = v;
-	return 1;
-}
-
-struct lct_addr {
-	int family;	/* 0 absent */
-	union {
-		struct in_addr v4;
-		struct in6_addr v6;
-	} a;
+/* Values read before the protocol is known. */
+struct lct_pending {
+	int proto;			/* -1 */
+	int family;			/* 0 */
+	uint8_t famof[F_N];		/* the family each address field gave */
+	int port[2][2];			/* [dir][src,dst]: -1 none */
+	int key[2][2];			/* GRE keys */
+	int icmp[3];			/* type, code, id */
+	char state[24];
+	int role;			/* -1 */
+	uint64_t fields;		/* ids seen */
 };
 
-static void lct_addr(lua_State *L, int t, const char *fname, const char *field,
-		     struct lct_addr *out)
+static const char *lct_fname(int id)
 {
-	out->family = 0;
-	lct_getf(L, t, field);
-	if (!lua_isnil(L, -1))
-		out->family = lct_addr_arg(L, -1, fname, field, &out->a);
-	lua_pop(L, 1);
+	return lct_fields[id].name;
 }
 
-uint8_t lct_family_arg(lua_State *L, int idx, const char *fname, const char *field)
+/* Families are checked after the table is read, in a fixed order of fields. */
+static void lct_family_of(lua_State *L, const char *fname, struct lct_pending *p,
+			  int f, int id)
 {
-	int f;
-
-	if (lua_type(L, idx) != LUA_TSTRING)
-		lct_bad(L, fname, field, lua_pushfstring(L, "\"ipv4\" or \"ipv6\" expected, got %s",
-							   luaL_typename(L, idx)));
-	f = lct_family_number(lua_tostring(L, idx));
-	if (f < 0)
-		lct_bad(L, fname, field, lua_pushfstring(L, "unknown family '%s' (\"ipv4\" or \"ipv6\")",
-							   lua_tostring(L, idx)));
-	return (uint8_t)f;
+	(void)L;
+	(void)fname;
+	p->famof[id] = (uint8_t)f;
 }
 
-/* Status flags: an integer, an array of names or a set of names. */
-uint32_t lct_status_arg(lua_State *L, int idx, const char *fname, const char *field)
+static void lct_family_check(lua_State *L, const char *fname, struct lct_pending *p)
 {
-	uint32_t v = 0;
+	static const int order[] = { F_FAMILY, F_SRC, F_DST, F_RSRC, F_RDST, F_SNAT, F_DNAT };
+	size_t i;
 
-	idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-	if (lua_type(L, idx) == LUA_TNUMBER) {
-		lua_Number n = lua_tonumber(L, idx);
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		int f = p->famof[order[i]];
 
-		if (n < 0 || n > 4294967295.0 || n != floor(n))
-			lct_bad(L, fname, field, "integer 0..4294967295 expected");
-		return (uint32_t)n;
-	}
-	if (lua_type(L, idx) == LUA_TSTRING) {
-		int bit = lct_status_bit(lua_tostring(L, idx));
-
-		if (bit < 0)
-			lct_bad(L, fname, field, lua_pushfstring(L, "unknown status flag '%s'",
-								   lua_tostring(L, idx)));
-		return 1u << bit;
-	}
-	if (!lua_istable(L, idx))
-		lct_bad(L, fname, field, lua_pushfstring(L, "table of flag names expected, got %s",
-							   luaL_typename(L, idx)));
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		const char *name = NULL;
-		int bit;
-
-		if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING)
-			name = lua_tostring(L, -1);
-		else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TBOOLEAN) {
-			if (!lua_toboolean(L, -1)) {
-				lua_pop(L, 1);
-				continue;
-			}
-			name = lua_tostring(L, -2);
-		} else {
-			lct_bad(L, fname, field, "flag names expected ({\"ASSURED\"} or {ASSURED = true})");
-		}
-		bit = lct_status_bit(name);
-		if (bit < 0)
-			lct_bad(L, fname, field, lua_pushfstring(L, "unknown status flag '%s'", name));
-		v |= 1u << bit;
-		lua_pop(L, 1);
-	}
-	return v;
-}
-
-/* Labels: an array of names or bit numbers, or a set of them. */
-static void lct_labels_arg(lua_State *L, int idx, const char *fname,
-			   const char *field, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-	if (!lua_istable(L, idx))
-		lct_bad(L, fname, field, lua_pushfstring(L, "table of label names or bits expected, got %s",
-							   luaL_typename(L, idx)));
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		int kv = lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) != LUA_TBOOLEAN;
-		int vi = kv ? -1 : -2;	/* the label itself */
-		int bit = -1;
-
-		if (!kv && !lua_toboolean(L, -1)) {
-			lua_pop(L, 1);
+		if (f == 0)
 			continue;
-		}
-		if (lua_type(L, vi) == LUA_TNUMBER) {
-			lua_Number n = lua_tonumber(L, vi);
-
-			if (n < 0 || n > 127 || n != floor(n))
-				lct_bad(L, fname, field, "label bits are 0..127");
-			bit = (int)n;
-		} else if (lua_type(L, vi) == LUA_TSTRING) {
-			struct nfct_labelmap *map = lct_labelmap(L);
-
-			bit = map ? nfct_labelmap_get_bit(map, lua_tostring(L, vi)) : -1;
-			if (bit < 0 || bit > 127)
-				lct_bad(L, fname, field, lua_pushfstring(L, "unknown label '%s'",
-									   lua_tostring(L, vi)));
-		} else {
-			lct_bad(L, fname, field, "label names or bit numbers expected");
-		}
-		{
-			uint32_t w;
-
-			memcpy(&w, out + (bit / 32) * 4, 4);
-			w |= 1u << (bit % 32);
-			memcpy(out + (bit / 32) * 4, &w, 4);
-		}
-		lua_pop(L, 1);
+		if (p->family != 0 && p->family != f)
+			lct_argerror(L, fname, lct_fname(order[i]),
+				     "IPv4 and IPv6 addresses mixed in one tuple");
+		p->family = f;
 	}
 }
 
-static int lct_needs_ports(int proto)
+static void lct_read_addr(lua_State *L, const char *fname, struct lct_pending *p,
+			  int id, uint8_t *out)
 {
-	return proto == IPPROTO_TCP || proto == IPPROTO_UDP ||
-	       proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP ||
-	       proto == IPPROTO_DCCP;
+	lct_family_of(L, fname, p, lct_addr_arg(L, -1, fname, lct_fname(id), out), id);
 }
 
-static void lct_set_addr(struct nf_conntrack *ct, const struct lct_addr *a,
-			 int v4attr, int v6attr)
+/* "198.51.100.1", "198.51.100.1:4000", "[2001:db8::1]:80", "[2001:db8::1]", ":4000" or {addr =, port =}. */
+static void lct_read_nat(lua_State *L, const char *fname, struct lct_pending *p,
+			 int id, struct lct_nat *n)
 {
-	if (a->family == AF_INET)
-		nfct_set_attr_u32(ct, v4attr, a->a.v4.s_addr);
-	else
-		nfct_set_attr(ct, v6attr, &a->a.v6);
-}
+	const char *s, *colon, *a;
+	size_t len, alen;
+	int port = -1;
 
-static void lct_mixed(lua_State *L, const char *fname, const char *field,
-		      int *family, int f)
-{
-	if (f == 0)
-		return;
-	if (*family != 0 && *family != f)
-		lct_bad(L, fname, field, "IPv4 and IPv6 addresses mixed in one tuple");
-	*family = f;
-}
+	n->port = -1;
+	n->family = 0;
+	if (lua_istable(L, -1)) {
+		static const char *const keys[] = { "addr", "port", NULL };
+		int t = lua_gettop(L);
+		int64_t v;
 
-/* Fields shared by specs and changes: timeout, mark, status, labels. */
-static void lct_common(lua_State *L, int t, const char *fname, struct lct_build *b,
-		       int changes)
-{
-	double v;
-
-	if (lct_int(L, t, fname, "timeout", 0, 4294967295.0, &v))
-		nfct_set_attr_u32(b->ct, ATTR_TIMEOUT, (uint32_t)v);
-	if (lct_int(L, t, fname, "mark", 0, 4294967295.0, &v))
-		nfct_set_attr_u32(b->ct, ATTR_MARK, (uint32_t)v);
-	if (changes && lct_int(L, t, fname, "mark_mask", 0, 4294967295.0, &v)) {
-		if (!nfct_attr_is_set(b->ct, ATTR_MARK))
-			lct_bad(L, fname, "mark_mask", "needs 'mark'");
-		b->has_mark_mask = 1;
-		b->mark_mask = (uint32_t)v;
-	}
-	lct_getf(L, t, "status");
-	if (!lua_isnil(L, -1))
-		nfct_set_attr_u32(b->ct, ATTR_STATUS, lct_status_arg(L, -1, fname, "status"));
-	lua_pop(L, 1);
-	lct_getf(L, t, "labels");
-	if (!lua_isnil(L, -1)) {
-		lct_labels_arg(L, -1, fname, "labels", b->labels);
-		memset(b->labels_mask, 0xff, sizeof(b->labels_mask));
-		b->has_labels = 1;
-	}
-	lua_pop(L, 1);
-	if (changes) {
-		lct_getf(L, t, "labels_mask");
-		if (!lua_isnil(L, -1)) {
-			if (!b->has_labels)
-				lct_bad(L, fname, "labels_mask", "needs 'labels'");
-			lct_labels_arg(L, -1, fname, "labels_mask", b->labels_mask);
+		lct_check_names(L, t, fname, keys);
+		if (lct_int_field(L, t, "port", fname, 0, 65535, &v))
+			n->port = (int)v;
+		if (lct_rawfield(L, t, "addr") != LUA_TNIL) {
+			n->family = (uint8_t)lct_addr_arg(L, -1, fname, lct_fname(id), n->addr);
+			lct_family_of(L, fname, p, n->family, id);
 		}
 		lua_pop(L, 1);
-	}
-}
-
-void lct_build(lua_State *L, int idx, enum lct_build_kind kind,
-	       const char *fname, struct lct_build *b)
-{
-	struct lct_addr src, dst, rsrc, rdst;
-	int family = 0, proto = -1, t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-	double v, sport = -1, dport = -1;
-
-	{
-		struct nf_conntrack **box = b->box;
-
-		memset(b, 0, sizeof(*b));
-		b->box = box;
-	}
-	if ((kind == LCT_B_TUPLE || kind == LCT_B_CHANGES) && lct_is_entry(L, t)) {
-		b->ct = lct_fresh(L, b);
-		b->family = lct_entry_to_ct(L, t, b->ct);
+		if (n->family == 0 && n->port < 0)
+			lct_argerror(L, fname, lct_fname(id), "address or port expected");
 		return;
 	}
-	if (!lua_istable(L, t))
-		lct_error(L, "%s: bad argument '%s' (table expected, got %s)", fname,
-			   kind == LCT_B_SPEC ? "spec" : "tuple", luaL_typename(L, t));
-	b->ct = lct_fresh(L, b);
-	t = lct_gather(L, t, fname, LCT_K_TUPLE | LCT_K_SPEC);
+	if (lua_type(L, -1) != LUA_TSTRING)
+		lct_argerror(L, fname, lct_fname(id), "\"addr[:port]\" or {addr =, port =} expected, got %s",
+			     luaL_typename(L, -1));
+	s = lua_tolstring(L, -1, &len);
+	a = s;
+	alen = len;
+	if (len > 0 && s[0] == '[') {
+		const char *end = memchr(s, ']', len);
 
-	/* Family: given, or read off the addresses, which must agree. */
-	lct_addr(L, t, fname, "src", &src);
-	lct_addr(L, t, fname, "dst", &dst);
-	lct_addr(L, t, fname, "reply_src", &rsrc);
-	lct_addr(L, t, fname, "reply_dst", &rdst);
-	lct_getf(L, t, "family");
-	if (!lua_isnil(L, -1))
-		family = lct_family_arg(L, -1, fname, "family");
-	lua_pop(L, 1);
-	lct_mixed(L, fname, "src", &family, src.family);
-	lct_mixed(L, fname, "dst", &family, dst.family);
-	if (kind == LCT_B_SPEC) {
-		lct_mixed(L, fname, "reply_src", &family, rsrc.family);
-		lct_mixed(L, fname, "reply_dst", &family, rdst.family);
-	}
-	if (src.family == 0)
-		lct_bad(L, fname, "src", "missing");
-	if (dst.family == 0)
-		lct_bad(L, fname, "dst", "missing");
-	b->family = (uint8_t)family;
-	nfct_set_attr_u8(b->ct, ATTR_L3PROTO, (uint8_t)family);
-	lct_set_addr(b->ct, &src, ATTR_IPV4_SRC, ATTR_IPV6_SRC);
-	lct_set_addr(b->ct, &dst, ATTR_IPV4_DST, ATTR_IPV6_DST);
-
-	lct_getf(L, t, "proto");
-	if (lua_isnil(L, -1))
-		lct_bad(L, fname, "proto", "missing");
-	proto = lct_proto_arg(L, -1, fname);
-	lua_pop(L, 1);
-	if (proto == IPPROTO_ICMP && family == AF_INET6)
-		proto = IPPROTO_ICMPV6;
-	if (proto == IPPROTO_ICMPV6 && family == AF_INET)
-		lct_bad(L, fname, "proto", "icmpv6 with IPv4 addresses");
-	nfct_set_attr_u8(b->ct, ATTR_L4PROTO, (uint8_t)proto);
-
-	if (lct_int(L, t, fname, "sport", 0, 65535, &v))
-		sport = v;
-	if (lct_int(L, t, fname, "dport", 0, 65535, &v))
-		dport = v;
-	if (lct_needs_ports(proto)) {
-		if (sport < 0)
-			lct_bad(L, fname, "sport", "missing");
-		if (dport < 0)
-			lct_bad(L, fname, "dport", "missing");
-		nfct_set_attr_u16(b->ct, ATTR_PORT_SRC, htons((uint16_t)sport));
-		nfct_set_attr_u16(b->ct, ATTR_PORT_DST, htons((uint16_t)dport));
-	} else if (sport >= 0 || dport >= 0) {
-		lct_bad(L, fname, sport >= 0 ? "sport" : "dport",
-			lua_pushfstring(L, "protocol %d has no ports", proto));
-	}
-	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
-		if (!lct_int(L, t, fname, "icmp_type", 0, 255, &v))
-			lct_bad(L, fname, "icmp_type", "missing");
-		nfct_set_attr_u8(b->ct, ATTR_ICMP_TYPE, (uint8_t)v);
-		if (!lct_int(L, t, fname, "icmp_code", 0, 255, &v))
-			v = 0;
-		nfct_set_attr_u8(b->ct, ATTR_ICMP_CODE, (uint8_t)v);
-		if (!lct_int(L, t, fname, "icmp_id", 0, 65535, &v))
-			lct_bad(L, fname, "icmp_id", "missing");
-		nfct_set_attr_u16(b->ct, ATTR_ICMP_ID, htons((uint16_t)v));
+		if (end == NULL)
+			goto bad;
+		a = s + 1;
+		alen = (size_t)(end - a);
+		colon = end + 1 < s + len ? end + 1 : NULL;
+		if (colon != NULL && *colon != ':')
+			goto bad;
 	} else {
-		static const char *const icmpf[] = { "icmp_type", "icmp_code", "icmp_id" };
-		int i;
-
-		for (i = 0; i < 3; i++)
-			if (lct_int(L, t, fname, icmpf[i], 0, 65535, &v))
-				lct_bad(L, fname, icmpf[i], "only for icmp and icmpv6");
+		colon = memchr(s, ':', len);
+		/* More than one colon and no brackets: an IPv6 address alone. */
+		if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon + 1 - s)) != NULL)
+			colon = NULL;
+		if (colon != NULL)
+			alen = (size_t)(colon - s);
 	}
-	if (lct_int(L, t, fname, "zone", 0, 65535, &v))
-		nfct_set_attr_u16(b->ct, ATTR_ZONE, (uint16_t)v);
+	if (colon != NULL) {
+		const char *d = colon + 1, *end = s + len;
 
-	if (kind != LCT_B_SPEC)
-		return;
-
-	/* The reply: the inverted original, then whatever was given. */
-	if (nfct_setobjopt(b->ct, NFCT_SOPT_SETUP_REPLY) < 0)
-		lct_bad(L, fname, "spec", "cannot derive the reply tuple");
-	if (rsrc.family)
-		lct_set_addr(b->ct, &rsrc, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC);
-	if (rdst.family)
-		lct_set_addr(b->ct, &rdst, ATTR_REPL_IPV4_DST, ATTR_REPL_IPV6_DST);
-	if (lct_int(L, t, fname, "reply_sport", 0, 65535, &v)) {
-		if (!lct_needs_ports(proto))
-			lct_bad(L, fname, "reply_sport", "protocol has no ports");
-		nfct_set_attr_u16(b->ct, ATTR_REPL_PORT_SRC, htons((uint16_t)v));
+		if (d == end || end - d > 5)
+			goto bad;
+		for (port = 0; d < end; d++) {
+			if (*d < '0' || *d > '9')
+				goto bad;
+			port = port * 10 + (*d - '0');
+		}
+		if (port > 65535)
+			goto bad;
 	}
-	if (lct_int(L, t, fname, "reply_dport", 0, 65535, &v)) {
-		if (!lct_needs_ports(proto))
-			lct_bad(L, fname, "reply_dport", "protocol has no ports");
-		nfct_set_attr_u16(b->ct, ATTR_REPL_PORT_DST, htons((uint16_t)v));
+	n->port = port;
+	if (alen > 0) {
+		n->family = (uint8_t)lct_pton(a, alen, n->addr);
+		if (n->family == 0)
+			goto bad;
+		lct_family_of(L, fname, p, n->family, id);
+	} else if (port < 0) {
+		goto bad;
 	}
+	return;
+bad:
+	lct_argerror(L, fname, lct_fname(id),
+		     "malformed %s (\"addr\", \"addr:port\", \"[v6addr]:port\" or \":port\")",
+		     lct_shortval(L, -1));
+}
 
-	lct_common(L, t, fname, b, 0);
-	if (lct_int(L, t, fname, "secmark", 0, 4294967295.0, &v))
-		nfct_set_attr_u32(b->ct, ATTR_SECMARK, (uint32_t)v);
-	if (!nfct_attr_is_set(b->ct, ATTR_TIMEOUT))
-		lct_bad(L, fname, "timeout", "missing (seconds the entry lives)");
+static uint32_t lct_u32v(lua_State *L, const char *fname, int id)
+{
+	return (uint32_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, 0xffffffffLL);
+}
 
-	lct_getf(L, t, "state");
-	if (!lua_isnil(L, -1)) {
-		int st;
+static uint16_t lct_u16v(lua_State *L, const char *fname, int id)
+{
+	return (uint16_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, 65535);
+}
+
+/* One field's value (at the top) into s or p. */
+static void lct_read_field(lua_State *L, const char *fname, int id,
+			   struct lct_spec *s, struct lct_pending *p)
+{
+	switch (id) {
+	case F_FAMILY:
+		lct_family_of(L, fname, p, lct_family_arg(L, -1, fname, "family"), id);
+		break;
+	case F_PROTO:
+		p->proto = lct_proto_arg(L, -1, fname, "proto");
+		break;
+	case F_SRC:
+		lct_read_addr(L, fname, p, id, s->orig.src);
+		s->orig.set |= LCT_T_SRC;
+		break;
+	case F_DST:
+		lct_read_addr(L, fname, p, id, s->orig.dst);
+		s->orig.set |= LCT_T_DST;
+		break;
+	case F_RSRC:
+		lct_read_addr(L, fname, p, id, s->reply.src);
+		s->reply.set |= LCT_T_SRC;
+		break;
+	case F_RDST:
+		lct_read_addr(L, fname, p, id, s->reply.dst);
+		s->reply.set |= LCT_T_DST;
+		break;
+	case F_SPORT: p->port[0][0] = lct_u16v(L, fname, id); break;
+	case F_DPORT: p->port[0][1] = lct_u16v(L, fname, id); break;
+	case F_RSPORT: p->port[1][0] = lct_u16v(L, fname, id); break;
+	case F_RDPORT: p->port[1][1] = lct_u16v(L, fname, id); break;
+	case F_SRCKEY: p->key[0][0] = lct_u16v(L, fname, id); break;
+	case F_DSTKEY: p->key[0][1] = lct_u16v(L, fname, id); break;
+	case F_RSRCKEY: p->key[1][0] = lct_u16v(L, fname, id); break;
+	case F_RDSTKEY: p->key[1][1] = lct_u16v(L, fname, id); break;
+	case F_ITYPE: p->icmp[0] = (int)lct_int_arg(L, -1, fname, "icmp_type", 0, 255); break;
+	case F_ICODE: p->icmp[1] = (int)lct_int_arg(L, -1, fname, "icmp_code", 0, 255); break;
+	case F_IID: p->icmp[2] = lct_u16v(L, fname, id); break;
+	case F_OZONE:
+		s->orig.zone = lct_u16v(L, fname, id);
+		s->orig.set |= LCT_T_ZONE;
+		break;
+	case F_RZONE:
+		s->reply.zone = lct_u16v(L, fname, id);
+		s->reply.set |= LCT_T_ZONE;
+		break;
+	case F_ZONE:
+		s->zone = lct_u16v(L, fname, id);
+		s->has |= LCT_S_ZONE;
+		break;
+	case F_TIMEOUT:
+		s->timeout = lct_u32v(L, fname, id);
+		s->has |= LCT_S_TIMEOUT;
+		break;
+	case F_MARK:
+		s->mark = lct_u32v(L, fname, id);
+		s->has |= LCT_S_MARK;
+		break;
+	case F_MARKMASK:
+		s->mark_mask = lct_u32v(L, fname, id);
+		s->has |= LCT_S_MARKMASK;
+		break;
+	case F_SECMARK:
+		s->secmark = lct_u32v(L, fname, id);
+		s->has |= LCT_S_SECMARK;
+		break;
+	case F_STATUS:
+		s->status = lct_status_arg(L, -1, fname, "status");
+		s->has |= LCT_S_STATUS;
+		break;
+	case F_STATE: {
+		size_t n;
+		const char *v;
 
 		if (lua_type(L, -1) != LUA_TSTRING)
-			lct_bad(L, fname, "state", "state name expected");
-		st = lct_state_number((unsigned int)proto, lua_tostring(L, -1));
-		if (st < 0)
-			lct_bad(L, fname, "state",
-				lct_state_name((unsigned int)proto, 0) == NULL ?
-				"only tcp, sctp and dccp have states" :
-				lua_pushfstring(L, "unknown state '%s'", lua_tostring(L, -1)));
-		if (proto == IPPROTO_TCP)
-			nfct_set_attr_u8(b->ct, ATTR_TCP_STATE, (uint8_t)st);
-		else if (proto == IPPROTO_SCTP)
-			nfct_set_attr_u8(b->ct, ATTR_SCTP_STATE, (uint8_t)st);
+			lct_argerror(L, fname, "state", "state name expected, got %s",
+				     luaL_typename(L, -1));
+		v = lua_tolstring(L, -1, &n);
+		if (n >= sizeof(p->state) || strlen(v) != n)
+			lct_argerror(L, fname, "state", "unknown state %s", lct_shortval(L, -1));
+		memcpy(p->state, v, n + 1);
+		break;
+	}
+	case F_LABELS:
+		lct_labels_arg(L, -1, fname, "labels", s->labels);
+		s->has |= LCT_S_LABELS;
+		break;
+	case F_LABELSMASK:
+		lct_labels_arg(L, -1, fname, "labels_mask", s->labels_mask);
+		s->has |= LCT_S_LABELMASK;
+		break;
+	case F_LABELADD:
+	case F_LABELDEL: {
+		uint8_t bits[16];
+		int i;
+
+		lct_labels_arg(L, -1, fname, lct_fname(id), bits);
+		for (i = 0; i < 16; i++) {
+			if (bits[i] & s->labels_mask[i])
+				lct_argerror(L, fname, lct_fname(id), "a label both added and removed");
+			s->labels_mask[i] |= bits[i];
+			if (id == F_LABELADD)
+				s->labels[i] |= bits[i];
+		}
+		s->has |= id == F_LABELADD ? LCT_S_LABELADD : LCT_S_LABELDEL;
+		break;
+	}
+	case F_SNAT:
+		lct_read_nat(L, fname, p, id, &s->snat);
+		s->has |= LCT_S_SNAT;
+		break;
+	case F_DNAT:
+		lct_read_nat(L, fname, p, id, &s->dnat);
+		s->has |= LCT_S_DNAT;
+		break;
+	case F_HELPER: {
+		size_t n;
+		const char *v;
+
+		if (lua_type(L, -1) != LUA_TSTRING)
+			lct_argerror(L, fname, "helper", "helper name expected, got %s",
+				     luaL_typename(L, -1));
+		v = lua_tolstring(L, -1, &n);
+		if (n == 0 || n >= sizeof(s->helper) || strlen(v) != n)
+			lct_argerror(L, fname, "helper", "bad helper name %s", lct_shortval(L, -1));
+		memcpy(s->helper, v, n + 1);
+		s->has |= LCT_S_HELPER;
+		break;
+	}
+	case F_FLAGS0:
+	case F_FLAGS1: {
+		int d = id == F_FLAGS1;
+
+		s->tcp_flags[d] = (uint8_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, 255);
+		s->tcp_mask[d] = 0xff;
+		s->has |= d ? LCT_S_TCPFLAGS1 : LCT_S_TCPFLAGS0;
+		break;
+	}
+	case F_WSCALE0:
+	case F_WSCALE1: {
+		int d = id == F_WSCALE1;
+
+		s->tcp_wscale[d] = (uint8_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, 14);
+		s->has |= d ? LCT_S_WSCALE1 : LCT_S_WSCALE0;
+		break;
+	}
+	case F_VTAG0:
+	case F_VTAG1: {
+		int d = id == F_VTAG1;
+
+		s->vtag[d] = lct_u32v(L, fname, id);
+		s->has |= d ? LCT_S_VTAG1 : LCT_S_VTAG0;
+		break;
+	}
+	case F_ROLE:
+		if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "client") == 0)
+			p->role = 0;
+		else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "server") == 0)
+			p->role = 1;
 		else
-			nfct_set_attr_u8(b->ct, ATTR_DCCP_STATE, (uint8_t)st);
+			p->role = (int)lct_int_arg(L, -1, fname, "role", 0, 255);
+		break;
+	case F_TYPE: {
+		const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+		int t;
+
+		for (t = 1; t < 4; t++)
+			if (strcmp(v, lct_event_name(t)) == 0)
+				break;
+		if (t == 4)
+			lct_argerror(L, fname, "type", "\"new\", \"update\" or \"destroy\" expected, got %s",
+				     lct_shortval(L, -1));
+		s->evtype = (uint8_t)t;
+		s->has |= LCT_S_EVTYPE;
+		break;
+	}
+	case F_ID:
+		s->id = lct_u32v(L, fname, id);
+		s->has |= LCT_S_ID;
+		break;
+	case F_USE:
+		s->use = lct_u32v(L, fname, id);
+		s->has |= LCT_S_USE;
+		break;
+	case F_PKTS0: case F_BYTES0: case F_PKTS1: case F_BYTES1: {
+		int d = id == F_PKTS1 || id == F_BYTES1;
+		uint64_t v = (uint64_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, INT64_MAX);
+
+		if (id == F_PKTS0 || id == F_PKTS1)
+			s->packets[d] = v;
+		else
+			s->bytes[d] = v;
+		s->has |= d ? LCT_S_COUNTERS1 : LCT_S_COUNTERS0;
+		break;
+	}
+	}
+}
+
+/* Reads the table at t; only fields allowed in kinds. */
+static void lct_read(lua_State *L, int t, int kinds, const char *fname,
+		     struct lct_spec *s, struct lct_pending *p)
+{
+	int map;
+
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_fieldmap_key);
+	map = lua_gettop(L);
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		int id = -1;
+
+		if (lua_type(L, -2) == LUA_TSTRING) {
+			lua_pushvalue(L, -2);
+			lua_rawget(L, map);
+			if (lua_type(L, -1) == LUA_TNUMBER)
+				id = (int)lua_tointeger(L, -1);
+			lua_pop(L, 1);
+		}
+		if (id < 0 || !(lct_fields[id].kinds & kinds)) {
+			if (lua_type(L, -2) == LUA_TSTRING && id >= 0)
+				lct_argerror(L, fname, lua_tostring(L, -2), "not a field of %s",
+					     kinds & LCT_K_CHANGES ? "changes" :
+					     kinds & LCT_K_TUPLE ? "a tuple" : "a spec");
+			if (lua_type(L, -2) == LUA_TSTRING)
+				lct_argerror(L, fname, lua_tostring(L, -2), "unknown field");
+			lct_error(L, "%s: bad argument (field names must be strings, got %s)",
+				  fname, luaL_typename(L, -2));
+		}
+		p->fields |= (uint64_t)1 << id;
+		lct_read_field(L, fname, id, s, p);
+		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
 }
 
-void lct_build_changes(lua_State *L, int idx, const char *fname,
-		       struct lct_build *b)
+static void lct_pending_init(struct lct_pending *p)
 {
-	int t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-	int n;
+	memset(p, 0, sizeof(*p));
+	p->proto = -1;
+	p->role = -1;
+	memset(p->port, 0xff, sizeof(p->port));
+	memset(p->key, 0xff, sizeof(p->key));
+	p->icmp[0] = p->icmp[1] = p->icmp[2] = -1;
+}
+
+static int lct_seen(const struct lct_pending *p, int id)
+{
+	return (p->fields >> id) & 1;
+}
+
+static uint8_t lct_icmp_inverse(int proto, uint8_t type)
+{
+	static const uint8_t v4[][2] = { {8, 0}, {13, 14}, {15, 16}, {17, 18} };
+	static const uint8_t v6[][2] = { {128, 129}, {139, 140} };
+	size_t i;
+
+	if (proto == IPPROTO_ICMP) {
+		for (i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+			if (v4[i][0] == type)
+				return v4[i][1];
+			if (v4[i][1] == type)
+				return v4[i][0];
+		}
+	} else {
+		for (i = 0; i < sizeof(v6) / sizeof(v6[0]); i++) {
+			if (v6[i][0] == type)
+				return v6[i][1];
+			if (v6[i][1] == type)
+				return v6[i][0];
+		}
+	}
+	return type;
+}
+
+/* The reverse direction of a whole tuple, as the kernel would set it up. */
+static void lct_invert(const struct lct_tup *in, struct lct_tup *out, int proto)
+{
+	uint8_t zone_set = out->set & LCT_T_ZONE;
+	uint16_t zone = out->zone;
+
+	*out = *in;
+	memcpy(out->src, in->dst, 16);
+	memcpy(out->dst, in->src, 16);
+	out->sport = in->dport;
+	out->dport = in->sport;
+	if (in->set & LCT_T_ICMP)
+		out->itype = lct_icmp_inverse(proto, in->itype);
+	out->set = (uint8_t)((in->set & ~LCT_T_ZONE) | zone_set);
+	out->zone = zone;
+}
+
+/* Cross-field checks and the values that needed the protocol. */
+static void lct_finish(lua_State *L, int kinds, const char *fname,
+		       struct lct_spec *s, struct lct_pending *p)
+{
+	int proto = p->proto, dir, w, spec = kinds & (LCT_K_SPEC | LCT_K_ENTRY);
+	int has[2];
+
+	lct_family_check(L, fname, p);
+	s->family = (uint8_t)p->family;
+	if (s->family == 0)
+		lct_argerror(L, fname, "src", "missing");
+	if (proto < 0)
+		lct_argerror(L, fname, "proto", "missing");
+	if (proto == IPPROTO_ICMP && s->family == AF_INET6)
+		proto = IPPROTO_ICMPV6;
+	if (proto == IPPROTO_ICMPV6 && s->family == AF_INET)
+		lct_argerror(L, fname, "proto", "icmpv6 with IPv4 addresses");
+	s->orig.proto = s->reply.proto = (uint8_t)proto;
+
+	for (dir = 0; dir < 2; dir++) {
+		struct lct_tup *t = dir ? &s->reply : &s->orig;
+		static const int pf[2][2] = { {F_SPORT, F_DPORT}, {F_RSPORT, F_RDPORT} };
+		static const int kf[2][2] = { {F_SRCKEY, F_DSTKEY}, {F_RSRCKEY, F_RDSTKEY} };
+
+		for (w = 0; w < 2; w++) {
+			int port = p->port[dir][w], key = p->key[dir][w];
+
+			if (port >= 0 && !lct_proto_ports((unsigned int)proto))
+				lct_argerror(L, fname, lct_fname(pf[dir][w]), "protocol %d has no ports",
+					     proto);
+			if (key >= 0 && proto != IPPROTO_GRE)
+				lct_argerror(L, fname, lct_fname(kf[dir][w]), "only for gre");
+			if (key >= 0)
+				port = key;
+			if (port < 0)
+				continue;
+			if (w == 0)
+				t->sport = (uint16_t)port;
+			else
+				t->dport = (uint16_t)port;
+			t->set |= w == 0 ? LCT_T_SPORT : LCT_T_DPORT;
+		}
+		has[dir] = (t->set & (LCT_T_SRC | LCT_T_DST | LCT_T_SPORT | LCT_T_DPORT)) != 0;
+	}
+	if (!has[0] && !has[1])
+		lct_argerror(L, fname, "src", "missing");
+	/* ICMP fields name the original direction (as the CLI's do). */
+	if (p->icmp[0] >= 0 || p->icmp[1] >= 0 || p->icmp[2] >= 0) {
+		static const char *const f[] = { "icmp_type", "icmp_code", "icmp_id" };
+
+		for (w = 0; w < 3; w++)
+			if (p->icmp[w] >= 0 && proto != IPPROTO_ICMP && proto != IPPROTO_ICMPV6)
+				lct_argerror(L, fname, f[w], "only for icmp and icmpv6");
+	}
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		struct lct_tup *t = has[0] ? &s->orig : &s->reply;
+
+		if (p->icmp[0] < 0)
+			lct_argerror(L, fname, "icmp_type", "missing");
+		if (p->icmp[2] < 0)
+			lct_argerror(L, fname, "icmp_id", "missing");
+		/* icmp_type names the original direction's type. */
+		t->itype = has[0] ? (uint8_t)p->icmp[0] : lct_icmp_inverse(proto, (uint8_t)p->icmp[0]);
+		t->icode = (uint8_t)(p->icmp[1] < 0 ? 0 : p->icmp[1]);
+		t->iid = (uint16_t)p->icmp[2];
+		t->set |= LCT_T_ICMP;
+	}
+
+	/* A request names the flow by one whole tuple. */
+	for (dir = 0; dir < 2; dir++) {
+		struct lct_tup *t = dir ? &s->reply : &s->orig;
+		static const char *const srcf[] = { "src", "reply_src" }, *const dstf[] = { "dst", "reply_dst" };
+		static const char *const spf[] = { "sport", "reply_sport" }, *const dpf[] = { "dport", "reply_dport" };
+
+		if (!has[dir] || (dir == 1 && has[0]))
+			continue;
+		if (!(t->set & LCT_T_SRC))
+			lct_argerror(L, fname, srcf[dir], "missing");
+		if (!(t->set & LCT_T_DST))
+			lct_argerror(L, fname, dstf[dir], "missing");
+		if (lct_proto_ports((unsigned int)proto) || proto == IPPROTO_GRE) {
+			int gre = proto == IPPROTO_GRE;
+
+			if (!(t->set & LCT_T_SPORT) && !gre)
+				lct_argerror(L, fname, spf[dir], "missing");
+			if (!(t->set & LCT_T_DPORT) && !gre)
+				lct_argerror(L, fname, dpf[dir], "missing");
+			t->set |= LCT_T_PORTS;
+		}
+	}
+	s->orig.set |= LCT_T_PROTO;
+	s->reply.set |= LCT_T_PROTO;
+	if (lct_proto_ports((unsigned int)proto) || proto == IPPROTO_GRE) {
+		if (s->orig.set & (LCT_T_SPORT | LCT_T_DPORT))
+			s->orig.set |= LCT_T_PORTS;
+		if (s->reply.set & (LCT_T_SPORT | LCT_T_DPORT))
+			s->reply.set |= LCT_T_PORTS;
+	}
+
+	if (spec) {
+		/* The missing direction, or missing parts: from the other one. */
+		if (has[0]) {
+			struct lct_tup given = s->reply;
+
+			lct_invert(&s->orig, &s->reply, proto);
+			if (given.set & LCT_T_SRC)
+				memcpy(s->reply.src, given.src, 16);
+			if (given.set & LCT_T_DST)
+				memcpy(s->reply.dst, given.dst, 16);
+			if (given.set & LCT_T_SPORT)
+				s->reply.sport = given.sport;
+			if (given.set & LCT_T_DPORT)
+				s->reply.dport = given.dport;
+		} else {
+			lct_invert(&s->reply, &s->orig, proto);
+		}
+		s->has |= LCT_S_ORIG | LCT_S_REPLY;
+		if (kinds & LCT_K_SPEC && !(s->has & LCT_S_TIMEOUT))
+			lct_argerror(L, fname, "timeout", "missing (seconds the entry lives)");
+	} else {
+		s->has |= has[0] ? LCT_S_ORIG : LCT_S_REPLY;
+		if (has[0] && has[1])
+			s->has |= LCT_S_REPLY;
+	}
+
+	if (p->state[0] != '\0') {
+		int st = lct_state_lookup((unsigned int)proto, p->state);
+
+		if (!lct_proto_states((unsigned int)proto))
+			lct_argerror(L, fname, "state", "only tcp, sctp and dccp have states");
+		if (st < 0)
+			lct_argerror(L, fname, "state", "unknown %s state '%s'",
+				     lct_proto_name((unsigned int)proto), p->state);
+		s->state = (uint8_t)st;
+		s->has |= LCT_S_STATE;
+	}
+	if (s->has & (LCT_S_TCPFLAGS0 | LCT_S_TCPFLAGS1 | LCT_S_WSCALE0 | LCT_S_WSCALE1) &&
+	    proto != IPPROTO_TCP)
+		lct_argerror(L, fname, lct_seen(p, F_FLAGS0) ? "tcp_flags_orig" :
+			     lct_seen(p, F_FLAGS1) ? "tcp_flags_reply" :
+			     lct_seen(p, F_WSCALE0) ? "tcp_wscale_orig" : "tcp_wscale_reply",
+			     "only for tcp");
+	if (s->has & (LCT_S_VTAG0 | LCT_S_VTAG1) && proto != IPPROTO_SCTP)
+		lct_argerror(L, fname, s->has & LCT_S_VTAG0 ? "orig_vtag" : "reply_vtag",
+			     "only for sctp");
+	if (p->role >= 0) {
+		if (proto != IPPROTO_DCCP)
+			lct_argerror(L, fname, "role", "only for dccp");
+		s->role = (uint8_t)p->role;
+		s->has |= LCT_S_ROLE;
+	}
+	if (s->has & (LCT_S_SNAT | LCT_S_DNAT)) {
+		int i;
+
+		for (i = 0; i < 2; i++) {
+			const struct lct_nat *n = i ? &s->dnat : &s->snat;
+
+			if (n->port >= 0 && !lct_proto_ports((unsigned int)proto))
+				lct_argerror(L, fname, i ? "dnat" : "snat", "a port needs tcp, udp, udplite, sctp or dccp");
+		}
+	}
+	if ((s->has & LCT_S_LABELS) && !(s->has & LCT_S_LABELMASK))
+		memset(s->labels_mask, 0xff, sizeof(s->labels_mask));
+}
+
+void lct_spec_read(lua_State *L, int idx, int kinds, const char *fname,
+		   struct lct_spec *s)
+{
+	struct lct_pending p;
+	int t = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+
+	memset(s, 0, sizeof(*s));
+	if (!lua_istable(L, t))
+		lct_argerror(L, fname, kinds & (LCT_K_SPEC | LCT_K_ENTRY) ? "spec" : "tuple",
+			     "table expected, got %s", luaL_typename(L, t));
+	lct_pending_init(&p);
+	lct_read(L, t, kinds, fname, s, &p);
+	lct_finish(L, kinds, fname, s, &p);
+}
+
+void lct_changes_read(lua_State *L, int idx, const char *fname, struct lct_spec *s)
+{
+	struct lct_pending p;
+	int t = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+	int proto = s->orig.proto;
 
 	if (!lua_istable(L, t))
-		lct_error(L, "%s: bad argument 'changes' (table expected, got %s)",
-			   fname, luaL_typename(L, t));
+		lct_argerror(L, fname, "changes", "table expected, got %s", luaL_typename(L, t));
 	lua_pushnil(L);
-	n = lua_next(L, t);
-	if (n)
-		lua_pop(L, 2);
+	if (lua_next(L, t) == 0)
+		lct_argerror(L, fname, "changes", "nothing to change");
+	lua_pop(L, 2);
+	lct_pending_init(&p);
+	lct_read(L, t, LCT_K_CHANGES, fname, s, &p);
+	if ((s->has & LCT_S_MARKMASK) && !(s->has & LCT_S_MARK))
+		lct_argerror(L, fname, "mark_mask", "needs 'mark'");
+	if ((s->has & LCT_S_LABELMASK) && !(s->has & LCT_S_LABELS))
+		lct_argerror(L, fname, "labels_mask", "needs 'labels'");
+	if ((s->has & LCT_S_LABELS) && (s->has & (LCT_S_LABELADD | LCT_S_LABELDEL)))
+		lct_argerror(L, fname, "labels", "set the labels, or add and remove some, not both");
+	if (s->has & (LCT_S_LABELADD | LCT_S_LABELDEL))
+		s->has |= LCT_S_LABELS | LCT_S_LABELMASK;
+	else if ((s->has & LCT_S_LABELS) && !(s->has & LCT_S_LABELMASK))
+		memset(s->labels_mask, 0xff, sizeof(s->labels_mask));
+	if (p.state[0] != '\0') {
+		int st = lct_state_lookup((unsigned int)proto, p.state);
+
+		if (!lct_proto_states((unsigned int)proto))
+			lct_argerror(L, fname, "state", "only tcp, sctp and dccp have states");
+		if (st < 0)
+			lct_argerror(L, fname, "state", "unknown %s state '%s'",
+				     lct_proto_name((unsigned int)proto), p.state);
+		s->state = (uint8_t)st;
+		s->has |= LCT_S_STATE;
+	}
+	if ((s->has & (LCT_S_TCPFLAGS0 | LCT_S_TCPFLAGS1 | LCT_S_WSCALE0 | LCT_S_WSCALE1)) &&
+	    proto != IPPROTO_TCP)
+		lct_argerror(L, fname, "tcp_flags_orig", "only for tcp");
+}
+
+/* Safe forms: errors become a message on the stack (return -1). */
+struct lct_readargs {
+	int idx, kinds, changes;
+	const char *fname;
+	struct lct_spec *s;
+};
+
+static int lct_read_p(lua_State *L)
+{
+	struct lct_readargs *a = lua_touserdata(L, 1);
+
+	if (a->changes)
+		lct_changes_read(L, a->idx, a->fname, a->s);
 	else
-		lct_bad(L, fname, "changes", "nothing to change");
-	t = lct_gather(L, t, fname, LCT_K_CHANGE);
-	lct_common(L, t, fname, b, 1);
+		lct_spec_read(L, a->idx, a->kinds, a->fname, a->s);
+	return 0;
+}
+
+int lct_spec_read_p(lua_State *L, int idx, int kinds, const char *fname,
+		    struct lct_spec *s, int changes)
+{
+	struct lct_readargs a;
+	int top;
+
+	idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+	a.idx = 2;
+	a.kinds = kinds;
+	a.changes = changes;
+	a.fname = fname;
+	a.s = s;
+	top = lua_gettop(L);
+	lua_pushcfunction(L, lct_read_p);
+	lua_pushlightuserdata(L, &a);
+	lua_pushvalue(L, idx);
+	if (lua_pcall(L, 2, 0, 0) != 0)
+		return -1;
+	lua_settop(L, top);
+	return 0;
+}
+
+/* ---- writing --------------------------------------------------------- */
+
+static void lct_put_tuple(struct nlmsghdr *nlh, int type, const struct lct_tup *t,
+			  int family)
+{
+	struct nlattr *nest = mnl_attr_nest_start(nlh, type), *n;
+	size_t alen = family == AF_INET ? 4 : 16;
+
+	n = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+	if (t->set & LCT_T_SRC)
+		mnl_attr_put(nlh, family == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, alen, t->src);
+	if (t->set & LCT_T_DST)
+		mnl_attr_put(nlh, family == AF_INET ? CTA_IP_V4_DST : CTA_IP_V6_DST, alen, t->dst);
+	mnl_attr_nest_end(nlh, n);
+	n = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+	mnl_attr_put_u8(nlh, CTA_PROTO_NUM, t->proto);
+	if (t->set & LCT_T_PORTS) {
+		if (t->set & LCT_T_SPORT || t->proto == IPPROTO_GRE)
+			mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(t->sport));
+		if (t->set & LCT_T_DPORT || t->proto == IPPROTO_GRE)
+			mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t->dport));
+	}
+	if (t->set & LCT_T_ICMP) {
+		int v6 = t->proto == IPPROTO_ICMPV6;
+
+		mnl_attr_put_u8(nlh, v6 ? CTA_PROTO_ICMPV6_TYPE : CTA_PROTO_ICMP_TYPE, t->itype);
+		mnl_attr_put_u8(nlh, v6 ? CTA_PROTO_ICMPV6_CODE : CTA_PROTO_ICMP_CODE, t->icode);
+		mnl_attr_put_u16(nlh, v6 ? CTA_PROTO_ICMPV6_ID : CTA_PROTO_ICMP_ID, htons(t->iid));
+	}
+	mnl_attr_nest_end(nlh, n);
+	if (t->set & LCT_T_ZONE)
+		mnl_attr_put_u16(nlh, CTA_TUPLE_ZONE, htons(t->zone));
+	mnl_attr_nest_end(nlh, nest);
+}
+
+static void lct_put_nat(struct nlmsghdr *nlh, int type, const struct lct_nat *n)
+{
+	struct nlattr *nest = mnl_attr_nest_start(nlh, type);
+
+	if (n->family == AF_INET) {
+		mnl_attr_put(nlh, CTA_NAT_V4_MINIP, 4, n->addr);
+		mnl_attr_put(nlh, CTA_NAT_V4_MAXIP, 4, n->addr);
+	} else if (n->family == AF_INET6) {
+		mnl_attr_put(nlh, CTA_NAT_V6_MINIP, 16, n->addr);
+		mnl_attr_put(nlh, CTA_NAT_V6_MAXIP, 16, n->addr);
+	}
+	if (n->port >= 0) {
+		struct nlattr *p = mnl_attr_nest_start(nlh, CTA_NAT_PROTO);
+
+		mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MIN, htons((uint16_t)n->port));
+		mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MAX, htons((uint16_t)n->port));
+		mnl_attr_nest_end(nlh, p);
+	}
+	mnl_attr_nest_end(nlh, nest);
+}
+
+static void lct_put_protoinfo(struct nlmsghdr *nlh, const struct lct_spec *s)
+{
+	struct nlattr *nest, *n;
+	int proto = s->orig.proto, d;
+
+	if (!(s->has & (LCT_S_STATE | LCT_S_TCPFLAGS0 | LCT_S_TCPFLAGS1 | LCT_S_WSCALE0 |
+			LCT_S_WSCALE1 | LCT_S_VTAG0 | LCT_S_VTAG1 | LCT_S_ROLE)))
+		return;
+	nest = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
+	if (proto == IPPROTO_TCP) {
+		n = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
+		if (s->has & LCT_S_STATE)
+			mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, s->state);
+		for (d = 0; d < 2; d++) {
+			if (s->has & (d ? LCT_S_WSCALE1 : LCT_S_WSCALE0))
+				mnl_attr_put_u8(nlh, d ? CTA_PROTOINFO_TCP_WSCALE_REPLY :
+						CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, s->tcp_wscale[d]);
+			if (s->has & (d ? LCT_S_TCPFLAGS1 : LCT_S_TCPFLAGS0)) {
+				uint8_t f[2] = { s->tcp_flags[d], s->tcp_mask[d] };
+
+				mnl_attr_put(nlh, d ? CTA_PROTOINFO_TCP_FLAGS_REPLY :
+					     CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, 2, f);
+			}
+		}
+		mnl_attr_nest_end(nlh, n);
+	} else if (proto == IPPROTO_SCTP) {
+		n = mnl_attr_nest_start(nlh, CTA_PROTOINFO_SCTP);
+		if (s->has & LCT_S_STATE)
+			mnl_attr_put_u8(nlh, CTA_PROTOINFO_SCTP_STATE, s->state);
+		if (s->has & LCT_S_VTAG0)
+			mnl_attr_put_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, htonl(s->vtag[0]));
+		if (s->has & LCT_S_VTAG1)
+			mnl_attr_put_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_REPLY, htonl(s->vtag[1]));
+		mnl_attr_nest_end(nlh, n);
+	} else if (proto == IPPROTO_DCCP) {
+		n = mnl_attr_nest_start(nlh, CTA_PROTOINFO_DCCP);
+		if (s->has & LCT_S_STATE)
+			mnl_attr_put_u8(nlh, CTA_PROTOINFO_DCCP_STATE, s->state);
+		if (s->has & LCT_S_ROLE)
+			mnl_attr_put_u8(nlh, CTA_PROTOINFO_DCCP_ROLE, s->role);
+		mnl_attr_nest_end(nlh, n);
+	}
+	mnl_attr_nest_end(nlh, nest);
+}
+
+static void lct_put_counters(struct nlmsghdr *nlh, int type, uint64_t pk, uint64_t by)
+{
+	struct nlattr *n = mnl_attr_nest_start(nlh, type);
+
+	mnl_attr_put_u64(nlh, CTA_COUNTERS_PACKETS, htobe64(pk));
+	mnl_attr_put_u64(nlh, CTA_COUNTERS_BYTES, htobe64(by));
+	mnl_attr_nest_end(nlh, n);
+}
+
+void lct_spec_put(struct nlmsghdr *nlh, const struct lct_spec *s, int kind)
+{
+	lct_nl_family(nlh, s->family, NFNETLINK_V0);
+	if (s->has & LCT_S_ORIG)
+		lct_put_tuple(nlh, CTA_TUPLE_ORIG, &s->orig, s->family);
+	if (s->has & LCT_S_REPLY)
+		lct_put_tuple(nlh, CTA_TUPLE_REPLY, &s->reply, s->family);
+	if (s->has & LCT_S_STATUS)
+		/* The kernel refuses to clear CONFIRMED: it is always sent set. */
+		mnl_attr_put_u32(nlh, CTA_STATUS, htonl(s->status |
+				 (kind == LCT_K_ENTRY ? 0 : IPS_CONFIRMED)));
+	if (s->has & LCT_S_TIMEOUT)
+		mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(s->timeout));
+	if (s->has & LCT_S_MARK)
+		mnl_attr_put_u32(nlh, CTA_MARK, htonl(s->mark));
+	if (s->has & LCT_S_MARKMASK)
+		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(s->mark_mask));
+	if (s->has & LCT_S_SECMARK)
+		mnl_attr_put_u32(nlh, CTA_SECMARK, htonl(s->secmark));
+	lct_put_protoinfo(nlh, s);
+	if (s->has & LCT_S_SNAT)
+		lct_put_nat(nlh, CTA_NAT_SRC, &s->snat);
+	if (s->has & LCT_S_DNAT)
+		lct_put_nat(nlh, CTA_NAT_DST, &s->dnat);
+	if (s->has & LCT_S_HELPER) {
+		struct nlattr *n = mnl_attr_nest_start(nlh, CTA_HELP);
+
+		mnl_attr_put_strz(nlh, CTA_HELP_NAME, s->helper);
+		mnl_attr_nest_end(nlh, n);
+	}
+	if (s->has & LCT_S_ZONE)
+		mnl_attr_put_u16(nlh, CTA_ZONE, htons(s->zone));
+	if (s->has & LCT_S_LABELS) {
+		mnl_attr_put(nlh, CTA_LABELS, sizeof(s->labels), s->labels);
+		if (kind != LCT_K_ENTRY)
+			mnl_attr_put(nlh, CTA_LABELS_MASK, sizeof(s->labels_mask), s->labels_mask);
+	}
+	if (kind != LCT_K_ENTRY)
+		return;
+	/* What a synthetic entry carries that only dumps and events have. */
+	if (s->has & LCT_S_COUNTERS0)
+		lct_put_counters(nlh, CTA_COUNTERS_ORIG, s->packets[0], s->bytes[0]);
+	if (s->has & LCT_S_COUNTERS1)
+		lct_put_counters(nlh, CTA_COUNTERS_REPLY, s->packets[1], s->bytes[1]);
+	if (s->has & LCT_S_USE)
+		mnl_attr_put_u32(nlh, CTA_USE, htonl(s->use));
+	if (s->has & LCT_S_ID)
+		mnl_attr_put_u32(nlh, CTA_ID, htonl(s->id));
+}
+
+int lct_put_key(struct nlmsghdr *nlh, const struct nlmsghdr *m)
+{
+	const struct nlattr *at[LCT_CTA_MAX + 1];
+
+	lct_a_table(m, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
+	if (at[CTA_TUPLE_ORIG] == NULL)
+		return -1;
+	mnl_attr_put(nlh, CTA_TUPLE_ORIG, mnl_attr_get_payload_len(at[CTA_TUPLE_ORIG]),
+		     mnl_attr_get_payload(at[CTA_TUPLE_ORIG]));
+	if (at[CTA_ZONE] != NULL)
+		mnl_attr_put(nlh, CTA_ZONE, mnl_attr_get_payload_len(at[CTA_ZONE]),
+			     mnl_attr_get_payload(at[CTA_ZONE]));
+	lct_nl_family(nlh, lct_nl_msgfamily(m), NFNETLINK_V0);
+	return lct_nl_msgfamily(m);
 }

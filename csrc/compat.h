@@ -1,15 +1,29 @@
 /*
- * Lua 5.1 / LuaJIT / 5.3 / 5.4 differences the module relies on.
+ * Lua 5.1 / LuaJIT / 5.3 / 5.4 differences the module relies on, and the
+ * compiler attributes it uses.
  */
 #ifndef LCT_COMPAT_H
 #define LCT_COMPAT_H
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <lualib.h>
 #include <stdint.h>
 
+#if defined(__GNUC__)
+#define LCT_PRINTF(f, a)	__attribute__((format(printf, f, a)))
+#define LCT_NORETURN		__attribute__((noreturn))
+#define LCT_EXPORT		__attribute__((visibility("default")))
+#else
+#define LCT_PRINTF(f, a)
+#define LCT_NORETURN
+#define LCT_EXPORT
+#endif
+
+/* LuaJIT has the 5.2 auxiliary functions; plain 5.1 does not. */
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i)	lua_objlen(L, i)
+#if !defined(LUA_JITLIBNAME)
 static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l)
 {
 	for (; l->name != NULL; l++) {
@@ -21,6 +35,7 @@ static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l)
 static inline void *lct_testudata(lua_State *L, int i, const char *tname)
 {
 	void *p = lua_touserdata(L, i);
+
 	if (p == NULL || !lua_getmetatable(L, i))
 		return NULL;
 	luaL_getmetatable(L, tname);
@@ -32,18 +47,19 @@ static inline void *lct_testudata(lua_State *L, int i, const char *tname)
 #define luaL_testudata(L, i, t)	lct_testudata(L, i, t)
 #define luaL_setmetatable(L, t)	(luaL_getmetatable(L, t), lua_setmetatable(L, -2))
 #endif
+#endif
 
 #if LUA_VERSION_NUM < 502
 static inline void lct_rawgetp(lua_State *L, int idx, const void *p)
 {
 	lua_pushlightuserdata(L, (void *)(uintptr_t)p);
-	lua_rawget(L, idx);
+	lua_rawget(L, idx < 0 && idx > LUA_REGISTRYINDEX ? idx - 1 : idx);
 }
 static inline void lct_rawsetp(lua_State *L, int idx, const void *p)
 {
 	lua_pushlightuserdata(L, (void *)(uintptr_t)p);
 	lua_insert(L, -2);
-	lua_rawset(L, idx);
+	lua_rawset(L, idx < 0 && idx > LUA_REGISTRYINDEX ? idx - 1 : idx);
 }
 #else
 #define lct_rawgetp(L, idx, p)	((void)lua_rawgetp(L, idx, p))

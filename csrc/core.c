@@ -1,5 +1,7 @@
 /*
- * conntrack.core: the C half of the module.  Each unit adds its part.
+ * conntrack.core: the C half of the module.  The units below offer their
+ * functions and method arrays; this one assembles the classes (a class's
+ * methods may come from several units) and the module table.
  */
 #include <errno.h>
 
@@ -18,21 +20,104 @@ static const struct {
 	{"ENOBUFS", ENOBUFS}, {"EOPNOTSUPP", EOPNOTSUPP},
 	{"EAFNOSUPPORT", EAFNOSUPPORT}, {"EPROTONOSUPPORT", EPROTONOSUPPORT},
 	{"ETIMEDOUT", ETIMEDOUT}, {"EBADMSG", EBADMSG},
-	{"ENOTSUP", ENOTSUP}, {"EMSGSIZE", EMSGSIZE},
+	{"ENOTSUP", ENOTSUP}, {"EMSGSIZE", EMSGSIZE}, {"ETIME", ETIME},
 };
 
-int luaopen_conntrack_core(lua_State *L);
+/* Creates the class with its methods from several arrays; method table in module.methods[field]. */
+static void lct_open_class(lua_State *L, const struct lct_class *base,
+			   const luaL_Reg *const *methods, const char *field)
+{
+	struct lct_class c = *base;
+
+	if (methods != NULL)
+		c.methods = methods;
+	lct_class_new(L, &c);
+	luaL_getmetatable(L, c.name);
+	lua_getfield(L, -1, "methods");
+	lua_setfield(L, -3, field);
+	lua_pop(L, 1);
+}
+
+static const luaL_Reg *const lct_handle_arrays[] = {
+	lct_handle_methods, lct_dump_handle_methods, lct_batch_handle_methods, NULL
+};
+
+static const luaL_Reg *const lct_matcher_arrays[] = {
+	lct_matcher_methods, lct_matcher_entry_methods, NULL
+};
+
+/* core.type(x): what x is, in the manner of io.type; nil for anything else. */
+static int lct_f_type(lua_State *L)
+{
+	static const struct {
+		const struct lct_class *c;
+		const char *name;
+	} classes[] = {
+		{&lct_entry_class, "entry"}, {&lct_tuple_class, "tuple"},
+		{&lct_handle_class, "handle"}, {&lct_sub_class, "subscription"},
+		{&lct_dump_class, "dump"}, {&lct_matcher_class, "matcher"},
+	};
+	size_t i;
+
+	luaL_checkany(L, 1);
+	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+		if (lct_class_test(L, 1, classes[i].c->key) == NULL)
+			continue;
+		lua_pushstring(L, classes[i].name);
+		lua_getfield(L, 1, "closed");
+		if (classes[i].c != &lct_entry_class && classes[i].c != &lct_tuple_class &&
+		    classes[i].c != &lct_matcher_class && lua_toboolean(L, -1)) {
+			lua_pop(L, 1);
+			lua_pushfstring(L, "closed %s", classes[i].name);
+			lua_remove(L, -2);
+			return 1;
+		}
+		lua_pop(L, 1);
+		return 1;
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+static const luaL_Reg lct_core_funcs[] = {
+	{"open", lct_f_open},
+	{"subscribe", lct_f_subscribe},
+	{"purge", lct_f_purge},
+	{"type", lct_f_type},
+	{"own", lct_f_own},
+	{"error", lct_f_error},
+	{NULL, NULL}
+};
+
+LCT_EXPORT int luaopen_conntrack_core(lua_State *L);
 
 int luaopen_conntrack_core(lua_State *L)
 {
 	size_t i;
 
 	lua_newtable(L);
-	lct_handle_open(L);
+	luaL_setfuncs(L, lct_core_funcs, 0);
+	luaL_setfuncs(L, lct_dump_funcs, 0);
+	lct_build_open(L);
+	lct_names_open(L);
+	lct_match_open(L);
+
+	lua_newtable(L);	/* module.methods: the method tables, by class */
+	lct_open_class(L, &lct_handle_class, lct_handle_arrays, "handle");
+	lct_open_class(L, &lct_dump_class, NULL, "dump");
+	lct_open_class(L, &lct_sub_class, NULL, "subscription");
+	lct_open_class(L, &lct_matcher_class, lct_matcher_arrays, "matcher");
+	lua_setfield(L, -2, "methods");
 	lct_entry_open(L);
-	lct_dump_open(L);
-	lct_batch_open(L);
-	lct_events_open(L);
+	lua_getfield(L, -1, "methods");
+	luaL_getmetatable(L, lct_entry_class.name);
+	lua_getfield(L, -1, "methods");
+	lua_setfield(L, -3, "entry");
+	lua_pop(L, 1);
+	luaL_getmetatable(L, lct_tuple_class.name);
+	lua_getfield(L, -1, "methods");
+	lua_setfield(L, -3, "tuple");
+	lua_pop(L, 2);
 
 	lua_newtable(L);
 	for (i = 0; i < sizeof(lct_errnos) / sizeof(lct_errnos[0]); i++) {
@@ -41,14 +126,7 @@ int luaopen_conntrack_core(lua_State *L)
 	}
 	lua_setfield(L, -2, "errno");
 
-	lua_newtable(L);
-	for (i = 0; lct_status_names[i] != NULL; i++) {
-		lua_pushinteger(L, 1 << i);
-		lua_setfield(L, -2, lct_status_names[i]);
-	}
-	lua_setfield(L, -2, "status_bits");
-
-	lua_pushliteral(L, "0.1.0");
+	lua_pushliteral(L, "0.2.0");
 	lua_setfield(L, -2, "version");
 	return 1;
 }

@@ -1,48 +1,32 @@
 /*
- * Dumps: a streaming iterator over the table.  Each dump has its own
- * socket, so requests made on the handle inside the loop do not mix with
- * the dump, and a dump left early (break, error, collection) closes it.
+ * Dumps: h:dump streams the table (or the dying or unconfirmed list)
+ * through a generic for, h:list collects it.  Each dump has a socket of its
+ * own, so a loop may make other requests on the handle meanwhile.  A
+ * matcher selects the entries: what the kernel can apply goes into the
+ * request, and every message is checked against the whole matcher in C
+ * before an entry is made of it.
  */
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 #include <arpa/inet.h>
 
 #include "lct.h"
 
-/*
- * Exact tuple values the kernel compares (CTA_FILTER, Linux >= 5.8): the
- * protocol, addresses and ports of either direction.  Each entry is checked
- * again here, so a kernel that ignores CTA_FILTER changes nothing but speed.
- */
-struct lct_tfilter {
-	int proto;			/* -1: any */
-	int sport[2], dport[2];		/* [orig, reply]; -1: any */
-	int af[2][2];			/* [dir][src, dst]: 0 any, else the family */
-	unsigned char addr[2][2][16];
-};
-
-struct lct_dump_opts {
-	uint8_t family;
-	int has_mark, has_status, has_tuple;
-	uint32_t mark, mark_mask, status, status_mask;
-	int zone;
-	struct lct_tfilter tf;
-};
-
 struct lct_dump {
-	struct mnl_socket *nl;	/* NULL once finished or closed */
+	struct mnl_socket *nl;		/* NULL once closed */
+	struct lct_xfer x;
+	const struct lct_matcher *m;	/* kept alive by mref */
+	int mref;
+	int again;			/* a tuple filter without family: IPv6 next */
+	const char *fname;		/* names the errors of st:next() */
+	int interrupted;
 	uint32_t seq;
-	int pos, len;		/* unread messages in rx */
-	int interrupted;	/* the kernel flagged NLM_F_DUMP_INTR */
-	int zone;		/* zone to keep, -1 for all (see lct_dump_keep) */
-	int count;
-	int has_tuple;
-	int again;		/* a tuple filter without family: IPv6 after IPv4 */
-	struct lct_tfilter tf;
-	char req[512];		/* the request, resent for the second family */
+	lua_Integer count;
+	char req[1024];
 	char rx[LCT_RXBUF];
 };
+
+static const char lct_dump_key = 'd';
 
 static void lct_dump_end(struct lct_dump *d)
 {
@@ -52,527 +36,296 @@ static void lct_dump_end(struct lct_dump *d)
 	}
 }
 
-static void lct_taddr(lua_State *L, int t, const char *fname, const char *k,
-		      struct lct_dump_opts *o, int dir, int which)
-{
-	lua_getfield(L, t, k);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		return;
-	}
-	o->tf.af[dir][which] = lct_addr_arg(L, -1, fname, k, o->tf.addr[dir][which]);
-	if (o->family && o->family != o->tf.af[dir][which])
-		lct_error(L, "%s: bad argument '%s' (IPv4 and IPv6 mixed)", fname, k);
-	o->family = (uint8_t)o->tf.af[dir][which];
-	o->has_tuple = 1;
-	lua_pop(L, 1);
-}
+static const char *const lct_dump_names[] = { "pushdown", "zero", "table", NULL };
 
-static int lct_tport(lua_State *L, int t, const char *fname, const char *k,
-		     struct lct_dump_opts *o)
-{
-	lua_Number v;
-
-	lua_getfield(L, t, k);
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		return -1;
-	}
-	v = lua_tonumber(L, -1);
-	if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0 && v <= 65535) || v != floor(v))
-		lct_error(L, "%s: bad argument '%s' (port 0..65535 expected)", fname, k);
-	if (o->tf.proto != IPPROTO_TCP && o->tf.proto != IPPROTO_UDP &&
-	    o->tf.proto != IPPROTO_UDPLITE && o->tf.proto != IPPROTO_SCTP &&
-	    o->tf.proto != IPPROTO_DCCP)
-		lct_error(L, "%s: bad argument '%s' (needs 'proto': tcp, udp, udplite, sctp or dccp)",
-			  fname, k);
-	lua_pop(L, 1);
-	o->has_tuple = 1;
-	return (int)v;
-}
-
-/* proto, src, dst, sport, dport and their reply_ forms: a tuple filter. */
-static void lct_tuple_parse(lua_State *L, int t, const char *fname,
-			    struct lct_dump_opts *o)
-{
-	o->tf.proto = -1;
-	lua_getfield(L, t, "proto");
-	if (!lua_isnil(L, -1))
-		o->tf.proto = lct_proto_arg(L, -1, fname);
-	lua_pop(L, 1);
-	if (o->tf.proto >= 0)
-		o->has_tuple = 1;
-	lct_taddr(L, t, fname, "src", o, 0, 0);
-	lct_taddr(L, t, fname, "dst", o, 0, 1);
-	lct_taddr(L, t, fname, "reply_src", o, 1, 0);
-	lct_taddr(L, t, fname, "reply_dst", o, 1, 1);
-	o->tf.sport[0] = lct_tport(L, t, fname, "sport", o);
-	o->tf.dport[0] = lct_tport(L, t, fname, "dport", o);
-	o->tf.sport[1] = lct_tport(L, t, fname, "reply_sport", o);
-	o->tf.dport[1] = lct_tport(L, t, fname, "reply_dport", o);
-	if (o->tf.proto == IPPROTO_ICMP && o->family == AF_INET6)
-		lct_error(L, "%s: bad argument 'proto' (icmp with IPv6 addresses: icmpv6?)", fname);
-}
-
-/*
- * The CTA_FILTER part of a dump request.  IPv6 addresses stay out of it:
- * the kernels tried (up to 6.18) select nothing for them, whatever the
- * address; lct_dump_keep compares them instead.
- */
-static void lct_tuple_put(struct nlmsghdr *nlh, const struct lct_tfilter *tf)
-{
-	uint32_t flags[2] = { 0, 0 };
-	int dir;
-
-	for (dir = 0; dir < 2; dir++) {
-		struct nlattr *nest, *n2;
-		int w, v4 = tf->af[dir][0] == AF_INET || tf->af[dir][1] == AF_INET;
-
-		if (tf->proto < 0 && !v4)
-			continue;
-		nest = mnl_attr_nest_start(nlh, dir ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG);
-		if (v4) {
-			n2 = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
-			for (w = 0; w < 2; w++) {
-				if (tf->af[dir][w] != AF_INET)
-					continue;
-				mnl_attr_put(nlh, w ? CTA_IP_V4_DST : CTA_IP_V4_SRC, 4,
-					     tf->addr[dir][w]);
-				flags[dir] |= 1u << w;	/* IP_SRC, IP_DST */
-			}
-			mnl_attr_nest_end(nlh, n2);
-		}
-		if (tf->proto >= 0) {
-			n2 = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
-			mnl_attr_put_u8(nlh, CTA_PROTO_NUM, (uint8_t)tf->proto);
-			flags[dir] |= 1u << 3;		/* PROTO_NUM */
-			if (tf->sport[dir] >= 0) {
-				mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons((uint16_t)tf->sport[dir]));
-				flags[dir] |= 1u << 4;	/* PROTO_SRC_PORT */
-			}
-			if (tf->dport[dir] >= 0) {
-				mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons((uint16_t)tf->dport[dir]));
-				flags[dir] |= 1u << 5;	/* PROTO_DST_PORT */
-			}
-			mnl_attr_nest_end(nlh, n2);
-		}
-		mnl_attr_nest_end(nlh, nest);
-	}
-	{
-		struct nlattr *f = mnl_attr_nest_start(nlh, CTA_FILTER);
-
-		mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS, flags[0]);
-		mnl_attr_put_u32(nlh, CTA_FILTER_REPLY_FLAGS, flags[1]);
-		mnl_attr_nest_end(nlh, f);
-	}
-}
-
-/* The tuple filter, on one direction of a message. */
-static int lct_tuple_ok(const struct lct_tfilter *tf, int dir, const struct lct_dir *d)
-{
-	const struct nlattr *a;
-	int w;
-
-	if (tf->proto >= 0 &&
-	    (d->num == NULL || mnl_attr_get_payload_len(d->num) < 1 ||
-	     mnl_attr_get_u8(d->num) != tf->proto))
-		return 0;
-	for (w = 0; w < 2; w++) {
-		size_t n = tf->af[dir][w] == AF_INET ? 4 : 16;
-
-		if (!tf->af[dir][w])
-			continue;
-		if (tf->af[dir][w] == AF_INET)
-			a = w ? d->dst4 : d->src4;
-		else
-			a = w ? d->dst6 : d->src6;
-		if (a == NULL || mnl_attr_get_payload_len(a) < n ||
-		    memcmp(mnl_attr_get_payload(a), tf->addr[dir][w], n) != 0)
-			return 0;
-	}
-	if (tf->sport[dir] >= 0 &&
-	    (d->sport == NULL || mnl_attr_get_payload_len(d->sport) < 2 ||
-	     ntohs(mnl_attr_get_u16(d->sport)) != tf->sport[dir]))
-		return 0;
-	if (tf->dport[dir] >= 0 &&
-	    (d->dport == NULL || mnl_attr_get_payload_len(d->dport) < 2 ||
-	     ntohs(mnl_attr_get_u16(d->dport)) != tf->dport[dir]))
-		return 0;
-	return 1;
-}
-
-static const char *const lct_dump_keys[] = {
-	"family", "mark", "mark_mask", "zone", "status", "status_mask", "proto",
-	"src", "dst", "sport", "dport", "reply_src", "reply_dst", "reply_sport",
-	"reply_dport", NULL
+struct lct_dumpopts {
+	int pushdown, zero;
+	uint8_t msgtype;
 };
 
-static void lct_dump_parse(lua_State *L, int t, const char *fname, struct lct_dump_opts *o)
+static void lct_dump_opts(lua_State *L, int idx, const char *fname, struct lct_dumpopts *o)
 {
-	memset(o, 0, sizeof(*o));
-	o->zone = -1;
-	o->mark_mask = o->status_mask = 0xffffffffu;
-	if (lua_isnoneornil(L, t))
+	o->pushdown = 1;
+	o->zero = 0;
+	o->msgtype = IPCTNL_MSG_CT_GET;
+	if (lua_isnoneornil(L, idx))
 		return;
-	if (!lua_istable(L, t))
-		lct_error(L, "%s: bad argument 'opts' (table expected, got %s)", fname,
-			   luaL_typename(L, t));
-	lct_check_opts(L, t, fname, lct_dump_keys);
-	lua_getfield(L, t, "family");
-	if (!lua_isnil(L, -1))
-		o->family = lct_family_arg(L, -1, fname, "family");
+	lct_check_table(L, idx, fname, "how");
+	lct_check_names(L, idx, fname, lct_dump_names);
+	if (lct_rawfield(L, idx, "pushdown") != LUA_TNIL)
+		o->pushdown = lct_bool_field(L, idx, "pushdown", fname);
 	lua_pop(L, 1);
-	o->has_mark = lct_u32_field(L, t, fname, "mark", &o->mark);
-	if (lct_u32_field(L, t, fname, "mark_mask", &o->mark_mask) && !o->has_mark)
-		lct_error(L, "%s: bad argument 'mark_mask' (needs 'mark')", fname);
-	lua_getfield(L, t, "zone");
-	if (!lua_isnil(L, -1)) {
-		lua_Number v = lua_tonumber(L, -1);
+	o->zero = lct_bool_field(L, idx, "zero", fname);
+	if (lct_rawfield(L, idx, "table") != LUA_TNIL) {
+		const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
 
-		if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v > 65535 || v != floor(v))
-			lct_error(L, "%s: bad argument 'zone' (integer 0..65535 expected)", fname);
-		o->zone = (int)v;
+		if (strcmp(t, "dying") == 0)
+			o->msgtype = IPCTNL_MSG_CT_GET_DYING;
+		else if (strcmp(t, "unconfirmed") == 0)
+			o->msgtype = IPCTNL_MSG_CT_GET_UNCONFIRMED;
+		else if (strcmp(t, "conntrack") != 0)
+			lct_argerror(L, fname, "table", "\"conntrack\", \"dying\" or \"unconfirmed\" expected, got %s",
+				     lct_shortval(L, -1));
 	}
 	lua_pop(L, 1);
-	lua_getfield(L, t, "status");
-	if (!lua_isnil(L, -1)) {
-		o->status = lct_status_arg(L, -1, fname, "status");
-		o->has_status = 1;
-		o->status_mask = o->status;
-	}
-	lua_pop(L, 1);
-	lua_getfield(L, t, "status_mask");
-	if (!lua_isnil(L, -1)) {
-		if (!o->has_status)
-			lct_error(L, "%s: bad argument 'status_mask' (needs 'status')", fname);
-		o->status_mask = lct_status_arg(L, -1, fname, "status_mask");
-	}
-	lua_pop(L, 1);
-	o->status &= o->status_mask;
-	o->mark &= o->mark_mask;
-	lct_tuple_parse(L, t, fname, o);
+	if (o->zero && o->msgtype == IPCTNL_MSG_CT_GET)
+		o->msgtype = IPCTNL_MSG_CT_GET_CTRZERO;
+	else if (o->zero)
+		lct_argerror(L, fname, "zero", "only for the conntrack table");
 }
 
 /*
  * Starts a dump on a fresh socket in the handle's namespace; pushes the
- * state userdata.  Returns 0 or an errno value (then nothing is pushed).
+ * state.  Returns it, or NULL with *err (nothing pushed).
  */
-static int lct_dump_start(lua_State *L, struct lct_handle *h,
-			  const struct lct_dump_opts *o)
+struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
+				int oidx, const char *fname, int *err)
 {
+	const struct lct_matcher *m = lct_matcher_arg(L, midx, fname);
+	struct lct_dumpopts o;
+	struct lct_kpart k;
 	struct lct_dump *d;
 	struct nlmsghdr *nlh;
-	struct nfgenmsg *nfg;
-	int err;
+	int nsfd;
 
+	lct_dump_opts(L, oidx, fname, &o);
+	lct_match_kpart(m, o.pushdown && o.msgtype != IPCTNL_MSG_CT_GET_DYING &&
+			o.msgtype != IPCTNL_MSG_CT_GET_UNCONFIRMED, &k);
 	d = lct_newuserdata(L, sizeof(*d));
-	d->nl = NULL;
-	d->pos = d->len = 0;
-	d->interrupted = 0;
-	d->count = 0;
-	d->zone = o->zone;
-	d->has_tuple = o->has_tuple;
-	d->tf = o->tf;
-	/* The kernel takes a tuple filter only with a family: do both. */
-	d->again = o->has_tuple && o->family == AF_UNSPEC;
-	luaL_setmetatable(L, LCT_DUMP_MT);
-	d->nl = lct_socket_open(L, h->nsfd, 0, "dump", &err);
+	memset(d, 0, offsetof(struct lct_dump, rx));
+	d->mref = LUA_NOREF;
+	lct_class_set(L, &lct_dump_key);
+	if (m != NULL) {
+		lua_pushvalue(L, midx);
+		d->mref = luaL_ref(L, LUA_REGISTRYINDEX);
+		d->m = m;
+	}
+	/* The options are read: the handle may only now be relied on. */
+	lct_handle_sock(L, h, fname);
+	nsfd = h->nsfd;
+	d->nl = lct_nl_open(nsfd, 0, err);
 	if (d->nl == NULL) {
 		lua_pop(L, 1);
-		return err;
+		return NULL;
 	}
-	nlh = mnl_nlmsg_put_header(d->req);
-	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = d->seq = ++h->seq;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = d->again ? AF_INET : o->family;
-	nfg->version = NFNETLINK_V0;
-	nfg->res_id = 0;
-	if (o->has_tuple)
-		lct_tuple_put(nlh, &o->tf);
-	if (o->has_mark) {
-		mnl_attr_put_u32(nlh, CTA_MARK, htonl(o->mark));
-		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(o->mark_mask));
-	}
-	if (o->has_status) {
-		mnl_attr_put_u32(nlh, CTA_STATUS, htonl(o->status));
-		mnl_attr_put_u32(nlh, CTA_STATUS_MASK, htonl(o->status_mask));
-	}
-	/* The kernel filters by zone, but reads zone 0 as "any zone". */
-	if (o->zone > 0)
-		mnl_attr_put_u16(nlh, CTA_ZONE, htons((uint16_t)o->zone));
-	if (mnl_socket_sendto(d->nl, nlh, nlh->nlmsg_len) < 0) {
-		err = errno;
+	/* The kernel takes a tuple filter only with a family: do both. */
+	d->again = k.has_tuple && k.family == AF_UNSPEC;
+	d->seq = lct_handle_seq(h);
+	nlh = lct_nl_req(d->req, (NFNL_SUBSYS_CTNETLINK << 8) | o.msgtype, NLM_F_DUMP,
+			 d->again ? AF_INET : k.family, d->seq);
+	lct_kpart_put(nlh, &k, 1);
+	d->fname = fname;
+	*err = lct_xfer_send(&d->x, d->nl, d->rx, sizeof(d->rx), nlh);
+	if (*err != 0) {
 		lct_dump_end(d);
 		lua_pop(L, 1);
-		return err;
+		return NULL;
 	}
-	return 0;
+	return d;
 }
 
-static int lct_dump_keep(const struct lct_dump *d, const struct nlmsghdr *m)
-{
-	const struct nlattr *a, *orig = NULL, *reply = NULL;
-	int zone = 0;
-
-	if (d->zone < 0 && !d->has_tuple)
-		return 1;
-	mnl_attr_for_each(a, m, sizeof(struct nfgenmsg)) {
-		switch (mnl_attr_get_type(a)) {
-		case CTA_ZONE:
-			if (mnl_attr_get_payload_len(a) >= 2)
-				zone = ntohs(mnl_attr_get_u16(a));
-			break;
-		case CTA_TUPLE_ORIG:
-			orig = a;
-			break;
-		case CTA_TUPLE_REPLY:
-			reply = a;
-			break;
-		}
-	}
-	if (d->zone >= 0 && zone != d->zone)
-		return 0;
-	if (d->has_tuple) {
-		struct lct_dir od, rd;
-
-		lct_dir_parse(orig, NULL, &od);
-		lct_dir_parse(reply, NULL, &rd);
-		if (!lct_tuple_ok(&d->tf, 0, &od) || !lct_tuple_ok(&d->tf, 1, &rd))
-			return 0;
-	}
-	return 1;
-}
-
-/* The same request again for IPv6, on the same socket. */
-static int lct_dump_again(struct lct_dump *d)
-{
-	struct nlmsghdr *nlh = (struct nlmsghdr *)d->req;
-	struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
-
-	d->again = 0;
-	nfg->nfgen_family = AF_INET6;
-	nlh->nlmsg_seq = ++d->seq;
-	if (mnl_socket_sendto(d->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	return 0;
-}
-
-/*
- * The next entry pushed on the stack: returns 1, 0 at the end, or -errno
- * on a failure (the dump is then closed).
- */
-static int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **out)
+/* The next matching message: 1, 0 at the end, or -errno (the dump is then closed). */
+int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m)
 {
 	for (;;) {
-		while (d->len > 0) {
-			const struct nlmsghdr *m = (const struct nlmsghdr *)(d->rx + d->pos);
-			int before = d->len;
+		int r;
 
-			if (!mnl_nlmsg_ok(m, d->len)) {
-				d->len = 0;
-				break;
-			}
-			mnl_nlmsg_next(m, &d->len);
-			d->pos += before - d->len;
-			if (m->nlmsg_seq != d->seq)
-				continue;
-			if (m->nlmsg_flags & NLM_F_DUMP_INTR)
-				d->interrupted = 1;
-			if (m->nlmsg_type == NLMSG_DONE) {
-				int e = 0;
-
-				if (mnl_nlmsg_get_payload_len(m) >= sizeof(int))
-					e = *(const int *)mnl_nlmsg_get_payload(m);
-				if (e >= 0 && d->again) {
-					e = lct_dump_again(d);
-					if (e == 0) {
-						d->len = 0;
-						break;
-					}
-				}
-				lct_dump_end(d);
-				return e < 0 ? e : 0;
-			}
-			if (m->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
-
-				lct_dump_end(d);
-				return e->error < 0 ? e->error : 0;
-			}
-			if (m->nlmsg_type < NLMSG_MIN_TYPE || !lct_dump_keep(d, m))
-				continue;
-			d->count++;
-			*out = m;
-			return 1;
-		}
 		if (d->nl == NULL)
 			return 0;
-		for (;;) {
-			ssize_t n = mnl_socket_recvfrom(d->nl, d->rx, LCT_RXBUF);
-
-			if (n >= 0) {
-				d->pos = 0;
-				d->len = (int)n;
-				break;
-			}
-			if (errno == EINTR)
+		r = lct_xfer_next(&d->x, m);
+		if (d->x.intr)
+			d->interrupted = 1;
+		if (r == 1) {
+			if (d->m != NULL && !lct_match(d->m, *m))
 				continue;
-			n = errno;
-			lct_dump_end(d);
-			return -(int)n;
+			d->count++;
+			return 1;
 		}
+		if (r == 0 && d->again) {
+			struct nlmsghdr *nlh = (struct nlmsghdr *)d->req;
+
+			d->again = 0;
+			lct_nl_family(nlh, AF_INET6, NFNETLINK_V0);
+			r = -lct_xfer_resend(&d->x, nlh, ++d->seq);
+			if (r == 0)
+				continue;
+		}
+		lct_dump_end(d);
+		return r;
 	}
 }
 
-static const char lct_dump_key = 'd';
+static struct lct_dump *lct_dump_state(lua_State *L, int idx, const char *fname);
 
-/* The next message of the dump (1), the end (0) or -errno. */
-int lct_dump_next_msg(void *d, const struct nlmsghdr **m)
+/* The iterator function of a generic for: next(state) -> entry | nil. */
+static int lct_dump_iter(lua_State *L)
 {
-	return lct_dump_msg(d, m);
-}
-
-static int lct_dump_step(lua_State *L, struct lct_dump *d)
-{
+	struct lct_dump *d = lct_dump_state(L, 1, "dump");
 	const struct nlmsghdr *m;
 	int r = lct_dump_msg(d, &m);
 
-	if (r == 1)
+	if (r < 0)
+		return lct_error(L, "%s", lct_pushmsg(L, "dump", -r));
+	if (r == 0)
+		lua_pushnil(L);
+	else
 		lct_entry_push(L, m, 0);
-	return r;
+	return 1;
+}
+
+/* st:next() -> entry, false at the end, or nil, msg, errno (a kernel refusal). */
+static int lct_dump_next(lua_State *L)
+{
+	struct lct_dump *d = lct_dump_state(L, 1, "next");
+	const struct nlmsghdr *m;
+	int r = lct_dump_msg(d, &m);
+
+	if (r < 0)
+		return lct_pusherr(L, d->fname, -r);
+	if (r == 0)
+		lua_pushboolean(L, 0);
+	else
+		lct_entry_push(L, m, 0);
+	return 1;
 }
 
 /*
- * Parses dump options at idx and starts a dump; pushes its state and
- * returns it, or pushes nothing and returns NULL with *err set.
+ * core.query(h, matcher, how, fname) -> state | nil, msg, errno: a dump for
+ * the Lua layer's bulk operations, read with st:next(), every kernel
+ * refusal a value named after fname (a static name: "delete_where"...).
  */
-void *lct_dump_begin(lua_State *L, struct lct_handle *h, int idx,
-		     const char *fname, int *err)
+static int lct_f_query(lua_State *L)
 {
-	struct lct_dump_opts o;
+	static const char *const fnames[] = { "delete_where", "update_where", "dump", "list", NULL };
+	const char *fname = luaL_optstring(L, 4, "dump");
+	struct lct_handle *h;
+	struct lct_dump *d;
+	int i, err;
 
-	lct_dump_parse(L, idx, fname, &o);
-	*err = lct_dump_start(L, h, &o);
-	return *err ? NULL : lua_touserdata(L, -1);
-}
-
-/* The iterator function of a generic for: next(state) -> entry | nil. */
-static int lct_dump_next(lua_State *L)
-{
-	struct lct_dump *d = lua_touserdata(L, 1);
-
-	/* Called once per entry: check the state by pointer, not by name. */
-	if (d == NULL || !lua_getmetatable(L, 1))
-		d = luaL_checkudata(L, 1, LCT_DUMP_MT);
-	else {
-		lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_dump_key);
-		if (!lua_rawequal(L, -1, -2))
-			d = luaL_checkudata(L, 1, LCT_DUMP_MT);
-		lua_pop(L, 2);
-	}
-	int r;
-
-	if (d->nl == NULL && d->len == 0)
-		return 0;
-	r = lct_dump_step(L, d);
-	if (r < 0)
-		return lct_error(L, "dump: %s%s", strerror(-r),
-				 -r == EPERM ? " (CAP_NET_ADMIN is required)" : "");
-	if (r == 0) {
-		lua_pushnil(L);
-		return 1;
-	}
+	for (i = 0; fnames[i] != NULL && strcmp(fnames[i], fname) != 0; i++)
+		;
+	fname = fnames[i] ? fnames[i] : "dump";
+	h = lct_handle_check(L, 1, fname);
+	lua_settop(L, 3);
+	d = lct_dump_begin(L, h, 2, 3, fname, &err);
+	if (d == NULL)
+		return lct_pusherr(L, fname, err);
+	d->fname = fname;
 	return 1;
 }
 
-static int lct_dump_close(lua_State *L)
+/* h:dump([matcher [, how]]) -> iterator, state, nil, state (the closing value). */
+static int lct_h_dump(lua_State *L)
 {
-	struct lct_dump *d = luaL_checkudata(L, 1, LCT_DUMP_MT);
-
-	lct_dump_end(d);
-	d->len = 0;
-	return 0;
-}
-
-static int lct_dump_index(lua_State *L)
-{
-	struct lct_dump *d = luaL_checkudata(L, 1, LCT_DUMP_MT);
-	const char *k = luaL_checkstring(L, 2);
-
-	if (strcmp(k, "interrupted") == 0)
-		lua_pushboolean(L, d->interrupted);
-	else if (strcmp(k, "count") == 0)
-		lua_pushinteger(L, d->count);
-	else if (strcmp(k, "closed") == 0)
-		lua_pushboolean(L, d->nl == NULL);
-	else if (strcmp(k, "close") == 0)
-		lua_pushcfunction(L, lct_dump_close);
-	else
-		lua_pushnil(L);
-	return 1;
-}
-
-int lct_h_dump(lua_State *L)
-{
-	struct lct_handle *h = lct_checkhandle(L, 1, "dump");
-	struct lct_dump_opts o;
+	struct lct_handle *h = lct_handle_check(L, 1, "dump");
 	int err;
 
-	lct_dump_parse(L, 2, "dump", &o);
-	err = lct_dump_start(L, h, &o);
-	if (err != 0)
-		return lct_error(L, "dump: %s%s", strerror(err),
-				  err == EPERM ? " (CAP_NET_ADMIN is required)" : "");
-	lua_pushcfunction(L, lct_dump_next);
+	lua_settop(L, 3);
+	if (lct_dump_begin(L, h, 2, 3, "dump", &err) == NULL)
+		return lct_error(L, "%s", lct_pushmsg(L, "dump", err));
+	lua_pushcfunction(L, lct_dump_iter);
 	lua_insert(L, -2);
 	lua_pushnil(L);
-	lua_pushvalue(L, -2);	/* the closing value (Lua 5.4) */
+	lua_pushvalue(L, -2);
 	return 4;
 }
 
 /* All of a dump in an array; a dump the kernel flags as interrupted is redone. */
-int lct_h_list(lua_State *L)
+static int lct_h_list(lua_State *L)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, "list");
-	struct lct_dump_opts o;
+	struct lct_handle *h = lct_handle_check(L, 1, "list");
 	int tries, err, r;
 
-	lct_dump_parse(L, 2, "list", &o);
+	lua_settop(L, 3);
 	for (tries = 0; tries < 3; tries++) {
+		const struct nlmsghdr *m;
 		struct lct_dump *d;
 		int n = 0;
 
 		lua_newtable(L);
-		err = lct_dump_start(L, h, &o);
-		if (err != 0)
+		d = lct_dump_begin(L, h, 2, 3, "list", &err);
+		if (d == NULL)
 			return lct_pusherr(L, "list", err);
-		d = lua_touserdata(L, -1);
-		while ((r = lct_dump_step(L, d)) == 1)
+		while ((r = lct_dump_msg(d, &m)) == 1) {
+			lct_entry_push(L, m, 0);
 			lua_rawseti(L, -3, ++n);
+		}
 		if (r < 0)
 			return lct_pusherr(L, "list", -r);
-		lua_pop(L, 1);
-		if (!d->interrupted)
+		if (!d->interrupted) {
+			lua_pop(L, 1);
 			return 1;
-		lua_pop(L, 1);
+		}
+		lua_pop(L, 2);
 	}
 	return lct_pusherr(L, "list", EINTR);
 }
 
-void lct_dump_open(lua_State *L)
+static int lct_dump_close(lua_State *L)
 {
-	luaL_newmetatable(L, LCT_DUMP_MT);
-	lua_pushvalue(L, -1);
-	lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_dump_key);
-	lua_pushcfunction(L, lct_dump_close);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, lct_dump_close);
-	lua_setfield(L, -2, "__close");
-	lua_pushcfunction(L, lct_dump_index);
-	lua_setfield(L, -2, "__index");
-	lua_pushliteral(L, LCT_DUMP_MT);
-	lua_setfield(L, -2, "__name");
-	lua_pop(L, 1);
+	struct lct_dump *d = lct_dump_state(L, 1, "close");
+
+	lct_dump_end(d);
+	return 0;
 }
+
+static int lct_dump_gc(lua_State *L)
+{
+	struct lct_dump *d = lct_class_test(L, 1, &lct_dump_key);
+
+	if (d != NULL) {
+		lct_dump_end(d);
+		luaL_unref(L, LUA_REGISTRYINDEX, d->mref);
+		d->mref = LUA_NOREF;
+	}
+	return 0;
+}
+
+static const char *const lct_dump_fields[] = { "interrupted", "count", "closed", NULL };
+
+static int lct_dump_index(lua_State *L)
+{
+	struct lct_dump *d;
+
+	switch (lct_class_field(L, (void **)&d)) {
+	case 0: lua_pushboolean(L, d->interrupted); break;
+	case 1: lua_pushinteger(L, d->count); break;
+	case 2: lua_pushboolean(L, d->nl == NULL); break;
+	}
+	return 1;
+}
+
+static const luaL_Reg lct_dump_methods[] = {
+	{"close", lct_dump_close},
+	{"next", lct_dump_next},
+	{NULL, NULL}
+};
+static const luaL_Reg *const lct_dump_arrays[] = { lct_dump_methods, NULL };
+
+static const luaL_Reg lct_dump_meta[] = {
+	{"__gc", lct_dump_gc},
+	{"__close", lct_dump_close},
+	{NULL, NULL}
+};
+
+const struct lct_class lct_dump_class = {
+	.key = &lct_dump_key, .name = "conntrack.dump", .what = "conntrack dump",
+	.meta = lct_dump_meta, .methods = lct_dump_arrays,
+	.fields = lct_dump_fields, .index = lct_dump_index,
+};
+
+static struct lct_dump *lct_dump_state(lua_State *L, int idx, const char *fname)
+{
+	return lct_class_check(L, idx, &lct_dump_class, fname);
+}
+
+const luaL_Reg lct_dump_funcs[] = {
+	{"query", lct_f_query},
+	{NULL, NULL}
+};
+
+const luaL_Reg lct_dump_handle_methods[] = {
+	{"dump", lct_h_dump},
+	{"list", lct_h_list},
+	{NULL, NULL}
+};

@@ -1,188 +1,60 @@
 /*
  * Handles: a ctnetlink socket (optionally in another network namespace)
  * and the single-request operations: get, create, add, update, delete,
- * flush, count, max and stats.
+ * flush, count, max and stats.  dump.c, batch.c and events.c add their
+ * methods to the same class (core.c merges the arrays).
+ *
+ * A handle's buffers live as long as its userdata; close() closes only the
+ * socket and the namespace descriptor.  Code that runs Lua (allocating may
+ * run finalizers, and they may close the handle) asks for the socket again
+ * through lct_handle_sock before it uses it.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <sched.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
-#include <sys/socket.h>
 
 #include "lct.h"
 
-/* A handle carries its buffers inline: nothing to free but the socket. */
-struct lct_handle_ud {
-	struct lct_handle h;
-	char rx[LCT_RXBUF];
-	char tx[LCT_TXBUF];
-};
+static const char lct_handle_key = 'h';
 
-/*
- * Raises a programmer error at the first frame outside this module (its
- * Lua front calls the C functions on behalf of the script).
- */
-int lct_error(lua_State *L, const char *fmt, ...)
+static const char *const lct_handle_fields[] = { "closed", NULL };
+
+static int lct_h_index(lua_State *L)
 {
-	lua_Debug ar;
-	va_list ap;
-	int level;
+	struct lct_handle *h;
 
-	for (level = 1; lua_getstack(L, level, &ar); level++) {
-		if (!lua_getinfo(L, "Sl", &ar))
-			break;
-		if (ar.currentline <= 0)
-			continue;
-		if (strstr(ar.source, "/conntrack.lua") != NULL ||
-		    strstr(ar.source, "/conntrack/") != NULL)
-			continue;
-		lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
-		break;
-	}
-	if (lua_getstack(L, level, &ar) == 0)
-		lua_pushliteral(L, "");
-	va_start(ap, fmt);
-	lua_pushvfstring(L, fmt, ap);
-	va_end(ap);
-	lua_concat(L, 2);
-	return lua_error(L);
+	if (lct_class_field(L, (void **)&h) == 0)
+		lua_pushboolean(L, h->nl == NULL);
+	return 1;
 }
 
-int lct_pusherr(lua_State *L, const char *op, int err)
+struct lct_handle *lct_handle_check(lua_State *L, int idx, const char *fname)
 {
-	lua_pushnil(L);
-	if (err == EPERM || err == EACCES)
-		lua_pushfstring(L, "%s: %s (CAP_NET_ADMIN is required)", op,
-				strerror(err));
-	else
-		lua_pushfstring(L, "%s: %s", op, strerror(err));
-	lua_pushinteger(L, err);
-	return 3;
-}
+	struct lct_handle *h = lct_class_check(L, idx, &lct_handle_class, fname);
 
-struct lct_handle *lct_checkhandle(lua_State *L, int idx, const char *fname)
-{
-	struct lct_handle_ud *u = luaL_testudata(L, idx, LCT_HANDLE_MT);
-
-	if (u == NULL)
-		lct_error(L, "%s: bad self (conntrack handle expected, got %s)",
-			   fname, luaL_typename(L, idx));
-	if (u->h.nl == NULL)
+	if (h->nl == NULL)
 		lct_error(L, "%s: attempt to use a closed handle", fname);
-	return &u->h;
+	return h;
 }
 
-/*
- * Opens the namespace given as a name under /run/netns or as a path.
- * Returns the descriptor, or pushes nil, msg, errno and returns -1.
- */
-int lct_nsfd_open(lua_State *L, int idx, const char *fname)
+struct mnl_socket *lct_handle_sock(lua_State *L, struct lct_handle *h, const char *fname)
 {
-	const char *ns;
-	int fd;
-
-	if (lua_type(L, idx) != LUA_TSTRING)
-		return lct_error(L, "%s: bad argument 'netns' (string expected, got %s)",
-				  fname, luaL_typename(L, idx));
-	ns = lua_tostring(L, idx);
-	if (*ns == '\0')
-		return lct_error(L, "%s: bad argument 'netns' (empty name)", fname);
-	if (strchr(ns, '/') != NULL) {
-		lua_pushstring(L, ns);
-	} else {
-		if (strcmp(ns, ".") == 0 || strcmp(ns, "..") == 0)
-			return lct_error(L, "%s: bad argument 'netns' (invalid name)", fname);
-		lua_pushfstring(L, "/run/netns/%s", ns);
-	}
-	fd = open(lua_tostring(L, -1), O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int err = errno;
-		lua_pop(L, 1);
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: netns '%s': %s", fname, ns, strerror(err));
-		lua_pushinteger(L, err);
-		return -1;
-	}
-	lua_pop(L, 1);
-	return fd;
+	if (h->nl == NULL)
+		lct_error(L, "%s: attempt to use a closed handle", fname);
+	return h->nl;
 }
 
-/*
- * A ctnetlink socket, created inside namespace nsfd when nsfd >= 0: the
- * thread enters the namespace only for the socket() call and returns at
- * once, since a socket stays in the namespace it was made in.
- * Returns NULL with *err set on failure.
- */
-struct mnl_socket *lct_socket_open(lua_State *L, int nsfd, int groups,
-				   const char *fname, int *err)
+uint32_t lct_handle_seq(struct lct_handle *h)
 {
-	struct mnl_socket *nl;
-	int self = -1;
-
-	if (nsfd >= 0) {
-		self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-		if (self < 0)
-			self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-		if (self < 0) {
-			*err = errno;
-			return NULL;
-		}
-		if (setns(nsfd, CLONE_NEWNET) < 0) {
-			*err = errno;
-			close(self);
-			return NULL;
-		}
-	}
-	nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	*err = errno;
-	if (self >= 0) {
-		if (setns(self, CLONE_NEWNET) < 0) {
-			/* Never leave the thread in the wrong namespace. */
-			close(self);
-			if (nl != NULL)
-				mnl_socket_close(nl);
-			lct_error(L, "%s: cannot return to the original network namespace: %s",
-				   fname, strerror(errno));
-			return NULL;
-		}
-		close(self);
-	}
-	if (nl == NULL)
-		return NULL;
-	if (mnl_socket_bind(nl, groups, MNL_SOCKET_AUTOPID) < 0) {
-		*err = errno;
-		mnl_socket_close(nl);
-		return NULL;
-	}
-	return nl;
+	if (++h->seq == 0)
+		h->seq = 1;
+	return h->seq;
 }
 
-/*
- * Sets the receive buffer, forcing past rmem_max when privileged.
- * Returns the size obtained (what the kernel reports), or -1.
- */
-int lct_set_rcvbuf(struct mnl_socket *nl, int bytes)
+static void lct_handle_close(struct lct_handle *h)
 {
-	int fd = mnl_socket_get_fd(nl), got = 0;
-	socklen_t len = sizeof(got);
-
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) < 0 &&
-	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) < 0)
-		return -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0)
-		return -1;
-	return got;
-}
-
-static void lct_handle_free(struct lct_handle *h)
-{
-	free(h->batch);
-	h->batch = NULL;
-	h->batch_ready = 0;
 	if (h->nl != NULL) {
 		mnl_socket_close(h->nl);
 		h->nl = NULL;
@@ -193,235 +65,170 @@ static void lct_handle_free(struct lct_handle *h)
 	}
 }
 
-static const char *const lct_open_keys[] = { "netns", "rcvbuf", NULL };
-static const char *const lct_flush_keys[] = {
-	"family", "mark", "mark_mask", "zone", "status", "status_mask", NULL
-};
+static const char *const lct_open_names[] = { "netns", "rcvbuf", NULL };
 
-/* Unknown option names are mistakes: raise rather than ignore them. */
-void lct_check_opts(lua_State *L, int t, const char *fname,
-		    const char *const *keys)
+int lct_f_open(lua_State *L)
 {
-	lua_pushnil(L);
-	while (lua_next(L, t) != 0) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-		int i, ok = 0;
-
-		for (i = 0; k != NULL && keys[i] != NULL; i++)
-			ok |= strcmp(k, keys[i]) == 0;
-		if (!ok)
-			lct_error(L, "%s: bad argument '%s' (unknown option)", fname,
-				  k ? k : luaL_typename(L, -2));
-		lua_pop(L, 1);
-	}
-}
-
-static int lct_open(lua_State *L)
-{
-	struct lct_handle_ud *u;
-	int nsfd = -1, rcvbuf = 0, err;
+	struct lct_handle *h;
+	int nsfd = -1, err = 0;
+	int64_t rcvbuf = 0;
 
 	if (!lua_isnoneornil(L, 1)) {
-		if (!lua_istable(L, 1))
-			return lct_error(L, "open: bad argument 'opts' (table expected, got %s)",
-					  luaL_typename(L, 1));
-		lct_check_opts(L, 1, "open", lct_open_keys);
-		lua_getfield(L, 1, "rcvbuf");
-		if (!lua_isnil(L, -1)) {
-			lua_Number v = lua_tonumber(L, -1);
-
-			if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 1 && v <= (1 << 30)))
-				return lct_error(L, "open: bad argument 'rcvbuf' (positive size in bytes expected)");
-			rcvbuf = (int)lua_tointeger(L, -1);
-		}
-		lua_pop(L, 1);
-		lua_getfield(L, 1, "netns");
-		if (!lua_isnil(L, -1)) {
-			nsfd = lct_nsfd_open(L, -1, "open");
-			if (nsfd < 0)
+		lct_check_table(L, 1, "open", "opts");
+		lct_check_names(L, 1, "open", lct_open_names);
+		lct_int_field(L, 1, "rcvbuf", "open", 4096, 1 << 30, &rcvbuf);
+		if (lct_rawfield(L, 1, "netns") != LUA_TNIL) {
+			nsfd = lct_ns_open(L, -1, "open", &err);
+			if (nsfd < 0) {
+				lua_pushfstring(L, "open: netns %s: %s", lct_shortval(L, -1),
+						strerror(err));
+				lua_pushnil(L);
+				lua_insert(L, -2);
+				lua_pushinteger(L, err);
 				return 3;
+			}
 		}
 		lua_pop(L, 1);
 	}
-	u = lct_newuserdata(L, sizeof(*u));
-	u->h.nl = NULL;
-	u->h.nsfd = nsfd;
-	u->h.rx = u->rx;
-	u->h.tx = u->tx;
-	u->h.seq = 0;
-	u->h.batch = NULL;
-	u->h.batch_ready = 0;
-	luaL_setmetatable(L, LCT_HANDLE_MT);
+	h = lct_newuserdata(L, sizeof(*h));
+	memset(h, 0, offsetof(struct lct_handle, rx));
+	h->nsfd = nsfd;
+	lct_class_set(L, &lct_handle_key);
 	/* From here on __gc owns nsfd. */
-	u->h.nl = lct_socket_open(L, nsfd, 0, "open", &err);
-	if (u->h.nl == NULL) {
-		lct_handle_free(&u->h);
+	h->nl = lct_nl_open(nsfd, 0, &err);
+	if (h->nl == NULL) {
+		lct_handle_close(h);
 		return lct_pusherr(L, "open", err);
 	}
-	u->h.portid = mnl_socket_get_portid(u->h.nl);
 	if (rcvbuf > 0)
-		lct_set_rcvbuf(u->h.nl, rcvbuf);
+		lct_nl_rcvbuf(h->nl, (int)rcvbuf);
 	return 1;
 }
 
 static int lct_h_close(lua_State *L)
 {
-	struct lct_handle_ud *u = luaL_testudata(L, 1, LCT_HANDLE_MT);
+	struct lct_handle *h = lct_class_check(L, 1, &lct_handle_class, "close");
 
-	if (u == NULL)
-		return lct_error(L, "close: bad self (conntrack handle expected, got %s)",
-				  luaL_typename(L, 1));
-	lct_handle_free(&u->h);
+	lct_handle_close(h);
 	lua_pushboolean(L, 1);
 	return 1;
 }
 
 static int lct_h_gc(lua_State *L)
 {
-	struct lct_handle_ud *u = luaL_testudata(L, 1, LCT_HANDLE_MT);
+	struct lct_handle *h = lct_class_test(L, 1, &lct_handle_key);
 
-	if (u != NULL)
-		lct_handle_free(&u->h);
+	if (h == NULL)
+		return 0;
+	lct_handle_close(h);
+	if (h->batch != NULL) {
+		lct_batch_free(h->batch);
+		free(h->batch);
+		h->batch = NULL;
+	}
+	free(h->batchbuf);
+	h->batchbuf = NULL;
+	return 0;
+}
+
+/* <close> closes, as close() does; only __gc frees the buffers. */
+static int lct_h_closemm(lua_State *L)
+{
+	struct lct_handle *h = lct_class_test(L, 1, &lct_handle_key);
+
+	if (h != NULL)
+		lct_handle_close(h);
 	return 0;
 }
 
 static int lct_h_tostring(lua_State *L)
 {
-	struct lct_handle_ud *u = luaL_checkudata(L, 1, LCT_HANDLE_MT);
+	struct lct_handle *h = lct_class_check(L, 1, &lct_handle_class, "tostring");
 
-	if (u->h.nl == NULL)
+	if (h->nl == NULL)
 		lua_pushliteral(L, "conntrack.handle (closed)");
 	else
-		lua_pushfstring(L, "conntrack.handle (%p)", (void *)u);
+		lua_pushfstring(L, "conntrack.handle (%p)", (void *)h);
 	return 1;
 }
 
 static int lct_h_getfd(lua_State *L)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, "getfd");
+	struct lct_handle *h = lct_handle_check(L, 1, "getfd");
 
 	lua_pushinteger(L, mnl_socket_get_fd(h->nl));
 	return 1;
 }
 
-static struct nlmsghdr *lct_req(struct lct_handle *h, uint8_t type,
-				uint16_t flags, uint8_t family)
-{
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(h->tx);
-	struct nfgenmsg *nfg;
-
-	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
-	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	if (++h->seq == 0)
-		h->seq = 1;
-	nlh->nlmsg_seq = h->seq;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = family;
-	nfg->version = NFNETLINK_V0;
-	nfg->res_id = 0;
-	return nlh;
-}
-
-typedef void (*lct_msg_fn)(lua_State *L, const struct nlmsghdr *nlh, void *ud);
-
 /*
- * Sends nlh and reads the answer up to its ack, NLMSG_DONE or error.
- * Data messages go to fn, outside any libmnl callback, so fn may use the
- * Lua API: the buffers belong to the handle, a Lua error leaks nothing,
- * and stale replies of an interrupted exchange are skipped by sequence.
- * Returns 0 or an errno value.
+ * Sends nlh on h and reads the answer.  Data messages are pushed by push
+ * (which may run Lua); the handle is checked again after each.  Returns 0
+ * or an errno value.
  */
-static int lct_transact(lua_State *L, struct lct_handle *h,
-			struct nlmsghdr *nlh, lct_msg_fn fn, void *ud)
+typedef void (*lct_push_fn)(lua_State *L, const struct nlmsghdr *m, void *ud);
+
+static int lct_exchange(lua_State *L, struct lct_handle *h, const char *fname,
+			struct nlmsghdr *nlh, lct_push_fn push, void *ud)
 {
-	uint32_t seq = nlh->nlmsg_seq;
+	struct lct_xfer x;
+	const struct nlmsghdr *m;
+	int r;
 
-	if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0)
-		return errno;
-	for (;;) {
-		const struct nlmsghdr *m;
-		ssize_t n;
-		int len;
-
-		n = mnl_socket_recvfrom(h->nl, h->rx, LCT_RXBUF);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno;
-		}
-		len = (int)n;
-		for (m = (const struct nlmsghdr *)h->rx; mnl_nlmsg_ok(m, len);
-		     m = mnl_nlmsg_next(m, &len)) {
-			if (m->nlmsg_seq != seq)
-				continue;
-			if (m->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
-
-				if (m->nlmsg_len < mnl_nlmsg_size(sizeof(*e)))
-					return EBADMSG;
-				return -e->error;
-			}
-			if (m->nlmsg_type == NLMSG_DONE) {
-				if (mnl_nlmsg_get_payload_len(m) >= sizeof(int)) {
-					int e = *(const int *)mnl_nlmsg_get_payload(m);
-					return e < 0 ? -e : 0;
-				}
-				return 0;
-			}
-			if (m->nlmsg_type < NLMSG_MIN_TYPE)
-				continue;
-			if (fn != NULL)
-				fn(L, m, ud);
-		}
+	r = lct_xfer_send(&x, lct_handle_sock(L, h, fname), h->rx, sizeof(h->rx), nlh);
+	if (r != 0)
+		return r;
+	while ((r = lct_xfer_next(&x, &m)) == 1) {
+		if (push != NULL)
+			push(L, m, ud);
+		if (h->nl != x.nl)
+			lct_handle_sock(L, h, fname);	/* closed meanwhile: raises */
 	}
+	return -r;
 }
 
-/* The whole flow from a one-entry reply; counts replies in *ud. */
-static void lct_get_cb(lua_State *L, const struct nlmsghdr *nlh, void *ud)
+static void lct_get_push(lua_State *L, const struct nlmsghdr *m, void *ud)
 {
 	int *got = ud;
 
-	if (*got == 0)
-		lct_entry_push(L, nlh, 0);
-	(*got)++;
+	if ((*got)++ == 0)
+		lct_entry_push(L, m, 0);
 }
 
-/* Builds from argument idx and returns the box-owned conntrack object. */
-/*
- * Appends what b holds to the request nlh, and sets its family.  Returns 0,
- * or the errno of a conntrack object the library cannot write.
- */
-int lct_put_ct(struct nlmsghdr *nlh, const struct lct_build *b)
+/* The flow named at idx (an entry, or a tuple table) into nlh. */
+static void lct_put_flow(lua_State *L, int idx, const char *fname, struct nlmsghdr *nlh,
+			 struct lct_spec *s)
 {
-	struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+	const struct nlmsghdr *msg = lct_entry_msg(L, idx);
 
-	nfg->nfgen_family = b->family;
-	if (nfct_nlmsg_build(nlh, b->ct) < 0)
-		return errno;
-	if (b->has_mark_mask)
-		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(b->mark_mask));
-	if (b->has_labels) {
-		/* The library only writes labels with a full-width mask. */
-		mnl_attr_put(nlh, CTA_LABELS, sizeof(b->labels), b->labels);
-		mnl_attr_put(nlh, CTA_LABELS_MASK, sizeof(b->labels_mask),
-			     b->labels_mask);
+	memset(s, 0, sizeof(*s));
+	if (msg != NULL) {
+		struct lct_dir d;
+		const struct nlattr *at[LCT_CTA_MAX + 1];
+
+		if (lct_put_key(nlh, msg) < 0)
+			lct_argerror(L, fname, "tuple", "the entry has no tuple");
+		lct_a_table(msg, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
+		lct_dir_parse(at[CTA_TUPLE_ORIG], NULL, &d);
+		lct_a_u8(d.num, &s->orig.proto);
+		s->family = lct_nl_msgfamily(msg);
+		return;
 	}
-	return 0;
+	lct_spec_read(L, idx, LCT_K_TUPLE, fname, s);
+	lct_spec_put(nlh, s, LCT_K_TUPLE);
 }
 
 static int lct_h_get(lua_State *L)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, "get");
-	struct lct_build b = { NULL, NULL, 0, 0, 0, {0}, {0}, 0 };
+	struct lct_handle *h = lct_handle_check(L, 1, "get");
+	struct lct_spec s;
 	struct nlmsghdr *nlh;
 	int got = 0, err;
 
-	lct_build(L, 2, LCT_B_TUPLE, "get", &b);
-	nlh = lct_req(h, IPCTNL_MSG_CT_GET, NLM_F_ACK, b.family);
-	err = lct_put_ct(nlh, &b);
-	if (err != 0)
-		return lct_error(L, "conntrack: cannot build request: %s", strerror(err));
-	err = lct_transact(L, h, nlh, lct_get_cb, &got);
+	lua_settop(L, 2);
+	nlh = lct_nl_req(h->tx, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+			 NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
+	lct_put_flow(L, 2, "get", nlh, &s);
+	err = lct_exchange(L, h, "get", nlh, lct_get_push, &got);
 	if (err != 0)
 		return lct_pusherr(L, "get", err);
 	if (got == 0)
@@ -429,29 +236,33 @@ static int lct_h_get(lua_State *L)
 	return 1;
 }
 
-static int lct_change(lua_State *L, const char *op, uint8_t type,
-		      uint16_t flags, enum lct_build_kind kind)
+static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags, int kind)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, op);
-	struct lct_build b = { NULL, NULL, 0, 0, 0, {0}, {0}, 0 };
+	struct lct_handle *h = lct_handle_check(L, 1, op);
+	struct lct_spec s;
 	struct nlmsghdr *nlh;
 	int err;
 
-	if (kind == LCT_B_CHANGES) {
+	nlh = lct_nl_req(h->tx, (NFNL_SUBSYS_CTNETLINK << 8) | type, NLM_F_ACK | flags,
+			 AF_UNSPEC, lct_handle_seq(h));
+	if (kind == LCT_K_CHANGES) {
 		/* update(tuple, changes): the tuple first, then the changes. */
 		if (lua_gettop(L) < 3)
-			return lct_error(L, "%s: bad argument 'changes' (table expected, got no value)", op);
+			return lct_argerror(L, op, "changes", "table expected, got no value");
 		lua_settop(L, 3);
-		lct_build(L, 2, LCT_B_TUPLE, op, &b);
-		lct_build_changes(L, 3, op, &b);
+		lct_put_flow(L, 2, op, nlh, &s);
+		s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
+		lct_changes_read(L, 3, op, &s);
+		lct_spec_put(nlh, &s, LCT_K_CHANGES);
+	} else if (kind == LCT_K_TUPLE) {
+		lua_settop(L, 2);
+		lct_put_flow(L, 2, op, nlh, &s);
 	} else {
-		lct_build(L, 2, kind, op, &b);
+		lua_settop(L, 2);
+		lct_spec_read(L, 2, LCT_K_SPEC, op, &s);
+		lct_spec_put(nlh, &s, LCT_K_SPEC);
 	}
-	nlh = lct_req(h, type, NLM_F_ACK | flags, b.family);
-	err = lct_put_ct(nlh, &b);
-	if (err != 0)
-		return lct_error(L, "conntrack: cannot build request: %s", strerror(err));
-	err = lct_transact(L, h, nlh, NULL, NULL);
+	err = lct_exchange(L, h, op, nlh, NULL, NULL);
 	if (err != 0)
 		return lct_pusherr(L, op, err);
 	lua_pushboolean(L, 1);
@@ -460,84 +271,48 @@ static int lct_change(lua_State *L, const char *op, uint8_t type,
 
 static int lct_h_create(lua_State *L)
 {
-	return lct_change(L, "create", IPCTNL_MSG_CT_NEW,
-			  NLM_F_CREATE | NLM_F_EXCL, LCT_B_SPEC);
+	return lct_change(L, "create", IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, LCT_K_SPEC);
 }
 
 static int lct_h_add(lua_State *L)
 {
-	return lct_change(L, "add", IPCTNL_MSG_CT_NEW, NLM_F_CREATE, LCT_B_SPEC);
+	return lct_change(L, "add", IPCTNL_MSG_CT_NEW, NLM_F_CREATE, LCT_K_SPEC);
 }
 
 static int lct_h_update(lua_State *L)
 {
-	return lct_change(L, "update", IPCTNL_MSG_CT_NEW, 0, LCT_B_CHANGES);
+	return lct_change(L, "update", IPCTNL_MSG_CT_NEW, 0, LCT_K_CHANGES);
 }
 
 static int lct_h_delete(lua_State *L)
 {
-	return lct_change(L, "delete", IPCTNL_MSG_CT_DELETE, 0, LCT_B_TUPLE);
+	return lct_change(L, "delete", IPCTNL_MSG_CT_DELETE, 0, LCT_K_TUPLE);
 }
 
 /*
- * flush([opts]): the whole table, or what matches opts (family, mark and
- * mark_mask, status and status_mask, zone), filtered by the kernel.
+ * flush([matcher]): the whole table, or what the matcher selects when the
+ * kernel's filtered flush can do all of it (family, mark, status, a zone
+ * other than 0); the Lua layer sends anything else to delete_where.
  */
 static int lct_h_flush(lua_State *L)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, "flush");
+	struct lct_handle *h = lct_handle_check(L, 1, "flush");
+	const struct lct_matcher *m = lct_matcher_arg(L, 2, "flush");
+	struct lct_kpart k;
 	struct nlmsghdr *nlh;
-	uint8_t family = AF_UNSPEC;
-	int err, has_mark = 0, has_status = 0, has_zone = 0;
-	uint32_t mark = 0, mask = 0xffffffffu, status = 0, smask = 0, zone = 0;
+	int err;
 
-	if (!lua_isnoneornil(L, 2)) {
-		if (!lua_istable(L, 2))
-			return lct_error(L, "flush: bad argument 'opts' (table expected, got %s)",
-					 luaL_typename(L, 2));
-		lct_check_opts(L, 2, "flush", lct_flush_keys);
-		lua_getfield(L, 2, "family");
-		if (!lua_isnil(L, -1))
-			family = lct_family_arg(L, -1, "flush", "family");
-		lua_pop(L, 1);
-		has_mark = lct_u32_field(L, 2, "flush", "mark", &mark);
-		if (lct_u32_field(L, 2, "flush", "mark_mask", &mask) && !has_mark)
-			return lct_error(L, "flush: bad argument 'mark_mask' (needs 'mark')");
-		lua_getfield(L, 2, "status");
-		if (!lua_isnil(L, -1)) {
-			status = smask = lct_status_arg(L, -1, "flush", "status");
-			has_status = 1;
-		}
-		lua_pop(L, 1);
-		lua_getfield(L, 2, "status_mask");
-		if (!lua_isnil(L, -1)) {
-			if (!has_status)
-				return lct_error(L, "flush: bad argument 'status_mask' (needs 'status')");
-			smask = lct_status_arg(L, -1, "flush", "status_mask");
-		}
-		lua_pop(L, 1);
-		has_zone = lct_u32_field(L, 2, "flush", "zone", &zone);
-		if (has_zone && zone > 65535)
-			return lct_error(L, "flush: bad argument 'zone' (integer 0..65535 expected)");
-		if (has_zone && zone == 0)
-			return lct_error(L, "flush: bad argument 'zone' (the kernel reads zone 0 as any zone; "
-					 "use delete_where to remove zone 0 alone)");
-	}
-	nlh = lct_req(h, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family);
+	lct_match_kpart(m, 1, &k);
+	if (!k.flush_exact)
+		return lct_argerror(L, "flush", "filter",
+				    "the kernel's flush cannot apply it (use delete_where)");
+	nlh = lct_nl_req(h->tx, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
+			 NLM_F_ACK, k.family, lct_handle_seq(h));
 	/* The kernel honours the family of a flush only from version 1 on. */
-	if (family != AF_UNSPEC)
-		((struct nfgenmsg *)mnl_nlmsg_get_payload(nlh))->version = 1;
-	if (has_mark) {
-		mnl_attr_put_u32(nlh, CTA_MARK, htonl(mark & mask));
-		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(mask));
-	}
-	if (has_status) {
-		mnl_attr_put_u32(nlh, CTA_STATUS, htonl(status & smask));
-		mnl_attr_put_u32(nlh, CTA_STATUS_MASK, htonl(smask));
-	}
-	if (has_zone)
-		mnl_attr_put_u16(nlh, CTA_ZONE, htons((uint16_t)zone));
-	err = lct_transact(L, h, nlh, NULL, NULL);
+	if (k.family != AF_UNSPEC)
+		lct_nl_family(nlh, k.family, 1);
+	lct_kpart_put(nlh, &k, 0);
+	err = lct_exchange(L, h, "flush", nlh, NULL, NULL);
 	if (err != 0)
 		return lct_pusherr(L, "flush", err);
 	lua_pushboolean(L, 1);
@@ -548,33 +323,29 @@ struct lct_global {
 	int64_t entries, max;
 };
 
-static int lct_global_attr(const struct nlattr *a, void *data)
+static void lct_global_push(lua_State *L, const struct nlmsghdr *m, void *ud)
 {
-	struct lct_global *g = data;
+	const struct nlattr *at[CTA_STATS_GLOBAL_MAX + 1];
+	struct lct_global *g = ud;
+	uint32_t v;
 
-	if (mnl_attr_get_payload_len(a) < sizeof(uint32_t))
-		return MNL_CB_OK;
-	if (mnl_attr_get_type(a) == CTA_STATS_GLOBAL_ENTRIES)
-		g->entries = ntohl(mnl_attr_get_u32(a));
-	else if (mnl_attr_get_type(a) == CTA_STATS_GLOBAL_MAX_ENTRIES)
-		g->max = ntohl(mnl_attr_get_u32(a));
-	return MNL_CB_OK;
-}
-
-static void lct_global_cb(lua_State *L, const struct nlmsghdr *nlh, void *ud)
-{
 	(void)L;
-	mnl_attr_parse(nlh, sizeof(struct nfgenmsg), lct_global_attr, ud);
+	lct_a_table(m, sizeof(struct nfgenmsg), at, CTA_STATS_GLOBAL_MAX);
+	if (lct_a_u32(at[CTA_STATS_GLOBAL_ENTRIES], &v))
+		g->entries = v;
+	if (lct_a_u32(at[CTA_STATS_GLOBAL_MAX_ENTRIES], &v))
+		g->max = v;
 }
 
 static int lct_global(lua_State *L, const char *op, struct lct_global *g)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, op);
+	struct lct_handle *h = lct_handle_check(L, 1, op);
 	struct nlmsghdr *nlh;
 
 	g->entries = g->max = -1;
-	nlh = lct_req(h, IPCTNL_MSG_CT_GET_STATS, NLM_F_ACK, AF_UNSPEC);
-	return lct_transact(L, h, nlh, lct_global_cb, g);
+	nlh = lct_nl_req(h->tx, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS,
+			 NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
+	return lct_exchange(L, h, op, nlh, lct_global_push, g);
 }
 
 static int lct_h_count(lua_State *L)
@@ -604,55 +375,44 @@ static int lct_h_max(lua_State *L)
 	return 1;
 }
 
-/* Per-CPU counters, in the kernel's attribute order; NULL = not sent. */
-static const char *const lct_stat_names[] = {
-	[CTA_STATS_SEARCHED] = "searched",
-	[CTA_STATS_FOUND] = "found",
-	[CTA_STATS_NEW] = "new",
-	[CTA_STATS_INVALID] = "invalid",
-	[CTA_STATS_IGNORE] = "ignore",
-	[CTA_STATS_DELETE] = "delete",
-	[CTA_STATS_DELETE_LIST] = "delete_list",
-	[CTA_STATS_INSERT] = "insert",
-	[CTA_STATS_INSERT_FAILED] = "insert_failed",
-	[CTA_STATS_DROP] = "drop",
-	[CTA_STATS_EARLY_DROP] = "early_drop",
-	[CTA_STATS_ERROR] = "error",
-	[CTA_STATS_SEARCH_RESTART] = "search_restart",
-	[CTA_STATS_CLASH_RESOLVE] = "clash_resolve",
-	[CTA_STATS_CHAIN_TOOLONG] = "chaintoolong",
-};
 #define LCT_NSTATS	64
 
 struct lct_stats {
 	int ncpu;
+	const char *(*name)(unsigned int);
 	uint64_t total[LCT_NSTATS];
 	unsigned char seen[LCT_NSTATS];
 };
 
-/* Pushes {cpu = n, name = value...} into the array at the stack top. */
-static void lct_stats_cb(lua_State *L, const struct nlmsghdr *nlh, void *ud)
+static void lct_stat_key(lua_State *L, const struct lct_stats *s, unsigned int t)
+{
+	const char *name = s->name(t);
+
+	if (name != NULL)
+		lua_pushstring(L, name);
+	else
+		lua_pushfstring(L, "stat_%d", (int)t);
+}
+
+/* Pushes {cpu = n, name = value...} into the array below the top. */
+static void lct_stats_push(lua_State *L, const struct nlmsghdr *m, void *ud)
 {
 	struct lct_stats *s = ud;
-	const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+	const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(m);
 	const struct nlattr *a;
 
-	lua_createtable(L, 0, 12);
+	lua_createtable(L, 0, 16);
 	lua_pushinteger(L, ntohs(nfg->res_id));
 	lua_setfield(L, -2, "cpu");
-	mnl_attr_for_each(a, nlh, sizeof(*nfg)) {
+	mnl_attr_for_each(a, m, sizeof(*nfg)) {
 		unsigned int t = mnl_attr_get_type(a);
 		uint32_t v;
 
 		if (mnl_attr_get_payload_len(a) != sizeof(uint32_t))
 			continue;
 		v = ntohl(mnl_attr_get_u32(a));
-		if (t < sizeof(lct_stat_names) / sizeof(lct_stat_names[0]) &&
-		    lct_stat_names[t] != NULL)
-			lua_pushstring(L, lct_stat_names[t]);
-		else
-			lua_pushfstring(L, "stat_%d", (int)t);
-		lua_pushinteger(L, v);
+		lct_stat_key(L, s, t);
+		lua_pushinteger(L, (lua_Integer)v);
 		lua_rawset(L, -3);
 		if (t < LCT_NSTATS) {
 			s->total[t] += v;
@@ -662,29 +422,31 @@ static void lct_stats_cb(lua_State *L, const struct nlmsghdr *nlh, void *ud)
 	lua_rawseti(L, -2, ++s->ncpu);
 }
 
-static int lct_h_stats(lua_State *L)
+/* Per-CPU counters of the table or (expect) of the expectations. */
+int lct_stats(lua_State *L, const char *op, int expect)
 {
-	struct lct_handle *h = lct_checkhandle(L, 1, "stats");
+	struct lct_handle *h = lct_handle_check(L, 1, op);
 	struct nlmsghdr *nlh;
 	struct lct_stats s;
 	unsigned int t;
 	int err;
 
 	memset(&s, 0, sizeof(s));
+	s.name = expect ? lct_exp_stat_name : lct_stat_name;
+	lua_settop(L, 1);
 	lua_newtable(L);
-	nlh = lct_req(h, IPCTNL_MSG_CT_GET_STATS_CPU, NLM_F_DUMP, AF_UNSPEC);
-	err = lct_transact(L, h, nlh, lct_stats_cb, &s);
+	nlh = lct_nl_req(h->tx, expect ?
+			 (NFNL_SUBSYS_CTNETLINK_EXP << 8) | IPCTNL_MSG_EXP_GET_STATS_CPU :
+			 (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS_CPU,
+			 NLM_F_DUMP, AF_UNSPEC, lct_handle_seq(h));
+	err = lct_exchange(L, h, op, nlh, lct_stats_push, &s);
 	if (err != 0)
-		return lct_pusherr(L, "stats", err);
+		return lct_pusherr(L, op, err);
 	lua_newtable(L);
 	for (t = 0; t < LCT_NSTATS; t++) {
 		if (!s.seen[t])
 			continue;
-		if (t < sizeof(lct_stat_names) / sizeof(lct_stat_names[0]) &&
-		    lct_stat_names[t] != NULL)
-			lua_pushstring(L, lct_stat_names[t]);
-		else
-			lua_pushfstring(L, "stat_%d", (int)t);
+		lct_stat_key(L, &s, t);
 		lct_pushu64(L, s.total[t]);
 		lua_rawset(L, -3);
 	}
@@ -692,11 +454,14 @@ static int lct_h_stats(lua_State *L)
 	return 1;
 }
 
-static const luaL_Reg lct_handle_methods[] = {
+static int lct_h_stats(lua_State *L)
+{
+	return lct_stats(L, "stats", 0);
+}
+
+const luaL_Reg lct_handle_methods[] = {
 	{"close", lct_h_close},
 	{"getfd", lct_h_getfd},
-	{"dump", lct_h_dump},
-	{"list", lct_h_list},
 	{"get", lct_h_get},
 	{"create", lct_h_create},
 	{"add", lct_h_add},
@@ -711,24 +476,12 @@ static const luaL_Reg lct_handle_methods[] = {
 
 static const luaL_Reg lct_handle_meta[] = {
 	{"__gc", lct_h_gc},
-	{"__close", lct_h_gc},
+	{"__close", lct_h_closemm},
 	{"__tostring", lct_h_tostring},
 	{NULL, NULL}
 };
 
-/* Registers the handle class; leaves the method table in module.handle. */
-void lct_handle_open(lua_State *L)
-{
-	luaL_newmetatable(L, LCT_HANDLE_MT);
-	luaL_setfuncs(L, lct_handle_meta, 0);
-	lua_newtable(L);
-	luaL_setfuncs(L, lct_handle_methods, 0);
-	lua_pushvalue(L, -1);
-	lua_setfield(L, -3, "__index");
-	lua_setfield(L, -3, "handle_methods");
-	lua_pushliteral(L, LCT_HANDLE_MT);
-	lua_setfield(L, -2, "__name");
-	lua_pop(L, 1);
-	lua_pushcfunction(L, lct_open);
-	lua_setfield(L, -2, "open");
-}
+const struct lct_class lct_handle_class = {
+	.key = &lct_handle_key, .name = "conntrack.handle", .what = "conntrack handle",
+	.meta = lct_handle_meta, .fields = lct_handle_fields, .index = lct_h_index,
+};

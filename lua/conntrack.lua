@@ -1,26 +1,42 @@
 --- lua-conntrack: Linux connection tracking from Lua.
--- The C core (conntrack.core) talks ctnetlink; this file is the front door.
+-- The C core (conntrack.core) talks ctnetlink; this file is the front door:
+-- the module table, the default handle behind the module-level functions,
+-- and the Lua layer (conntrack/handle.lua installs the handle's Lua methods).
 local core = require "conntrack.core"
+
+if debug and debug.getinfo then
+	core.own(debug.getinfo(1, "S").source)
+end
 
 local M = {
 	errno = core.errno,
 	status_bits = core.status_bits,
+	names = core.names,
 	version = core.version,
+	methods = core.methods,
 }
 
-local handle_methods = core.handle_methods
-M.handle_methods = handle_methods
-M.entry_methods = core.entry_methods
-
---- Opens a handle: ct.open{netns = "name" | "/proc/PID/ns/net", rcvbuf = bytes}.
-function M.open(opts)
-	return core.open(opts)
+--- ct.type(x): "handle", "closed handle", "entry", "tuple", "subscription",
+-- "closed subscription", "dump", "matcher", "filter", or nil (as io.type).
+function M.type(x)
+	local t = core.type(x)
+	if t == nil and getmetatable(x) == require("conntrack.filter").Filter then
+		return "filter"
+	end
+	return t
 end
+
+--- ct.open{netns = "name" | "/proc/PID/ns/net", rcvbuf = bytes} -> handle | nil, msg, errno
+M.open = core.open
+
+--- ct.entry(spec): a synthetic entry, as the kernel would send it (for tests,
+-- formatting and filters on data that did not come from a table).
+M.entry = core.entry
 
 local default
 --- The handle behind the module-level functions, opened on first use.
 function M.default()
-	if default == nil or tostring(default):find("closed", 1, true) then
+	if default == nil or core.type(default) ~= "handle" then
 		local h, msg, errno = core.open()
 		if not h then
 			return nil, msg, errno
@@ -30,30 +46,35 @@ function M.default()
 	return default
 end
 
--- ct.dump(...) and friends run on the default handle.
-local function on_default(name)
-	return function(...)
-		local h, msg, errno = M.default()
-		if not h then
-			return nil, msg, errno
-		end
-		return h[name](h, ...)
-	end
-end
-
 -- The Lua layer: filters, NAT classification, output formats, and the
--- filtered dump/list/flush and bulk methods (lua/conntrack/bulk.lua).
+-- handle's Lua methods (conntrack/handle.lua).
 M.filter = require "conntrack.filter"
 M.nat = require "conntrack.nat"
 M.format = require "conntrack.format"
-require("conntrack.bulk").install(handle_methods)
+local handle = require "conntrack.handle"
+handle.install(core.methods.handle)
 
-for _, name in ipairs { "dump", "list", "get", "create", "add", "update", "delete",
-	"flush", "count", "max", "stats", "batch", "update_where", "delete_where", "load" } do
-	M[name] = on_default(name)
+-- ct.dump(...) and friends run on the default handle.
+for name in pairs(core.methods.handle) do
+	if name ~= "close" and name ~= "getfd" then
+		M[name] = function(...)
+			local h, msg, errno = M.default()
+			if not h then
+				return nil, msg, errno
+			end
+			return h[name](h, ...)
+		end
+	end
 end
 
--- The event stream (ct.events, ct.subscribe): lua/conntrack/events.lua.
-require("conntrack.events").install(M, core)
+--- ct.subscribe([opts]) and ct.events([opts]) subscribe in this process's
+-- namespace unless opts.netns says otherwise (they need no handle).
+function M.subscribe(opts)
+	return handle.subscribe(nil, opts, "subscribe")
+end
+
+function M.events(opts)
+	return handle.events(nil, opts)
+end
 
 return M

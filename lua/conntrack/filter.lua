@@ -1,24 +1,27 @@
---- Filters over conntrack entries, with kernel pushdown.
+--- Filters over conntrack entries, run by the module's C matcher.
 --
 --   local F = require "conntrack.filter"        -- also ct.filter
 --   local f = F.all(F.proto "udp", F.src "192.0.2.0/24", F.dport(53))
---   local f = F.proto "tcp" * F.status "ASSURED" - F.nat "any"   -- same algebra with operators
+--   local f = F.proto "tcp" * F.status "ASSURED" - F.nat "any"   -- the same algebra with operators
 --   local f = F{ proto = "udp", src = "192.0.2.0/24", dport = 53 } -- a table of fields
 --   for e in h:dump(f) do ... end ; h:list(f) ; h:delete_where(f) ; h:update_where(f, changes)
 --   print(f:explain())
 --
--- Building blocks (each returns a filter; several arguments mean "any of"
+-- Building blocks (each returns a filter; several arguments mean "any of",
 -- except for label and status, where they all must hold):
 --   family(name)                    "ipv4" | "ipv6"
---   proto(p, ...)                   "tcp", "udp", "udplite", "icmp", "icmpv6", "sctp", "dccp", "gre" or a number
+--   proto(p, ...)                   a name ("tcp", "udp", ... or from /etc/protocols) or a number
 --   src / dst / reply_src / reply_dst (a, ...)   address or CIDR prefix, IPv4 or IPv6
 --   sport / dport / reply_sport / reply_dport (p, ...)  port, "lo-hi", or {lo, hi}
+--   icmp_type / icmp_code / icmp_id (v, ...)         the original direction's ICMP fields
 --   state(name, ...)                "ESTABLISHED", "TIME_WAIT", ...
 --   status(flags)                   "ASSURED", "!DYING", {"ASSURED", "!SEEN_REPLY"},
---                                   {ASSURED = true, DYING = false}, "UNREPLIED" (= "!SEEN_REPLY"), or a number
+--                                   {ASSURED = true, DYING = false}, "UNREPLIED" (= "!SEEN_REPLY"),
+--                                   or a number; status(value, mask) for (status & mask) == value
 --   mark(value [, mask])            (mark & mask) == (value & mask); also "42/0xff"
---   zone(n)                         the entry's zone (no zone = 0)
+--   zone(n, ...) / orig_zone / reply_zone   the entry's zone (none = 0), a direction's zone
 --   label(l, ...)                   all of these labels set (names or bit numbers)
+--   secmark(v, ...), helper(name, ...)
 --   nat(kind [, "addr:port"])       kind "none", "snat", "dnat", "both", "any"; "snat" and "dnat" also
 --                                   match "both".  With an address/port ("198.51.100.100", ":40000",
 --                                   "[2001:db8::1]:53"): the translated source (snat) or the
@@ -28,142 +31,62 @@
 -- Combinators: all(...), any(...), none(...), negate(f); operators
 --   a * b  == all(a, b)    a + b == any(a, b)    -a == negate(a)    a - b == all(a, negate(b))
 -- Plain tables are read as all() of their fields (the names above, plus
--- mark_mask, labels and where); functions as where(fn).  F.coerce(x) does that.
+-- mark_mask, status_mask, labels and where); functions as where(fn).  F.coerce(x) does that.
+--
+-- Where a filter runs (f:plan(), f:explain()): every block but nat, where and
+-- named labels is a leaf of the C matcher (conntrack.core), which checks each
+-- message before an entry is made of it; what the kernel can apply of the
+-- matcher goes into the request too (family, protocol, single IPv4 addresses
+-- and ports, mark/mask, status/mask, a zone above 0), and for events into a
+-- socket filter.  nat, where and named labels run in Lua on what the C part
+-- lets through.
 --
 -- Methods of a filter f:
---   f:match(e) / f(e)     -> boolean (pure Lua evaluation of the whole filter)
+--   f:match(e) / f(e)     -> boolean, on an entry (ct.entry(spec) makes one from a table)
 --   f:compile()           -> fn(e) -> boolean, the same as a plain function
---   f:pushdown([caps])    -> kernel, residual
---   f:explain([caps])     -> text saying what runs where, and the {kernel=, c=, lua=} parts
---   f:event_pushdown()    -> the socket filter ct.events attaches ({proto=, src=, dst=, mark=}) or nil
+--   f:plan([fname])       -> {matcher =, residual =, c =, lua =}: the C matcher, the Lua
+--                            predicate, and the two parts as filters (nil where empty)
+--   f:explain()           -> text saying what runs where, and {kernel =, c =, lua =}
 --   tostring(f)           -> the filter as an expression
---
--- PUSHDOWN CONTRACT (for ct.dump/list/delete_where/update_where here, and
--- for conntrack.events, which asks for it too):
---   local kernel, residual = f:pushdown([caps])
---   kernel:   nil, or a table of h:dump() options: { family = "ipv4"|"ipv6",
---             mark = n, mark_mask = n, zone = n, status = n, status_mask = n }
---             (only the keys that apply).  Every entry f matches also matches
---             `kernel`: sending it to the kernel only drops entries f rejects.
---   residual: nil when `kernel` alone is exactly f; otherwise a filter (it
---             has :match(e) and is callable) that must still hold for each
---             entry the kernel returns.  Never a weaker test than needed.
---   caps (optional): { status = bool, zone = bool, mark = bool, family = bool }
---             which keys the consumer can apply; omitted keys take the
---             defaults for dumps on this kernel (F.caps(): status needs
---             Linux >= 5.15, where CTA_STATUS_MASK came; older kernels would
---             ignore the status attributes silently, so status stays in Lua).
---   A consumer that cannot apply a key it was given must evaluate f whole.
+local core = require "conntrack.core"
 local addr = require "conntrack.addr"
+
+if debug and debug.getinfo then
+	core.own(debug.getinfo(1, "S").source)
+end
 
 local F = {}
 
 local type, pairs, ipairs, tostring, tonumber, select = type, pairs, ipairs, tostring, tonumber, select
 local floor, format, concat, sort = math.floor, string.format, table.concat, table.sort
 local unpack = table.unpack or unpack
+local names = core.names
 
--- ---------------------------------------------------------------------
--- 32-bit and/or: native operators on 5.3+, bit32 or LuaJIT's bit, else arithmetic.
-
-local band, bor
-do
-	local ld = loadstring or load
-	local f = ld("return function(a, b) return a & b end, function(a, b) return a | b end")
-	if f then
-		band, bor = f()
-	elseif bit32 then
-		band, bor = bit32.band, bit32.bor
-	else
-		local ok, bit = pcall(require, "bit")
-		if ok and bit and bit.band then
-			local b_and, b_or = bit.band, bit.bor
-			band = function(a, b)
-				local r = b_and(a, b)
-				return r < 0 and r + 4294967296 or r
-			end
-			bor = function(a, b)
-				local r = b_or(a, b)
-				return r < 0 and r + 4294967296 or r
-			end
-		else
-			local function op(a, b, both)
-				local r, p = 0, 1
-				for _ = 1, 32 do
-					local x, y = a % 2, b % 2
-					if (both and x + y == 2) or (not both and x + y > 0) then
-						r = r + p
-					end
-					a, b, p = (a - x) / 2, (b - y) / 2, p * 2
-				end
-				return r
-			end
-			band = function(a, b) return op(a, b, true) end
-			bor = function(a, b) return op(a, b, false) end
-		end
-	end
-end
-F.band, F.bor = band, bor
-
--- ---------------------------------------------------------------------
--- Kernel capabilities of dumps.
-
-local kcaps
---- The pushdown defaults for this kernel: { family, mark, zone, status = bool }.
-function F.caps()
-	if kcaps == nil then
-		local rel = ""
-		local fh = io.open("/proc/sys/kernel/osrelease")
-		if fh then
-			rel = fh:read("*l") or ""
-			fh:close()
-		end
-		local maj, min = rel:match("^(%d+)%.(%d+)")
-		maj, min = tonumber(maj) or 0, tonumber(min) or 0
-		kcaps = {
-			family = true,
-			tuple = true, -- conntrack.core re-checks what CTA_FILTER selects
-			mark = true,
-			zone = true, -- conntrack.core's dump checks the zone itself
-			status = maj > 5 or (maj == 5 and min >= 15),
-			kernel = rel,
-		}
-	end
-	return kcaps
-end
-
--- ---------------------------------------------------------------------
--- Names
-
-local proto_nums = {
-	tcp = 6, udp = 17, udplite = 136, icmp = 1, icmpv6 = 58, sctp = 132, dccp = 33, gre = 47,
-}
-local proto_names = {}
-for k, v in pairs(proto_nums) do
-	proto_names[v] = k
-end
-F.proto_numbers = proto_nums
-
--- Kernel status bits (IPS_*_BIT): bit -> name for 0..15.
-local status_names = {
-	[0] = "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED", "SRC_NAT", "DST_NAT",
-	"SEQ_ADJUST", "SRC_NAT_DONE", "DST_NAT_DONE", "DYING", "FIXED_TIMEOUT",
-	"TEMPLATE", "UNTRACKED", "HELPER", "OFFLOAD", "HW_OFFLOAD",
-}
-local status_bits = {}
-for b = 0, 15 do
-	status_bits[status_names[b]] = b
-end
-status_bits.NAT_CLASH = 12
-F.status_bits = status_bits
+F.status_bits = core.status_bits
 
 local function hex(n)
 	return format("0x%x", n)
 end
 
+--- Raises msg at the script's line, as the C core does for its argument errors.
+local raise = core.error
+F.raise = raise
+
+local function argerr(fname, what, why)
+	raise(format("filter.%s: bad argument '%s' (%s)", fname, what, why))
+end
+
+local function show(v)
+	if type(v) == "string" then
+		return "'" .. (#v > 40 and v:sub(1, 40) .. "..." or v) .. "'"
+	end
+	return tostring(v)
+end
+
 -- ---------------------------------------------------------------------
 -- Nodes.  kind: "const" (value), "leaf", "all"/"any" (list), "not" (child).
--- A leaf has: text; pred(e) or dir+field+check(v); push (dump options it
--- implies) and exact (push says all of it).
+-- A leaf has text and either c (its description for the C matcher) or
+-- pred (a Lua predicate on an entry).
 
 local Filter = {}
 Filter.__index = Filter
@@ -181,31 +104,6 @@ F.is = is_filter
 local TRUE = new { kind = "const", value = true }
 local FALSE = new { kind = "const", value = false }
 F.always, F.never = TRUE, FALSE
-
---- Raises msg at the first caller outside lua/conntrack (the user's
--- code), as the C core does for its argument errors.
-local function raise(msg)
-	local getinfo = debug and debug.getinfo
-	local k = 2
-	while getinfo do
-		local info = getinfo(k, "S")
-		if info == nil then
-			break
-		end
-		local src = info.source or ""
-		if info.what ~= "C" and not src:find("/conntrack/", 1, true) and
-			not src:find("conntrack%.lua$") then
-			error(msg, k)
-		end
-		k = k + 1
-	end
-	error(msg, 0)
-end
-F.raise = raise
-
-local function argerr(fname, what, why)
-	raise(format("filter.%s: bad argument '%s' (%s)", fname, what, why))
-end
 
 local coerce
 
@@ -266,11 +164,8 @@ function F.negate(f)
 	elseif f.kind == "not" then
 		return f.child
 	elseif f.negate then
-		-- A leaf that knows its own negation (status flags) stays pushable.
-		local g = f.negate()
-		if g then
-			return g
-		end
+		-- A leaf that knows its own negation (one status flag) stays one leaf.
+		return f.negate()
 	end
 	return new { kind = "not", child = f }
 end
@@ -279,109 +174,75 @@ function F.none(...)
 	return F.negate(F.any(...))
 end
 
--- A tuple leaf tests e[dir][field]; an entry leaf tests pred(e).
-local function tleaf(text, dir, field, check, push, exact)
-	return new { kind = "leaf", text = text, dir = dir, field = field, check = check,
-		push = push, exact = exact }
+local function cleaf(text, c)
+	return new { kind = "leaf", text = text, c = c }
 end
 
-local function eleaf(text, pred, push, exact)
-	return new { kind = "leaf", text = text, pred = pred, push = push, exact = exact }
+local function lleaf(text, pred)
+	return new { kind = "leaf", text = text, pred = pred }
 end
 
 -- ---------------------------------------------------------------------
 -- Building blocks
 
-function F.family(name)
-	if name ~= "ipv4" and name ~= "ipv6" then
-		argerr("family", "family", "\"ipv4\" or \"ipv6\" expected, got " .. tostring(name))
+function F.family(...)
+	local args, n = several("family", "\"ipv4\" or \"ipv6\"", ...)
+	for i = 1, n do
+		if args[i] ~= "ipv4" and args[i] ~= "ipv6" then
+			argerr("family", "family", "\"ipv4\" or \"ipv6\" expected, got " .. show(args[i]))
+		end
 	end
-	return eleaf("family(" .. name .. ")", function(e) return e.family == name end,
-		{ family = name }, true)
+	return cleaf("family(" .. concat(args, ",") .. ")", { field = "family", values = args })
 end
 
 function F.proto(...)
 	local args, n = several("proto", "a protocol name or number", ...)
-	local set, names = {}, {}
+	local set, nums, texts = {}, {}, {}
 	for i = 1, n do
 		local p = args[i]
-		local num = type(p) == "number" and p or proto_nums[p]
+		local num = (type(p) == "number" or type(p) == "string") and core.proto(p) or nil
 		if type(p) == "string" and not num and p:match("^%d+$") then
-			num = tonumber(p)
+			num = core.proto(tonumber(p))
 		end
-		if type(num) ~= "number" or num < 0 or num > 255 or num ~= floor(num) then
-			argerr("proto", "proto", "unknown protocol '" .. tostring(p) .. "'")
+		if num == nil then
+			argerr("proto", "proto", "unknown protocol " .. show(p))
 		end
-		set[num] = true
-		names[#names + 1] = proto_names[num] or tostring(num)
-	end
-	local text = "proto(" .. concat(names, ",") .. ")"
-	local nums = {}
-	for num in pairs(set) do
-		nums[#nums + 1] = num
+		if not set[num] then
+			set[num] = true
+			nums[#nums + 1] = num
+		end
 	end
 	sort(nums)
-	local leaf
-	if n == 1 then
-		local only = nums[1]
-		leaf = eleaf(text, function(e) return e.protonum == only end, { proto = only }, true)
-	else
-		leaf = eleaf(text, function(e)
-			local p = e.protonum
-			return p ~= nil and set[p] == true
-		end)
+	for i, num in ipairs(nums) do
+		texts[i] = names.protocols[num] or tostring(num)
 	end
-	leaf.event = { proto = nums }
-	return leaf
+	return cleaf("proto(" .. concat(texts, ",") .. ")", { field = "proto", values = nums })
 end
 
-local function addr_leaf(fname, dir, field, ...)
+local function addr_leaf(fname, ...)
 	local args, n = several(fname, "an address or prefix", ...)
-	local tests, texts, fams = {}, {}, {}
+	local texts = {}
 	for i = 1, n do
-		local ok, m, fam, canon = pcall(addr.matcher, args[i], fname)
-		if not ok then
-			raise("filter." .. fname .. ": " .. m)
+		local a = args[i]
+		if type(a) ~= "string" then
+			argerr(fname, fname, "address or prefix string expected, got " .. type(a))
 		end
-		tests[i], texts[i], fams[fam] = m, canon, true
-	end
-	local check = tests[1]
-	if n > 1 then
-		check = function(v)
-			for i = 1, n do
-				if tests[i](v) then
-					return true
-				end
-			end
-			return false
+		local fam, canon = core.cidr(a)
+		if not fam then
+			argerr(fname, fname, "malformed address or prefix " .. show(a))
 		end
+		texts[i] = canon
 	end
-	-- All of one family: the kernel can at least drop the other family;
-	-- one exact address goes whole into the dump's tuple filter.
-	local push, exact
-	if fams.ipv4 and not fams.ipv6 then
-		push = { family = "ipv4" }
-	elseif fams.ipv6 and not fams.ipv4 then
-		push = { family = "ipv6" }
-	end
-	if n == 1 and not texts[1]:find("/", 1, true) then
-		push[fname], exact = texts[1], true
-	end
-	local leaf = tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check, push, exact or false)
-	-- The events' socket filter checks original addresses; its IPv4 dst
-	-- check rejects IPv6 events, so dst goes there in one family only.
-	if dir == "orig" and n <= 64 and (field == "src" or push) then
-		leaf.event = { [field] = texts }
-	end
-	return leaf
+	return cleaf(fname .. "(" .. concat(texts, ",") .. ")", { field = fname, values = texts })
 end
 
-function F.src(...) return addr_leaf("src", "orig", "src", ...) end
-function F.dst(...) return addr_leaf("dst", "orig", "dst", ...) end
-function F.reply_src(...) return addr_leaf("reply_src", "reply", "src", ...) end
-function F.reply_dst(...) return addr_leaf("reply_dst", "reply", "dst", ...) end
+function F.src(...) return addr_leaf("src", ...) end
+function F.dst(...) return addr_leaf("dst", ...) end
+function F.reply_src(...) return addr_leaf("reply_src", ...) end
+function F.reply_dst(...) return addr_leaf("reply_dst", ...) end
 
-local function port_range(fname, p)
+-- A number, "lo-hi" (or "lo:hi"), {lo, hi}: the range, or raises.
+local function range(fname, p, max)
 	local lo, hi
 	if type(p) == "number" then
 		lo, hi = p, p
@@ -396,79 +257,73 @@ local function port_range(fname, p)
 	elseif type(p) == "table" then
 		lo, hi = p[1] or p.lo or p.min, p[2] or p.hi or p.max
 	end
-	if type(lo) ~= "number" or type(hi) ~= "number" or lo < 0 or hi > 65535 or lo > hi
+	if type(lo) ~= "number" or type(hi) ~= "number" or lo < 0 or hi > max or lo > hi
 		or lo ~= floor(lo) or hi ~= floor(hi) then
-		argerr(fname, fname, "port 0..65535, \"lo-hi\" or {lo, hi} expected, got " .. tostring(p))
+		argerr(fname, fname, format("0..%d, \"lo-hi\" or {lo, hi} expected, got %s", max,
+			type(p) == "table" and "a table" or show(p)))
 	end
 	return lo, hi
 end
 
-local function port_leaf(fname, dir, field, ...)
-	local args, n = several(fname, "a port or range", ...)
-	local los, his, texts = {}, {}, {}
+local function range_leaf(fname, max, ...)
+	local args, n = several(fname, "a value or range", ...)
+	local values, texts = {}, {}
 	for i = 1, n do
-		local lo, hi = port_range(fname, args[i])
-		los[i], his[i] = lo, hi
+		local lo, hi = range(fname, args[i], max)
+		values[i] = { lo, hi }
 		texts[i] = lo == hi and tostring(lo) or (lo .. "-" .. hi)
 	end
-	local check
-	if n == 1 and los[1] == his[1] then
-		local p = los[1]
-		check = function(v) return v == p end
-	elseif n == 1 then
-		local lo, hi = los[1], his[1]
-		check = function(v) return v ~= nil and v >= lo and v <= hi end
-	else
-		check = function(v)
-			if v == nil then
-				return false
-			end
-			for i = 1, n do
-				if v >= los[i] and v <= his[i] then
-					return true
-				end
-			end
-			return false
-		end
-	end
-	if n == 1 and los[1] == his[1] then
-		return tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check,
-			{ [fname] = los[1] }, true)
-	end
-	return tleaf(fname .. "(" .. concat(texts, ",") .. ")", dir, field, check)
+	return cleaf(fname .. "(" .. concat(texts, ",") .. ")", { field = fname, values = values })
 end
 
-function F.sport(...) return port_leaf("sport", "orig", "sport", ...) end
-function F.dport(...) return port_leaf("dport", "orig", "dport", ...) end
-function F.reply_sport(...) return port_leaf("reply_sport", "reply", "sport", ...) end
-function F.reply_dport(...) return port_leaf("reply_dport", "reply", "dport", ...) end
+for _, name in ipairs { "sport", "dport", "reply_sport", "reply_dport", "icmp_id" } do
+	F[name] = function(...) return range_leaf(name, 65535, ...) end
+end
+F.icmp_type = function(...) return range_leaf("icmp_type", 255, ...) end
+F.icmp_code = function(...) return range_leaf("icmp_code", 255, ...) end
+F.secmark = function(...) return range_leaf("secmark", 4294967295, ...) end
+
+function F.zone(...) return range_leaf("zone", 65535, ...) end
+function F.orig_zone(...) return range_leaf("orig_zone", 65535, ...) end
+function F.reply_zone(...) return range_leaf("reply_zone", 65535, ...) end
 
 function F.state(...)
 	local args, n = several("state", "a state name", ...)
-	local set, names = {}, {}
+	local list = {}
+	local st = names.states
 	for i = 1, n do
 		local s = args[i]
 		if type(s) ~= "string" then
 			argerr("state", "state", "state name expected, got " .. type(s))
 		end
 		s = s:upper()
-		set[s] = true
-		names[i] = s
+		if st.tcp[s] == nil and st.sctp[s] == nil and st.dccp[s] == nil then
+			argerr("state", "state", "unknown state " .. show(s))
+		end
+		list[i] = s
 	end
-	if n == 1 then
-		local only = names[1]
-		return eleaf("state(" .. only .. ")", function(e) return e.state == only end)
+	return cleaf("state(" .. concat(list, ",") .. ")", { field = "state", values = list })
+end
+
+function F.helper(...)
+	local args, n = several("helper", "a helper name", ...)
+	for i = 1, n do
+		if type(args[i]) ~= "string" or #args[i] == 0 or #args[i] > 15 then
+			argerr("helper", "helper", "helper name expected, got " .. show(args[i]))
+		end
 	end
-	return eleaf("state(" .. concat(names, ",") .. ")", function(e)
-		local s = e.state
-		return s ~= nil and set[s] == true
-	end)
+	return cleaf("helper(" .. concat(args, ",") .. ")", { field = "helper", values = args })
+end
+
+local status_name = names.status
+local has_bit
+do
+	has_bit = function(v, b) return floor(v / 2 ^ b) % 2 == 1 end
 end
 
 -- Status: bits that must be set (on) and bits that must be clear (off).
 local function status_leaf(on, off)
-	local value, mask, texts = 0, 0, {}
-	local bits = {}
+	local value, mask, texts, bits = 0, 0, {}, {}
 	for b in pairs(on) do
 		bits[#bits + 1] = b
 	end
@@ -476,46 +331,24 @@ local function status_leaf(on, off)
 		bits[#bits + 1] = b
 	end
 	sort(bits)
-	local ons, offs = {}, {}
 	for _, b in ipairs(bits) do
-		local name = status_names[b] or b
+		local name = status_name[b] or tostring(b)
 		if on[b] then
 			value = value + 2 ^ b
-			ons[#ons + 1] = name
-			texts[#texts + 1] = tostring(name)
+			texts[#texts + 1] = name
 		else
-			offs[#offs + 1] = name
-			texts[#texts + 1] = "!" .. tostring(name)
+			texts[#texts + 1] = "!" .. name
 		end
 		mask = mask + 2 ^ b
 	end
 	if mask == 0 then
 		return TRUE
 	end
-	local non, noff = #ons, #offs
-	local pred = function(e)
-		local st = e.status
-		if st == nil then
-			return non == 0
-		end
-		for i = 1, non do
-			if not st[ons[i]] then
-				return false
-			end
-		end
-		for i = 1, noff do
-			if st[offs[i]] then
-				return false
-			end
-		end
-		return true
-	end
-	local leaf = eleaf("status(" .. concat(texts, ",") .. ")", pred,
-		{ status = value, status_mask = mask }, true)
-	leaf.status_leaf = true
+	local leaf = cleaf("status(" .. concat(texts, ",") .. ")",
+		{ field = "status", value = value, mask = mask })
 	if #bits == 1 then
 		leaf.negate = function()
-			if non == 1 then
+			if next(on) then
 				return status_leaf({}, on)
 			end
 			return status_leaf(off, {})
@@ -524,25 +357,21 @@ local function status_leaf(on, off)
 	return leaf
 end
 
-local function status_bit(fname, name)
+local function status_bit(name)
 	if type(name) == "number" then
 		if name < 0 or name > 31 or name ~= floor(name) then
-			argerr(fname, "status", "bit number 0..31 expected")
+			argerr("status", "status", "bit number 0..31 expected")
 		end
 		return name
 	end
-	local b = status_bits[type(name) == "string" and name:upper() or name]
+	local b = status_name[type(name) == "string" and name:upper() or name]
 	if b == nil then
-		argerr(fname, "status", "unknown status flag '" .. tostring(name) .. "'")
+		argerr("status", "status", "unknown status flag " .. show(name))
 	end
 	return b
 end
 
-function F.status(spec, ...)
-	if select("#", ...) > 0 then
-		spec = { spec, ... }
-	end
-	local on, off = {}, {}
+local function status_words(spec, on, off)
 	local function add(name, want)
 		if type(name) == "string" then
 			local neg, rest = name:match("^(!?)%s*(.-)%s*$")
@@ -555,22 +384,22 @@ function F.status(spec, ...)
 				want, name = not want, "SEEN_REPLY"
 			end
 		end
-		local b = status_bit("status", name)
+		local b = status_bit(name)
 		if want then
 			on[b] = true
 		else
 			off[b] = true
 		end
 		if on[b] and off[b] then
-			argerr("status", "status", "flag " .. tostring(status_names[b] or b) .. " both set and clear")
+			argerr("status", "status", "flag " .. tostring(status_name[b] or b) .. " both set and clear")
 		end
 	end
 	if type(spec) == "number" then
 		if spec < 0 or spec >= 2 ^ 32 or spec ~= floor(spec) then
-			argerr("status", "status", "integer 0..2^32-1 expected")
+			argerr("status", "status", "integer 0..4294967295 expected, got " .. show(spec))
 		end
 		for b = 0, 31 do
-			if floor(spec / 2 ^ b) % 2 == 1 then
+			if has_bit(spec, b) then
 				on[b] = true
 			end
 		end
@@ -591,6 +420,30 @@ function F.status(spec, ...)
 	else
 		argerr("status", "status", "flag name(s), table or number expected, got " .. type(spec))
 	end
+end
+
+--- F.status(flags) or F.status(value, mask): (status & mask) == value.
+function F.status(spec, mask, ...)
+	local on, off = {}, {}
+	if select("#", ...) > 0 or (mask ~= nil and type(mask) ~= "number" and type(mask) ~= "table") then
+		-- status("ASSURED", "SEEN_REPLY", ...): all of them
+		spec = { spec, mask, ... }
+		mask = nil
+	end
+	if mask ~= nil then
+		local v, m = {}, {}
+		status_words(spec, v, {})
+		status_words(mask, m, {})
+		for b in pairs(m) do
+			if v[b] then
+				on[b] = true
+			else
+				off[b] = true
+			end
+		end
+	else
+		status_words(spec, on, off)
+	end
 	return status_leaf(on, off)
 end
 
@@ -599,10 +452,22 @@ local function u32(fname, what, v)
 		v = tonumber(v)
 	end
 	if type(v) ~= "number" or v < 0 or v >= 2 ^ 32 or v ~= floor(v) then
-		argerr(fname, what, "integer 0..2^32-1 expected")
+		argerr(fname, what, "integer 0..4294967295 expected, got " .. show(v))
 	end
 	return v
 end
+
+local function band(a, b)
+	local r, p = 0, 1
+	for _ = 1, 32 do
+		if a % 2 == 1 and b % 2 == 1 then
+			r = r + p
+		end
+		a, b, p = floor(a / 2), floor(b / 2), p * 2
+	end
+	return r
+end
+F.band = band
 
 function F.mark(value, mask)
 	if type(value) == "string" and mask == nil then
@@ -616,48 +481,57 @@ function F.mark(value, mask)
 	local want = band(value, mask)
 	local text = mask == 4294967295 and ("mark(" .. value .. ")") or
 		("mark(" .. hex(want) .. "/" .. hex(mask) .. ")")
-	local pred
-	if mask == 4294967295 then
-		pred = function(e) return (e.mark or 0) == want end
-	else
-		pred = function(e) return band(e.mark or 0, mask) == want end
-	end
-	local push = { mark = want }
-	if mask ~= 4294967295 then
-		push.mark_mask = mask
-	end
-	local leaf = eleaf(text, pred, push, true)
-	-- Events leave out a zero mark: only a non-zero one is safe to require.
-	if want ~= 0 then
-		leaf.event = { mark = { value = want, mask = mask } }
-	end
-	return leaf
+	return cleaf(text, { field = "mark", values = { { want, mask } } })
 end
 
-function F.zone(z)
-	if type(z) ~= "number" or z < 0 or z > 65535 or z ~= floor(z) then
-		argerr("zone", "zone", "integer 0..65535 expected")
+--- Any of several marks, as one leaf: marks({value, mask} or F.mark(...), ...).
+function F.marks(list)
+	local values, texts = {}, {}
+	for i, m in ipairs(list) do
+		if is_filter(m) and m.c and m.c.field == "mark" then
+			values[i] = m.c.values[1]
+		elseif type(m) == "table" then
+			values[i] = F.mark(m[1] or m.value, m[2] or m.mask).c.values[1]
+		else
+			values[i] = F.mark(m).c.values[1]
+		end
+		texts[i] = hex(values[i][1]) .. "/" .. hex(values[i][2])
 	end
-	return eleaf("zone(" .. z .. ")", function(e) return (e.zone or 0) == z end, { zone = z }, true)
+	if #values == 0 then
+		argerr("marks", "marks", "one or more marks expected")
+	end
+	return cleaf("mark(" .. concat(texts, ",") .. ")", { field = "mark", values = values })
 end
 
 function F.label(...)
 	local args, n = several("label", "a label name or bit", ...)
-	local want, texts = {}, {}
+	local bits, named, texts = {}, {}, {}
 	for i = 1, n do
 		local l = args[i]
-		if type(l) ~= "string" and (type(l) ~= "number" or l < 0 or l > 127 or l ~= floor(l)) then
+		if type(l) == "number" then
+			if l < 0 or l > 127 or l ~= floor(l) then
+				argerr("label", "label", "label name or bit 0..127 expected")
+			end
+			bits[#bits + 1] = l
+		elseif type(l) == "string" then
+			named[#named + 1] = l
+		else
 			argerr("label", "label", "label name or bit 0..127 expected")
 		end
-		want[i], texts[i] = l, tostring(l)
+		texts[i] = tostring(l)
 	end
-	return eleaf("label(" .. concat(texts, ",") .. ")", function(e)
+	local text = "label(" .. concat(texts, ",") .. ")"
+	if #named == 0 then
+		return cleaf(text, { field = "labels", values = bits })
+	end
+	-- Names: as the entry reads them (from the label map), in Lua.
+	return lleaf(text, function(e)
 		local ls = e.labels
 		if ls == nil then
 			return false
 		end
 		for i = 1, n do
-			if not ls[want[i]] then
+			if not ls[args[i]] then
 				return false
 			end
 		end
@@ -673,7 +547,7 @@ function F.nat(kind, where)
 		kind, where = kind[1] or kind.kind, kind[2] or kind.addr
 	end
 	if not nat_kinds[kind] then
-		argerr("nat", "kind", "\"none\", \"snat\", \"dnat\", \"both\" or \"any\" expected, got " .. tostring(kind))
+		argerr("nat", "kind", "\"none\", \"snat\", \"dnat\", \"both\" or \"any\" expected, got " .. show(kind))
 	end
 	if where == nil then
 		local pred
@@ -692,14 +566,14 @@ function F.nat(kind, where)
 		else
 			pred = function(e) return natmod.classify(e) == kind end
 		end
-		return eleaf("nat(" .. kind .. ")", pred)
+		return lleaf("nat(" .. kind .. ")", pred)
 	end
 	if kind ~= "snat" and kind ~= "dnat" then
 		argerr("nat", "addr", "an address/port goes with \"snat\" or \"dnat\" only")
 	end
-	local a, p = addr.split_hostport(where)
-	if a == nil and p == nil then
-		argerr("nat", "addr", "\"addr\", \"addr:port\", \"[v6]:port\" or \":port\" expected")
+	local a, p, why = addr.split_hostport(where)
+	if why then
+		argerr("nat", "addr", why)
 	end
 	local m
 	if a then
@@ -713,16 +587,12 @@ function F.nat(kind, where)
 	-- (as the CLI matches), provided the kind of translation took place.
 	local pred = function(e)
 		local d = natmod.describe(e)
-		local part = d[kind]
-		if part == nil then
+		if d[kind] == nil then
 			return false
 		end
 		local r = e.reply
-		if m then
-			local v = kind == "snat" and r.dst or r.src
-			if not m(v) then
-				return false
-			end
+		if m and not m(kind == "snat" and r.dst or r.src) then
+			return false
 		end
 		if p then
 			local v
@@ -737,7 +607,7 @@ function F.nat(kind, where)
 		end
 		return true
 	end
-	return eleaf("nat(" .. kind .. "," .. tostring(where) .. ")", pred)
+	return lleaf("nat(" .. kind .. "," .. tostring(where) .. ")", pred)
 end
 
 function F.timeout(lo, hi)
@@ -756,18 +626,19 @@ function F.timeout(lo, hi)
 		(lo == nil and hi == nil) then
 		argerr("timeout", "timeout", "lo, hi seconds (either may be nil) expected")
 	end
-	local l, h = lo or 0, hi or math.huge
-	return eleaf(format("timeout(%s-%s)", lo or "", hi or ""), function(e)
-		local t = e.timeout
-		return t ~= nil and t >= l and t <= h
-	end)
+	local l, h = lo or 0, hi or 4294967295
+	if l < 0 or h > 4294967295 or l ~= floor(l) or h ~= floor(h) or l > h then
+		argerr("timeout", "timeout", "seconds 0..4294967295, lo <= hi expected")
+	end
+	return cleaf(format("timeout(%s-%s)", lo or "", hi or ""),
+		{ field = "timeout", values = { { l, h } } })
 end
 
 function F.where(fn, text)
 	if type(fn) ~= "function" and not (type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call) then
 		argerr("where", "fn", "function expected, got " .. type(fn))
 	end
-	return eleaf(text and ("where(" .. text .. ")") or "where(fn)", function(e)
+	return lleaf(text and ("where(" .. text .. ")") or "where(fn)", function(e)
 		return fn(e) and true or false
 	end)
 end
@@ -776,8 +647,9 @@ end
 -- Tables and functions as filters
 
 local from_keys = {
-	family = F.family, state = F.state, status = F.status, zone = F.zone, timeout = F.timeout,
-	where = F.where,
+	family = F.family, state = F.state, zone = F.zone, orig_zone = F.orig_zone,
+	reply_zone = F.reply_zone, timeout = F.timeout, where = F.where, helper = F.helper,
+	secmark = F.secmark, icmp_type = F.icmp_type, icmp_code = F.icmp_code, icmp_id = F.icmp_id,
 	proto = F.proto, src = F.src, dst = F.dst, reply_src = F.reply_src, reply_dst = F.reply_dst,
 	label = F.label, labels = F.label,
 	sport = F.sport, dport = F.dport, reply_sport = F.reply_sport, reply_dport = F.reply_dport,
@@ -787,18 +659,21 @@ local one_spec = { status = true, timeout = true, sport = true, dport = true, re
 	reply_dport = true, nat = true }
 -- Fixed order, so that tostring() of a table filter is stable.
 local key_order = { "family", "proto", "src", "dst", "sport", "dport", "reply_src", "reply_dst",
-	"reply_sport", "reply_dport", "state", "status", "mark", "zone", "label", "labels", "nat",
-	"timeout", "where" }
+	"reply_sport", "reply_dport", "icmp_type", "icmp_code", "icmp_id", "state", "status", "mark",
+	"zone", "orig_zone", "reply_zone", "label", "labels", "secmark", "helper", "nat", "timeout",
+	"where" }
 
 --- Is k a field of filter tables?
 function F.is_field(k)
-	return type(k) == "string" and (from_keys[k] ~= nil or k == "mark" or k == "mark_mask" or k == "nat")
+	return type(k) == "string" and (from_keys[k] ~= nil or k == "mark" or k == "mark_mask" or
+		k == "nat" or k == "status" or k == "status_mask")
 end
 
-local function from_table(t, fname)
+local function from_table(t)
 	for k in pairs(t) do
 		if not F.is_field(k) then
-			raise(format("filter: bad argument '%s' (unknown filter field)", tostring(k)))
+			raise(format("filter: bad argument %s (unknown filter field)",
+				type(k) == "string" and ("'" .. k .. "'") or type(k)))
 		end
 	end
 	local parts = {}
@@ -807,6 +682,8 @@ local function from_table(t, fname)
 		if v ~= nil then
 			if k == "mark" then
 				parts[#parts + 1] = F.mark(v, t.mark_mask)
+			elseif k == "status" then
+				parts[#parts + 1] = t.status_mask ~= nil and F.status(v, t.status_mask) or F.status(v)
 			elseif k == "nat" then
 				parts[#parts + 1] = F.nat(v)
 			elseif type(v) == "table" and not one_spec[k] and not is_filter(v) then
@@ -819,18 +696,22 @@ local function from_table(t, fname)
 	if t.mark_mask ~= nil and t.mark == nil then
 		raise("filter: bad argument 'mark_mask' (needs 'mark')")
 	end
+	if t.status_mask ~= nil and t.status == nil then
+		raise("filter: bad argument 'status_mask' (needs 'status')")
+	end
 	return F.all(unpack(parts))
 end
 
 --- Any filter-like value as a filter: filters as they are, tables of
 -- fields, functions (where), true/false/nil (all / nothing / all).
+-- fname names the function the user called, for the message of a bad value.
 coerce = function(x, fname)
 	if is_filter(x) then
 		return x
 	end
 	local tx = type(x)
 	if tx == "table" then
-		return from_table(x, fname)
+		return from_table(x)
 	elseif tx == "function" then
 		return F.where(x)
 	elseif x == nil or x == true then
@@ -838,98 +719,87 @@ coerce = function(x, fname)
 	elseif x == false then
 		return FALSE
 	end
-	raise(format("filter%s: bad argument (filter, table or function expected, got %s)",
-		fname and ("." .. fname) or "", tx))
+	raise(format("%s: bad argument 'filter' (filter, table or function expected, got %s)",
+		fname or "filter", tx))
 end
 F.coerce = coerce
 
 -- ---------------------------------------------------------------------
--- Compiling: tuple leaves in one all()/any() share one e.orig / e.reply read.
+-- Planning: the C part and the Lua part
+
+local function in_c(f)
+	local k = f.kind
+	if k == "const" then
+		return true
+	elseif k == "leaf" then
+		return f.c ~= nil
+	elseif k == "not" then
+		return in_c(f.child)
+	end
+	for _, c in ipairs(f.list) do
+		if not in_c(c) then
+			return false
+		end
+	end
+	return true
+end
+
+local function cdesc(f)
+	local k = f.kind
+	if k == "const" then
+		return { op = "const", value = f.value }
+	elseif k == "leaf" then
+		return f.c
+	elseif k == "not" then
+		return { op = "not", cdesc(f.child) }
+	end
+	local d = { op = k }
+	for i, c in ipairs(f.list) do
+		d[i] = cdesc(c)
+	end
+	return d
+end
 
 local compile
 
-local function group_tuples(list)
-	local out, groups = {}, {}
-	for _, c in ipairs(list) do
-		if c.kind == "leaf" and c.dir then
-			local g = groups[c.dir]
-			if not g then
-				g = { dir = c.dir, fields = {}, checks = {} }
-				groups[c.dir] = g
-				out[#out + 1] = g
-			end
-			g.fields[#g.fields + 1] = c.field
-			g.checks[#g.checks + 1] = c.check
-		else
-			out[#out + 1] = c
-		end
-	end
-	return out
-end
-
-local function compile_group(g, conj)
-	local dir, fields, checks, n = g.dir, g.fields, g.checks, #g.fields
-	if n == 1 then
-		local field, check = fields[1], checks[1]
-		return function(e)
-			local t = e[dir]
-			return t ~= nil and check(t[field]) and true or false
-		end
-	end
-	if conj then
-		return function(e)
-			local t = e[dir]
-			if t == nil then
-				return false
-			end
-			for i = 1, n do
-				if not checks[i](t[fields[i]]) then
-					return false
-				end
-			end
-			return true
-		end
-	end
-	return function(e)
-		local t = e[dir]
-		if t == nil then
-			return false
-		end
-		for i = 1, n do
-			if checks[i](t[fields[i]]) then
-				return true
-			end
-		end
-		return false
-	end
-end
-
+-- The Lua predicate of f; C parts inside it run as matchers of their own.
 compile = function(f)
-	local k = f.kind
-	if k == "const" then
-		local v = f.value
-		return function() return v end
-	elseif k == "leaf" then
-		if f.dir then
-			return compile_group({ dir = f.dir, fields = { f.field }, checks = { f.check } }, true)
+	if in_c(f) then
+		if f.kind == "const" then
+			local v = f.value
+			return function() return v end
 		end
+		local m = core.matcher(cdesc(f))
+		local match = m.match
+		return function(e) return match(m, e) end
+	end
+	local k = f.kind
+	if k == "leaf" then
 		return f.pred
 	elseif k == "not" then
 		local p = compile(f.child)
 		return function(e) return not p(e) end
 	end
+	-- Each C-able run of children is one matcher, then the Lua ones.
 	local conj = k == "all"
+	local cs, ls = {}, {}
+	for _, c in ipairs(f.list) do
+		if in_c(c) then
+			cs[#cs + 1] = c
+		else
+			ls[#ls + 1] = c
+		end
+	end
 	local preds = {}
-	for _, c in ipairs(group_tuples(f.list)) do
-		preds[#preds + 1] = c.kind and compile(c) or compile_group(c, conj)
+	if #cs > 0 then
+		preds[1] = compile(new { kind = k, list = cs })
+	end
+	for _, c in ipairs(ls) do
+		preds[#preds + 1] = compile(c)
 	end
 	local n = #preds
-	if n == 2 then
-		local a, b = preds[1], preds[2]
-		if conj then
-			return function(e) return a(e) and b(e) end
-		end
-		return function(e) return a(e) or b(e) end
+	if n == 1 then
+		return preds[1]
 	end
 	if conj then
 		return function(e)
@@ -949,6 +819,49 @@ compile = function(f)
 		end
 		return false
 	end
+end
+
+--- The plan of f: {matcher = C matcher or nil, residual = Lua predicate or
+-- nil, c = the C part, lua = the Lua part (filters, nil where empty)}.
+function Filter:plan(fname)
+	local p = rawget(self, "_plan")
+	if p then
+		return p
+	end
+	local c, l
+	if self.kind == "const" and self.value then
+		c, l = nil, nil
+	elseif in_c(self) then
+		c = self
+	elseif self.kind == "all" then
+		local cs, ls = {}, {}
+		for _, x in ipairs(self.list) do
+			if in_c(x) then
+				cs[#cs + 1] = x
+			else
+				ls[#ls + 1] = x
+			end
+		end
+		c = #cs > 0 and F.all(unpack(cs)) or nil
+		l = F.all(unpack(ls))
+	else
+		l = self
+	end
+	p = { c = c, lua = l }
+	if c then
+		p.matcher = core.matcher(cdesc(c), fname)
+	end
+	if l then
+		p.residual = compile(l)
+	end
+	rawset(self, "_plan", p)
+	return p
+end
+
+--- The C matcher description of f's C part (nil when it has none).
+function Filter:description()
+	local p = self:plan()
+	return p.c and cdesc(p.c)
 end
 
 function Filter:compile()
@@ -995,252 +908,27 @@ Filter.__add = function(a, b) return F.any(a, b) end
 Filter.__unm = function(a) return F.negate(a) end
 Filter.__sub = function(a, b) return F.all(a, F.negate(b)) end
 
--- ---------------------------------------------------------------------
--- Pushdown
-
-local groups = {
-	{ "family" }, { "zone" }, { "mark", "mark_mask" }, { "status", "status_mask" },
-	{ "proto" }, { "src" }, { "dst" }, { "reply_src" }, { "reply_dst" },
-	{ "sport" }, { "dport" }, { "reply_sport" }, { "reply_dport" },
-}
-
--- Tuple keys go to the kernel as CTA_FILTER (Linux >= 5.8); conntrack.core
--- checks each entry against them again, so they are safe on any kernel.
-local tuple_keys = { proto = true, src = true, dst = true, reply_src = true, reply_dst = true }
-local port_keys = { sport = true, dport = true, reply_sport = true, reply_dport = true }
-local port_protos = { [6] = true, [17] = true, [136] = true, [132] = true, [33] = true }
-
-local function allowed(caps, key)
-	if port_keys[key] then
-		if caps.ports == false then
-			return false
-		end
-		key = "tuple"
-	elseif tuple_keys[key] then
-		key = "tuple"
-	end
-	local c = caps[key]
-	if c == nil then
-		c = F.caps()[key]
-	end
-	return c
-end
-
--- A leaf's push, restricted to what caps allow; exact only when all of it is.
-local function leaf_push(f, caps)
-	local p = f.push
-	if not p then
-		return nil, false
-	end
-	local out, dropped = {}, false
-	for _, g in ipairs(groups) do
-		if p[g[1]] ~= nil then
-			if allowed(caps, g[1]) then
-				for _, key in ipairs(g) do
-					out[key] = p[key]
-				end
-			else
-				dropped = true
-			end
-		end
-	end
-	if next(out) == nil then
-		return nil, false
-	end
-	return out, f.exact and not dropped
-end
-
--- Merges b into a (copy); nil when they conflict.
-local function merge(a, b)
-	local out = {}
-	for k, v in pairs(a) do
-		out[k] = v
-	end
-	for _, key in ipairs({ "family", "zone", "proto", "src", "dst", "reply_src", "reply_dst",
-		"sport", "dport", "reply_sport", "reply_dport" }) do
-		if b[key] ~= nil then
-			if out[key] ~= nil and out[key] ~= b[key] then
-				return nil
-			end
-			out[key] = b[key]
-		end
-	end
-	for _, pair in ipairs({ { "mark", "mark_mask" }, { "status", "status_mask" } }) do
-		local vk, mk = pair[1], pair[2]
-		if b[vk] ~= nil then
-			local bm = b[mk] or (vk == "mark" and 4294967295 or b[vk])
-			if out[vk] == nil then
-				out[vk], out[mk] = b[vk], b[mk]
-			else
-				local am = out[mk] or (vk == "mark" and 4294967295 or out[vk])
-				if band(out[vk], bm) ~= band(b[vk], am) then
-					return nil
-				end
-				out[vk] = bor(out[vk], b[vk])
-				out[mk] = bor(am, bm)
-			end
-		end
-	end
-	if out.mark_mask == 4294967295 then
-		out.mark_mask = nil
-	end
-	return out
-end
-
-local function same(a, b, keys)
-	for _, k in ipairs(keys) do
-		if a[k] ~= b[k] then
-			return false
-		end
-	end
-	return true
-end
-
--- -> spec|nil, exact (spec says all of f)
-local function kpart(f, caps)
-	local k = f.kind
-	if k == "leaf" then
-		return leaf_push(f, caps)
-	elseif k == "const" then
-		return nil, false
-	elseif k == "all" then
-		local spec, exact = {}, true
-		for _, c in ipairs(f.list) do
-			local s, ex = kpart(c, caps)
-			local m = s and merge(spec, s)
-			if m then
-				spec = m
-			end
-			if not (m and ex) then
-				exact = false
-			end
-		end
-		if next(spec) == nil then
-			return nil, false
-		end
-		return spec, exact
-	elseif k == "any" then
-		-- Only what every alternative implies, and never exactly.
-		local specs = {}
-		for i, c in ipairs(f.list) do
-			specs[i] = kpart(c, caps)
-			if not specs[i] then
-				return nil, false
-			end
-		end
-		local out = {}
-		for _, g in ipairs(groups) do
-			local ok = specs[1][g[1]] ~= nil
-			for i = 2, #specs do
-				ok = ok and same(specs[1], specs[i], g)
-			end
-			if ok then
-				for _, key in ipairs(g) do
-					out[key] = specs[1][key]
-				end
-			end
-		end
-		if next(out) == nil then
-			return nil, false
-		end
-		return out, false
-	end
-	return nil, false
-end
-
--- The part of f left once spec has run in the kernel.
-local function residual(f, caps)
-	if f.kind == "all" then
-		local rest, spec = {}, {}
-		for _, c in ipairs(f.list) do
-			local s, ex = kpart(c, caps)
-			local m = s and merge(spec, s)
-			if m then
-				spec = m
-			end
-			if not (m and ex) then
-				rest[#rest + 1] = c
-			end
-		end
-		if #rest == 0 then
-			return nil
-		end
-		return F.all(unpack(rest))
-	end
-	local _, ex = kpart(f, caps)
-	if ex then
-		return nil
-	end
-	return f
-end
-
-function Filter:pushdown(caps)
-	caps = caps or {}
-	if self.kind == "const" then
-		if self.value then
-			return nil, nil
-		end
-		return nil, self
-	end
-	local spec = kpart(self, caps)
-	-- The kernel compares ports only under a protocol that has them.
-	if spec and not port_protos[spec.proto or -1] and caps.ports ~= false then
-		for k in pairs(port_keys) do
-			if spec[k] ~= nil then
-				local c = {}
-				for ck, cv in pairs(caps) do
-					c[ck] = cv
-				end
-				c.ports = false
-				return self:pushdown(c)
-			end
-		end
-	end
-	return spec, residual(self, caps)
-end
-
---- The kernel socket filter of conntrack.events for this filter:
--- { proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} }
--- or nil.  Taken from the conjuncts at the top (each implied by f, so the
--- events it lets through are a superset of f's); ct.events still applies
--- f:match to every event.
-function Filter:event_pushdown()
-	local conj = self.kind == "all" and self.list or { self }
-	local kf
-	for _, c in ipairs(conj) do
-		if c.kind == "leaf" and c.event then
-			for k, v in pairs(c.event) do
-				kf = kf or {}
-				if kf[k] == nil then
-					kf[k] = v
-				end
-			end
-		end
-	end
-	return kf
-end
-
-local function spec_text(spec)
+local function kernel_text(k)
 	local parts = {}
-	if spec.family then
-		parts[#parts + 1] = "family=" .. spec.family
+	if k.family then
+		parts[#parts + 1] = "family=" .. k.family
 	end
-	for _, k in ipairs({ "proto", "src", "dst", "sport", "dport", "reply_src", "reply_dst",
-		"reply_sport", "reply_dport" }) do
-		if spec[k] ~= nil then
-			parts[#parts + 1] = k .. "=" .. (k == "proto" and (proto_names[spec[k]] or spec[k]) or spec[k])
-				.. " (CTA_FILTER)"
+	for _, key in ipairs { "proto", "src", "dst", "sport", "dport", "reply_src", "reply_dst",
+		"reply_sport", "reply_dport" } do
+		if k[key] ~= nil then
+			parts[#parts + 1] = key .. "=" .. (key == "proto" and (names.protocols[k[key]] or k[key]) or
+				k[key]) .. " (CTA_FILTER)"
 		end
 	end
-	if spec.mark then
-		parts[#parts + 1] = "mark=" .. hex(spec.mark) .. "/" .. hex(spec.mark_mask or 4294967295)
+	if k.mark then
+		parts[#parts + 1] = "mark=" .. hex(k.mark) .. "/" .. hex(k.mark_mask)
 	end
-	if spec.status then
+	if k.status then
 		local on, off = {}, {}
 		for b = 0, 31 do
-			if floor(spec.status_mask / 2 ^ b) % 2 == 1 then
-				local name = status_names[b] or tostring(b)
-				if floor(spec.status / 2 ^ b) % 2 == 1 then
+			if has_bit(k.status_mask, b) then
+				local name = status_name[b] or tostring(b)
+				if has_bit(k.status, b) then
 					on[#on + 1] = name
 				else
 					off[#off + 1] = "!" .. name
@@ -1252,46 +940,30 @@ local function spec_text(spec)
 		end
 		parts[#parts + 1] = "status=" .. concat(on, ",")
 	end
+	if k.zone then
+		parts[#parts + 1] = "zone=" .. k.zone
+	end
 	return concat(parts, " ")
 end
 
 --- What runs where, for dumps (ct.dump, ct.list, update_where, delete_where).
--- Returns the text and a table { kernel = spec|nil, c = {zone=}|nil, lua = residual|nil }.
-function Filter:explain(caps)
-	local spec, rest = self:pushdown(caps)
+-- Returns the text and { kernel = request attributes|nil, c = filter|nil, lua = filter|nil }.
+function Filter:explain()
+	local p = self:plan()
+	local k = p.matcher and p.matcher:kernel() or nil
+	if k then
+		k.flush_exact = nil
+		if next(k) == nil then
+			k = nil
+		end
+	end
 	local lines = { "filter: " .. text(self) }
-	local kspec = spec and {} or nil
-	local cpart
-	if spec then
-		for k, v in pairs(spec) do
-			if k ~= "zone" then
-				kspec[k] = v
-			end
-		end
-		if spec.zone then
-			cpart = { zone = spec.zone }
-		end
-		if next(kspec) == nil then
-			kspec = nil
-		end
-	end
 	lines[#lines + 1] = "kernel (dump request attributes): " ..
-		(kspec and spec_text(kspec) or "nothing (the kernel sends every entry)")
-	if cpart then
-		lines[#lines + 1] = "C (conntrack.core's dump, before any Lua runs): zone == " .. cpart.zone ..
-			(cpart.zone > 0 and " (CTA_ZONE is sent too; kernels that filter dumps by zone use it)" or "")
-	end
-	if rest then
-		lines[#lines + 1] = "Lua (on each entry the dump returns): " .. text(rest)
-	else
-		lines[#lines + 1] = "Lua: nothing"
-	end
-	local c = F.caps()
-	if not allowed(caps or {}, "status") then
-		lines[#lines + 1] = "note: status bits stay in Lua (dump filtering by status needs Linux >= 5.15; this is "
-			.. (c.kernel ~= "" and c.kernel or "unknown") .. ")"
-	end
-	return concat(lines, "\n"), { kernel = kspec, c = cpart, lua = rest }
+		(k and kernel_text(k) or "nothing (the kernel sends every entry)")
+	lines[#lines + 1] = "C (each message, before an entry is made of it): " ..
+		(p.c and text(p.c) or "nothing")
+	lines[#lines + 1] = p.lua and ("Lua (on each entry C lets through): " .. text(p.lua)) or "Lua: nothing"
+	return concat(lines, "\n"), { kernel = k, c = p.c, lua = p.lua }
 end
 
 -- F{...} == F.coerce{...}

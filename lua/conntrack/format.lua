@@ -24,13 +24,17 @@
 -- -w, --orig-zone, --reply-zone, -s, -d, then -g/-r and -n/-q (the NAT forms
 -- when libnetfilter_conntrack 1.0.9 calls the entry NATed: the *_NAT_DONE
 -- status bit and a different address), -p and the protocol's options.  Like the CLI it has no mark, labels or helper.
+local core = require "conntrack.core"
 local addr = require "conntrack.addr"
 local nat = require "conntrack.nat"
 
+if debug and debug.getinfo then
+	core.own(debug.getinfo(1, "S").source)
+end
+
 local M = {}
 
-local format, concat, sort, byte = string.format, table.concat, table.sort, string.byte
-local floor = math.floor
+local concat, sort = table.concat, table.sort
 
 function M.default(e)
 	return tostring(e)
@@ -41,79 +45,9 @@ function M.extended(e)
 end
 
 -- ---------------------------------------------------------------------
--- Reading attributes the entry does not expose (SCTP vtags, DCCP role)
--- from its raw netlink message.
-
-local function u16h(s, i, le)
-	local a, b = byte(s, i, i + 1)
-	if le then
-		return a + b * 256
-	end
-	return a * 256 + b
-end
-
-local function be32(s, i)
-	local a, b, c, d = byte(s, i, i + 3)
-	return ((a * 256 + b) * 256 + c) * 256 + d
-end
-
--- Calls fn(type, payload_start, payload_len) for each attribute in s[first..last].
-local function each_attr(s, first, last, le, fn)
-	local i = first
-	while i + 3 <= last do
-		local len = u16h(s, i, le)
-		local t = u16h(s, i + 2, le) % 16384
-		if len < 4 or i + len - 1 > last then
-			return
-		end
-		if fn(t, i + 4, len - 4) then
-			return
-		end
-		i = i + len + (4 - len % 4) % 4
-	end
-end
-
-local CTA_PROTOINFO, PI_DCCP, PI_SCTP = 4, 2, 3
-
--- -> { sctp_vtag_orig=, sctp_vtag_reply=, dccp_role= } from e:raw()
-local function protoinfo(e)
-	local ok, s = pcall(function() return e:raw() end)
-	if not ok or type(s) ~= "string" or #s < 20 then
-		return {}
-	end
-	local le = u16h(s, 1, true) + byte(s, 3) * 65536 + byte(s, 4) * 16777216 == #s
-	local out = {}
-	each_attr(s, 21, #s, le, function(t, p, n)
-		if t ~= CTA_PROTOINFO then
-			return false
-		end
-		each_attr(s, p, p + n - 1, le, function(t2, p2, n2)
-			if t2 == PI_SCTP then
-				each_attr(s, p2, p2 + n2 - 1, le, function(t3, p3, n3)
-					if t3 == 2 and n3 >= 4 then
-						out.sctp_vtag_orig = be32(s, p3)
-					elseif t3 == 3 and n3 >= 4 then
-						out.sctp_vtag_reply = be32(s, p3)
-					end
-				end)
-			elseif t2 == PI_DCCP then
-				each_attr(s, p2, p2 + n2 - 1, le, function(t3, p3, n3)
-					if t3 == 2 and n3 >= 1 then
-						out.dccp_role = byte(s, p3)
-					end
-				end)
-			end
-		end)
-		return true
-	end)
-	return out
-end
-
--- ---------------------------------------------------------------------
 -- -o save
 
 local save_status = { { "EXPECTED", 0 }, { "SEEN_REPLY", 1 }, { "ASSURED", 2 }, { "FIXED_TIMEOUT", 10 } }
-local dccp_roles = { [0] = "client", "server" }
 local evprefix = { new = "-A", update = "-U", destroy = "-D" }
 
 -- libnetfilter_conntrack's NFCT_GOPT_IS_SNAT/IS_DNAT: the *_NAT_DONE bit
@@ -171,12 +105,11 @@ function M.save(e, opts)
 			add("--state", e.state)
 		end
 		if p == "sctp" then
-			local pi = protoinfo(e)
-			add("--orig-vtag", pi.sctp_vtag_orig)
-			add("--reply-vtag", pi.sctp_vtag_reply)
+			add("--orig-vtag", e.orig_vtag)
+			add("--reply-vtag", e.reply_vtag)
 		elseif p == "dccp" then
-			local pi = protoinfo(e)
-			add("--role", pi.dccp_role and (dccp_roles[pi.dccp_role] or "(null)"))
+			local role = e.role
+			add("--role", role and (type(role) == "string" and role or "(null)"))
 		end
 	elseif p == "icmp" or p == "icmpv6" then
 		local v6 = p == "icmpv6" and "v6" or ""

@@ -18,7 +18,12 @@
 -- e may be an entry, e:totable(), or any table of the same shape:
 -- { orig = {src=, dst=, sport=, dport=, icmp_id=}, reply = {...}, status = {SRC_NAT=true, ...} }.
 -- When an entry has no reply tuple the status bits decide.
+local core = require "conntrack.core"
 local addr = require "conntrack.addr"
+
+if debug and debug.getinfo then
+	core.own(debug.getinfo(1, "S").source)
+end
 
 local N = {}
 

@@ -2,7 +2,7 @@
  * The `conntrack -L` text of an entry, written straight from the netlink
  * attributes.  It follows libnetfilter_conntrack's default output field by
  * field (the CLI prints through that library), without building a
- * conntrack object first; spec/14-format_spec.lua holds the two together.
+ * conntrack object first; spec/42-format_spec.lua holds the two together.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,109 +69,54 @@ static void lct_putu(struct lct_out *o, const char *tag, unsigned long long v)
 	lct_puts(o, " ");
 }
 
-void lct_dir_parse(const struct nlattr *tuple, const struct nlattr *ctr,
-			  struct lct_dir *d)
-{
-	const struct nlattr *a, *b;
-
-	memset(d, 0, sizeof(*d));
-	if (tuple != NULL) {
-		mnl_attr_for_each_nested(a, tuple) {
-			switch (mnl_attr_get_type(a)) {
-			case CTA_TUPLE_IP:
-				mnl_attr_for_each_nested(b, a) {
-					switch (mnl_attr_get_type(b)) {
-					case CTA_IP_V4_SRC: d->src4 = b; break;
-					case CTA_IP_V4_DST: d->dst4 = b; break;
-					case CTA_IP_V6_SRC: d->src6 = b; break;
-					case CTA_IP_V6_DST: d->dst6 = b; break;
-					}
-				}
-				break;
-			case CTA_TUPLE_PROTO:
-				mnl_attr_for_each_nested(b, a) {
-					switch (mnl_attr_get_type(b)) {
-					case CTA_PROTO_NUM: d->num = b; break;
-					case CTA_PROTO_SRC_PORT: d->sport = b; break;
-					case CTA_PROTO_DST_PORT: d->dport = b; break;
-					case CTA_PROTO_ICMP_TYPE:
-					case CTA_PROTO_ICMPV6_TYPE: d->itype = b; break;
-					case CTA_PROTO_ICMP_CODE:
-					case CTA_PROTO_ICMPV6_CODE: d->icode = b; break;
-					case CTA_PROTO_ICMP_ID:
-					case CTA_PROTO_ICMPV6_ID: d->iid = b; break;
-					}
-				}
-				break;
-			case CTA_TUPLE_ZONE:
-				d->zone = a;
-				break;
-			}
-		}
-	}
-	if (ctr != NULL) {
-		mnl_attr_for_each_nested(a, ctr) {
-			switch (mnl_attr_get_type(a)) {
-			case CTA_COUNTERS_PACKETS:
-			case CTA_COUNTERS32_PACKETS: d->packets = a; break;
-			case CTA_COUNTERS_BYTES:
-			case CTA_COUNTERS32_BYTES: d->bytes = a; break;
-			}
-		}
-	}
-}
-
 static unsigned int lct_a8(const struct nlattr *a)
 {
-	return a && mnl_attr_get_payload_len(a) >= 1 ? mnl_attr_get_u8(a) : 0;
+	uint8_t v = 0;
+
+	lct_a_u8(a, &v);
+	return v;
 }
 
 static unsigned int lct_a16(const struct nlattr *a)
 {
-	return a && mnl_attr_get_payload_len(a) >= 2 ? ntohs(mnl_attr_get_u16(a)) : 0;
+	uint16_t v = 0;
+
+	lct_a_u16(a, &v);
+	return v;
 }
 
 static uint32_t lct_a32(const struct nlattr *a)
 {
-	return a && mnl_attr_get_payload_len(a) >= 4 ? ntohl(mnl_attr_get_u32(a)) : 0;
+	uint32_t v = 0;
+
+	lct_a_u32(a, &v);
+	return v;
 }
 
 static unsigned long long lct_a64(const struct nlattr *a)
 {
-	uint64_t v;
+	uint64_t v = 0;
 
-	if (a == NULL)
-		return 0;
-	if (mnl_attr_get_payload_len(a) >= 8) {
-		memcpy(&v, mnl_attr_get_payload(a), 8);
-		return be64toh(v);
-	}
-	return lct_a32(a);
+	lct_a_u64(a, &v);
+	return v;
 }
 
 static void lct_put_addr(struct lct_out *o, int family, const struct lct_dir *d)
 {
+	static const unsigned char zero[16];
 	char tmp[INET6_ADDRSTRLEN];
-	unsigned char zero[16] = { 0 };
+	size_t need = family == AF_INET ? 4 : 16;
+	int w;
 
-	if (family == AF_INET) {
-		lct_ntop(AF_INET, d->src4 && mnl_attr_get_payload_len(d->src4) >= 4 ?
-			  mnl_attr_get_payload(d->src4) : zero, tmp);
-		lct_puts(o, "src=");
-		lct_puts(o, tmp);
-		lct_ntop(AF_INET, d->dst4 && mnl_attr_get_payload_len(d->dst4) >= 4 ?
-			  mnl_attr_get_payload(d->dst4) : zero, tmp);
-		lct_puts(o, " dst=");
-		lct_puts(o, tmp);
-		lct_puts(o, " ");
-	} else if (family == AF_INET6) {
-		lct_ntop(AF_INET6, d->src6 && mnl_attr_get_payload_len(d->src6) >= 16 ?
-			  mnl_attr_get_payload(d->src6) : zero, tmp);
-		lct_puts(o, "src=");
-		lct_puts(o, tmp);
-		lct_ntop(AF_INET6, d->dst6 && mnl_attr_get_payload_len(d->dst6) >= 16 ?
-			  mnl_attr_get_payload(d->dst6) : zero, tmp);
-		lct_puts(o, " dst=");
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	for (w = 0; w < 2; w++) {
+		const struct nlattr *a = family == AF_INET ? (w ? d->dst4 : d->src4) :
+					 (w ? d->dst6 : d->src6);
+
+		lct_ntop(family, a && mnl_attr_get_payload_len(a) >= need ?
+			 mnl_attr_get_payload(a) : zero, tmp);
+		lct_puts(o, w ? "dst=" : "src=");
 		lct_puts(o, tmp);
 		lct_puts(o, " ");
 	}
@@ -217,65 +162,25 @@ static void lct_put_ctime(struct lct_out *o, const char *tag, unsigned long long
  * Writes the line into buf (NUL-terminated) and returns its length.
  * flags: NFCT_OF_SHOW_LAYER3, NFCT_OF_ID, NFCT_OF_TIMESTAMP.
  */
-size_t lct_format(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
-		  char *buf, size_t len)
+size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
+		char *buf, size_t len)
 {
-	const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
-	const struct nlattr *a, *at[CTA_MAX + 1];
-	const struct nlattr *tcp = NULL, *sctp = NULL, *dccp = NULL;
-	const struct nlattr *ts_start = NULL, *ts_stop = NULL, *helper = NULL, *secctx = NULL;
+	const struct nlattr *at[LCT_CTA_MAX + 1];
+	const struct nlattr *ts_start, *ts_stop, *helper, *secctx;
 	struct lct_dir orig, repl;
+	struct lct_pinfo pi;
 	struct lct_out o = { buf, buf + len - 1 };
-	int family = nfg->nfgen_family;
+	int family = lct_nl_msgfamily(nlh);
 	uint32_t status = 0;
 
-	memset(at, 0, sizeof(at));
-	mnl_attr_for_each(a, nlh, sizeof(*nfg)) {
-		unsigned int t = mnl_attr_get_type(a);
-
-		if (t <= CTA_MAX && at[t] == NULL)
-			at[t] = a;
-	}
+	lct_a_table(nlh, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
 	lct_dir_parse(at[CTA_TUPLE_ORIG], at[CTA_COUNTERS_ORIG], &orig);
 	lct_dir_parse(at[CTA_TUPLE_REPLY], at[CTA_COUNTERS_REPLY], &repl);
-	if (at[CTA_PROTOINFO]) {
-		const struct nlattr *b;
-
-		mnl_attr_for_each_nested(a, at[CTA_PROTOINFO]) {
-			unsigned int t = mnl_attr_get_type(a);
-
-			if (t != CTA_PROTOINFO_TCP && t != CTA_PROTOINFO_SCTP &&
-			    t != CTA_PROTOINFO_DCCP)
-				continue;
-			mnl_attr_for_each_nested(b, a) {
-				if (t == CTA_PROTOINFO_TCP &&
-				    mnl_attr_get_type(b) == CTA_PROTOINFO_TCP_STATE)
-					tcp = b;
-				else if (t == CTA_PROTOINFO_SCTP &&
-					 mnl_attr_get_type(b) == CTA_PROTOINFO_SCTP_STATE)
-					sctp = b;
-				else if (t == CTA_PROTOINFO_DCCP &&
-					 mnl_attr_get_type(b) == CTA_PROTOINFO_DCCP_STATE)
-					dccp = b;
-			}
-		}
-	}
-	if (at[CTA_TIMESTAMP]) {
-		mnl_attr_for_each_nested(a, at[CTA_TIMESTAMP]) {
-			if (mnl_attr_get_type(a) == CTA_TIMESTAMP_START)
-				ts_start = a;
-			else if (mnl_attr_get_type(a) == CTA_TIMESTAMP_STOP)
-				ts_stop = a;
-		}
-	}
-	if (at[CTA_HELP])
-		mnl_attr_for_each_nested(a, at[CTA_HELP])
-			if (mnl_attr_get_type(a) == CTA_HELP_NAME)
-				helper = a;
-	if (at[CTA_SECCTX])
-		mnl_attr_for_each_nested(a, at[CTA_SECCTX])
-			if (mnl_attr_get_type(a) == CTA_SECCTX_NAME)
-				secctx = a;
+	lct_pinfo_parse(at[CTA_PROTOINFO], &pi);
+	ts_start = lct_a_child(at[CTA_TIMESTAMP], CTA_TIMESTAMP_START);
+	ts_stop = lct_a_child(at[CTA_TIMESTAMP], CTA_TIMESTAMP_STOP);
+	helper = lct_a_child(at[CTA_HELP], CTA_HELP_NAME);
+	secctx = lct_a_child(at[CTA_SECCTX], CTA_SECCTX_NAME);
 	status = lct_a32(at[CTA_STATUS]);
 
 	switch (evtype) {
@@ -296,18 +201,9 @@ size_t lct_format(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 	}
 	if (at[CTA_TIMEOUT])
 		lct_putu(&o, "", lct_a32(at[CTA_TIMEOUT]));
-	if (tcp) {
-		const char *s = lct_state_name(IPPROTO_TCP, lct_a8(tcp));
-		lct_puts(&o, s ? s : "NONE");
-		lct_puts(&o, " ");
-	}
-	if (sctp) {
-		const char *s = lct_state_name(IPPROTO_SCTP, lct_a8(sctp));
-		lct_puts(&o, s ? s : "NONE");
-		lct_puts(&o, " ");
-	}
-	if (dccp) {
-		const char *s = lct_state_name(IPPROTO_DCCP, lct_a8(dccp));
+	if (pi.has_state) {
+		const char *s = lct_state_name((unsigned int)pi.proto, pi.state);
+
 		lct_puts(&o, s ? s : "NONE");
 		lct_puts(&o, " ");
 	}

@@ -1,0 +1,389 @@
+--- The handle's Lua methods, installed over the C core's by name (one file,
+-- one place).  Each query takes one route: coerce the argument to a filter,
+-- plan it (the C matcher and the Lua residual), run it.
+--
+--   h:dump([filter [, how]])  -> iterator, state, nil, state
+--   h:list([filter [, how]])  -> array of entries | nil, msg, errno
+--   h:flush([filter [, how]]) -> true | nil, msg, errno
+--   h:delete_where(filter [, how])          -> deleted, missing, failures | nil, msg, errno
+--   h:update_where(filter, changes [, how]) -> updated, missing, failures | nil, msg, errno
+--   h:load(specs or save text [, how])      -> created, failures | nil, msg, errno
+--   h:subscribe([opts]), h:events([opts])
+--
+-- how (every field optional): pushdown = false (the kernel gets no filter:
+-- C and Lua do all of it), batch = n (requests per batch of the bulk
+-- operations, 1..1024), mode = "create" | "add" (load), zero = true (dump:
+-- read and zero the counters), table = "conntrack" | "dying" | "unconfirmed".
+local core = require "conntrack.core"
+local F = require "conntrack.filter"
+
+if debug and debug.getinfo then
+	core.own(debug.getinfo(1, "S").source)
+end
+
+local raise = core.error
+local type, pairs, tostring, floor = type, pairs, tostring, math.floor
+
+local H = {}
+
+local how_keys = {
+	dump = { pushdown = "boolean", zero = "boolean", table = "string" },
+	list = { pushdown = "boolean", zero = "boolean", table = "string" },
+	flush = { pushdown = "boolean", batch = "number" },
+	delete_where = { pushdown = "boolean", batch = "number" },
+	update_where = { pushdown = "boolean", batch = "number" },
+	load = { mode = "string", batch = "number" },
+}
+
+-- Checks how for fname; returns it (or an empty table) and the part the core's dump takes.
+local function check_how(fname, how)
+	if how == nil then
+		return {}, nil
+	end
+	if type(how) ~= "table" then
+		raise(fname .. ": bad argument 'how' (table expected, got " .. type(how) .. ")")
+	end
+	local keys, dump = how_keys[fname], nil
+	for k, v in pairs(how) do
+		local want = keys[k]
+		if want == nil then
+			raise(fname .. ": bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
+				.. " (unknown option)")
+		end
+		if type(v) ~= want then
+			raise(fname .. ": bad argument '" .. k .. "' (" .. want .. " expected, got " .. type(v) .. ")")
+		end
+		if k == "batch" and (v < 1 or v > 1024 or v ~= floor(v)) then
+			raise(fname .. ": bad argument 'batch' (integer 1..1024 expected, got " .. tostring(v) .. ")")
+		end
+		if k ~= "batch" and k ~= "mode" then
+			dump = dump or {}
+			dump[k] = v
+		end
+	end
+	return how, dump
+end
+
+-- The filter at hand, planned: the matcher and the Lua residual.
+local function plan(fname, filter)
+	local p = F.coerce(filter, fname):plan(fname)
+	return p.matcher, p.residual
+end
+
+function H.install(methods)
+	local cdump, clist, cflush, cbatch = methods.dump, methods.list, methods.flush, methods.batch
+
+	function methods.dump(h, filter, how)
+		local _, dhow = check_how("dump", how)
+		local m, pred = plan("dump", filter)
+		local it, st, ctl, closer = cdump(h, m, dhow)
+		if not pred then
+			return it, st, ctl, closer
+		end
+		return function(s)
+			local e = it(s)
+			while e ~= nil and not pred(e) do
+				e = it(s)
+			end
+			return e
+		end, st, ctl, closer
+	end
+
+	function methods.list(h, filter, how)
+		local _, dhow = check_how("list", how)
+		local m, pred = plan("list", filter)
+		local all, msg, errno = clist(h, m, dhow)
+		if not all or not pred then
+			return all, msg, errno
+		end
+		local out, n = {}, 0
+		for i = 1, #all do
+			local e = all[i]
+			if pred(e) then
+				n = n + 1
+				out[n] = e
+			end
+		end
+		return out
+	end
+
+	-- Streams the matching entries to op in batches, while the dump goes on
+	-- (on a socket of its own): the batches only touch entries already read.
+	local function bulk(h, fname, op, filter, changes, how, dhow)
+		local m, pred = plan(fname, filter)
+		-- All of the filter in the kernel and C: the core deletes straight
+		-- from the dump's messages, with no Lua value per entry.
+		if op == "delete" and not pred and not how.batch then
+			return core.purge(h, m, dhow)
+		end
+		local size = how.batch or 1000
+		local st, qmsg, qerr = core.query(h, m, dhow, fname)
+		if not st then
+			return nil, qmsg, qerr
+		end
+		local res = { done = 0, missing = 0, failures = {} }
+		local function send(chunk, n, seen)
+			local ok, miss, fails = cbatch(h, op, chunk, changes)
+			if not ok then
+				return nil, miss, fails
+			end
+			res.done, res.missing = res.done + ok, res.missing + miss
+			local failures = res.failures
+			for i = 1, #fails do
+				local f = fails[i]
+				f.entry = chunk[f.index]
+				f.index = seen - n + f.index
+				f.message = f.message:gsub("^batch: item %d+: ", "")
+				failures[#failures + 1] = f
+			end
+			return true
+		end
+		local function drain()
+			local chunk, n, seen = {}, 0, 0
+			local snext = st.next
+			while true do
+				local e, dmsg, derr = snext(st)
+				if e == nil then
+					return nil, dmsg, derr
+				elseif e == false then
+					break
+				end
+				if not pred or pred(e) then
+					n, seen = n + 1, seen + 1
+					chunk[n] = e
+					if n >= size then
+						local ok, msg, errno = send(chunk, n, seen)
+						if not ok then
+							return nil, msg, errno
+						end
+						chunk, n = {}, 0
+					end
+				end
+			end
+			if n > 0 then
+				return send(chunk, n, seen)
+			end
+			return true
+		end
+		local okc, ok, msg, errno = pcall(drain)
+		if not okc or not ok then
+			st:close()
+			if not okc then
+				error(ok, 0)
+			end
+			return nil, msg, errno
+		end
+		return res.done, res.missing, res.failures
+	end
+
+	function methods.delete_where(h, filter, how)
+		local hw, dhow = check_how("delete_where", how)
+		if filter == nil then
+			raise("delete_where: bad argument 'filter' (a filter is required; " ..
+				"ct.filter.all() matches every entry)")
+		end
+		return bulk(h, "delete_where", "delete", filter, nil, hw, dhow)
+	end
+
+	local change_keys = { mark = true, mark_mask = true, timeout = true, status = true, labels = true,
+		labels_mask = true, label_add = true, label_del = true, state = true }
+
+	function methods.update_where(h, filter, changes, how)
+		local hw, dhow = check_how("update_where", how)
+		if filter == nil then
+			raise("update_where: bad argument 'filter' (a filter is required; " ..
+				"ct.filter.all() matches every entry)")
+		end
+		if type(changes) ~= "table" or next(changes) == nil then
+			raise("update_where: bad argument 'changes' (table of changes expected)")
+		end
+		-- Checked here too, so that a mistake shows even when nothing matches.
+		for k in pairs(changes) do
+			if not change_keys[k] then
+				raise("update_where: bad argument '" .. tostring(k) .. "' (unknown field)")
+			end
+		end
+		return bulk(h, "update_where", "update", filter, changes, hw, dhow)
+	end
+
+	function methods.load(h, specs, how)
+		local hw = check_how("load", how)
+		local mode = hw.mode or "create"
+		if mode ~= "create" and mode ~= "add" then
+			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got '" .. tostring(mode) .. "')")
+		end
+		local lines, perr
+		if type(specs) == "string" then
+			specs, perr, lines = require("conntrack.format").parse_save(specs)
+		elseif type(specs) ~= "table" then
+			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
+				type(specs) .. ")")
+		end
+		if core.type(h) ~= "handle" then
+			cbatch(h, mode, {})	-- raises naming the problem (closed handle, bad self)
+		end
+		local size = hw.batch or 512
+		local ok, failures = 0, {}
+		for first = 1, #specs, size do
+			local last = first + size - 1
+			if last > #specs then
+				last = #specs
+			end
+			local part = {}
+			for i = first, last do
+				part[#part + 1] = specs[i]
+			end
+			local n, _, fails = cbatch(h, mode, part)
+			if not n then
+				return nil, _, fails
+			end
+			ok = ok + n
+			for _, f in ipairs(fails) do
+				f.index = first + f.index - 1
+				f.message = f.message:gsub("^batch: item %d+: ", "load: ")
+				failures[#failures + 1] = f
+			end
+		end
+		if lines then
+			for _, f in ipairs(failures) do
+				f.line = lines[f.index]
+			end
+			for _, pe in ipairs(perr) do
+				failures[#failures + 1] = pe
+			end
+			table.sort(failures, function(a, b) return (a.line or 0) < (b.line or 0) end)
+		end
+		return ok, failures
+	end
+
+	function methods.flush(h, filter, how)
+		local hw = check_how("flush", how)
+		if filter == nil then
+			return cflush(h)
+		end
+		local f = F.coerce(filter, "flush")
+		local p = f:plan("flush")
+		if p.matcher and not p.residual and hw.pushdown ~= false and p.matcher:kernel().flush_exact then
+			return cflush(h, p.matcher)
+		end
+		local ok, msg, errno = methods.delete_where(h, f, how)
+		if not ok then
+			return nil, msg, errno
+		end
+		return true
+	end
+
+	-- ---- events ----------------------------------------------------------
+
+	local event_keys = { types = true, rcvbuf = true, netns = true, filter = true,
+		kernel_filter = true, timeout = true }
+
+	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}
+	local function kernel_filter(fname, kf)
+		if type(kf) ~= "table" then
+			raise(fname .. ": bad argument 'kernel_filter' (table expected, got " .. type(kf) .. ")")
+		end
+		local parts = {}
+		local function list(v)
+			return type(v) == "table" and v or { v }
+		end
+		for k, v in pairs(kf) do
+			if k == "proto" then
+				parts[#parts + 1] = F.proto((table.unpack or unpack)(list(v)))
+			elseif k == "src" or k == "dst" then
+				parts[#parts + 1] = F[k]((table.unpack or unpack)(list(v)))
+			elseif k == "mark" then
+				if type(v) ~= "table" then
+					raise(fname .. ": bad argument 'kernel_filter.mark' ({value =, mask =} expected)")
+				end
+				local marks = v.value ~= nil and { v } or v
+				local any = {}
+				for i, mk in ipairs(marks) do
+					if type(mk) ~= "table" then
+						raise(fname .. ": bad argument 'kernel_filter.mark' ({value =, mask =} expected)")
+					end
+					any[i] = F.mark(mk.value, mk.mask)
+				end
+				parts[#parts + 1] = F.marks(any)
+			else
+				raise(fname .. ": bad argument 'kernel_filter." .. tostring(k) .. "' (unknown field)")
+			end
+		end
+		return F.all((table.unpack or unpack)(parts))
+	end
+
+	local function subscribe(h, opts, fname)
+		if opts == nil then
+			return core.subscribe(h, nil, fname)
+		end
+		if type(opts) ~= "table" then
+			raise(fname .. ": bad argument 'opts' (table expected, got " .. type(opts) .. ")")
+		end
+		local o = {}
+		for k, v in pairs(opts) do
+			if not event_keys[k] or (k == "timeout" and fname ~= "events") then
+				raise(fname .. ": bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
+					.. " (unknown option)")
+			end
+			if k ~= "filter" and k ~= "kernel_filter" and k ~= "timeout" then
+				o[k] = v
+			end
+		end
+		local f = opts.filter
+		if f ~= nil and type(f) ~= "function" and not F.is(f) and type(f) ~= "table" then
+			raise(fname .. ": bad argument 'filter' (function or filter expected, got " .. type(f) .. ")")
+		end
+		local c, lua
+		if f ~= nil then
+			local p = F.coerce(f, fname):plan(fname)
+			c, lua = p.c, p.residual
+		end
+		if opts.kernel_filter ~= nil then
+			c = c and F.all(kernel_filter(fname, opts.kernel_filter), c) or
+				kernel_filter(fname, opts.kernel_filter)
+		end
+		if c then
+			o.matcher = core.matcher(c:description(), fname)
+		end
+		o.filter = lua
+		return core.subscribe(h, o, fname)
+	end
+
+	function methods.subscribe(h, opts)
+		return subscribe(h, opts, "subscribe")
+	end
+
+	local function events(h, opts)
+		local timeout = type(opts) == "table" and opts.timeout or nil
+		if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
+			raise("events: bad argument 'timeout' (seconds >= 0 expected)")
+		end
+		local sub, msg = subscribe(h, opts, "events")
+		if not sub then
+			raise(msg)
+		end
+		-- Looked up once: each lookup on the subscription is a metamethod call.
+		local nextev, close, done = sub.next, sub.close, false
+		local function iter()
+			if done then
+				return nil
+			end
+			local ev, err = nextev(sub, timeout)
+			if ev == nil then
+				done = true
+				close(sub)
+				if err then
+					raise(err)
+				end
+			end
+			return ev
+		end
+		return iter, sub, nil, sub
+	end
+
+	methods.events = events
+	H.subscribe = subscribe
+	H.events = events
+end
+
+return H
