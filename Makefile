@@ -41,7 +41,7 @@ LUAFILES    := lua/conntrack.lua $(wildcard lua/conntrack/*.lua)
 TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
               LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events test-tools clean
+.PHONY: all install uninstall deps check check-layers check-unit check-asan check-compat demo bench bench-bulk bench-events test-tools clean
 
 all: $(MODULE)
 
@@ -70,6 +70,7 @@ deps:
 # and always removed afterwards (tools/netns-run).  busted reads .busted.
 check: deps
 	$(MAKE) all
+	$(MAKE) -s check-layers
 	$(MAKE) -s test-tools
 	$(TEST_ENV) tools/netns-run busted --lua=$(LUA) $(BUSTED_ARGS)
 
@@ -131,6 +132,21 @@ bench-bulk: deps all
 bench-events: deps all
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/events.lua $(BENCH_ARGS)
+
+# The C units stand in layers: no two call each other in a circle (from the
+# objects' symbols), and core.so exports luaopen_conntrack_core alone.  The
+# check is first shown to catch a circle made on purpose.
+check-layers: all
+	@tmp=$$(mktemp -d) && \
+	printf 'void b(void); void a(void); void a(void) { b(); }\n' > $$tmp/a.c && \
+	printf 'void a(void); void b(void); void b(void) { a(); }\n' > $$tmp/b.c && \
+	$(CC) -c -o $$tmp/a.o $$tmp/a.c && $(CC) -c -o $$tmp/b.o $$tmp/b.c && \
+	if $(LUA) tools/layers.lua $$tmp/a.o $$tmp/b.o >/dev/null 2>&1; then \
+		rm -rf $$tmp; echo "check-layers: a circle went unseen" >&2; exit 1; fi; rm -rf $$tmp
+	$(LUA) tools/layers.lua $(OBJS)
+	@extra=$$(nm -D --defined-only $(MODULE) | awk '$$3 != "luaopen_conntrack_core" { print $$3 }'); \
+	if [ -n "$$extra" ]; then echo "check-layers: core.so exports more than luaopen_conntrack_core: $$extra" >&2; exit 1; fi; \
+	echo "check-layers: core.so exports luaopen_conntrack_core alone"
 
 test-tools: $(BUILD)/addr_test
 	$(BUILD)/addr_test

@@ -5,6 +5,7 @@
  * add, load, synthetic entries) and changes (update).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -768,8 +769,8 @@ int lct_spec_read_p(lua_State *L, int idx, int kinds, const char *fname,
 
 /* ---- writing --------------------------------------------------------- */
 
-static void lct_put_tuple(struct nlmsghdr *nlh, int type, const struct lct_tup *t,
-			  int family)
+void lct_put_tuple(struct nlmsghdr *nlh, int type, const struct lct_tup *t,
+		   int family)
 {
 	struct nlattr *nest = mnl_attr_nest_start(nlh, type), *n;
 	size_t alen = family == AF_INET ? 4 : 16;
@@ -940,4 +941,225 @@ int lct_put_key(struct nlmsghdr *nlh, const struct nlmsghdr *m)
 			     mnl_attr_get_payload(at[CTA_ZONE]));
 	lct_nl_family(nlh, lct_nl_msgfamily(m), NFNETLINK_V0);
 	return lct_nl_msgfamily(m);
+}
+
+/* ---- expectations ------------------------------------------------------ */
+
+static const char *const lct_xkey_names[] = {
+	"family", "proto", "src", "dst", "sport", "dport", "zone", NULL
+};
+static const char *const lct_xspec_names[] = {
+	"family", "proto", "src", "dst", "sport", "dport", "zone",
+	"tuple_src", "tuple_dst", "tuple_sport", "tuple_dport",
+	"mask_src", "mask_dst", "mask_sport", "mask_dport",
+	"timeout", "helper", "flags", "class", "fn",
+	"nat_dir", "nat_src", "nat_dst", "nat_sport", "nat_dport", NULL
+};
+
+/* One tuple of an expectation: prefix "" (master or lookup), "tuple_", "mask_", "nat_". */
+static int lct_xtuple(lua_State *L, int t, const char *fname, const char *prefix,
+		      struct lct_tup *tup, int *family, int need, int mask)
+{
+	char key[32];
+	int w, any = 0;
+
+	memset(tup, 0, sizeof(*tup));
+	for (w = 0; w < 2; w++) {
+		snprintf(key, sizeof(key), "%s%s", prefix, w ? "dst" : "src");
+		if (lct_rawfield(L, t, key) != LUA_TNIL) {
+			int f = lct_addr_arg(L, -1, fname, key, w ? tup->dst : tup->src);
+
+			if (*family != 0 && *family != f)
+				lct_argerror(L, fname, key, "IPv4 and IPv6 addresses mixed in one tuple");
+			*family = f;
+			tup->set |= w ? LCT_T_DST : LCT_T_SRC;
+			any = 1;
+		} else if (need) {
+			lct_argerror(L, fname, key, "missing");
+		}
+		lua_pop(L, 1);
+	}
+	for (w = 0; w < 2; w++) {
+		int64_t v;
+
+		snprintf(key, sizeof(key), "%s%s", prefix, w ? "dport" : "sport");
+		if (lct_int_field(L, t, key, fname, 0, 65535, &v)) {
+			if (w)
+				tup->dport = (uint16_t)v;
+			else
+				tup->sport = (uint16_t)v;
+			tup->set |= w ? LCT_T_DPORT : LCT_T_SPORT;
+			any = 1;
+		} else if (mask) {
+			/* an absent mask port: the port must match exactly */
+			if (w)
+				tup->dport = 0xffff;
+			else
+				tup->sport = 0xffff;
+			tup->set |= w ? LCT_T_DPORT : LCT_T_SPORT;
+		}
+	}
+	return any;
+}
+
+void lct_xspec_read(lua_State *L, int idx, int create, const char *fname,
+		    struct lct_xspec *x)
+{
+	int t = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+	int family = 0, i;
+	int64_t v;
+
+	memset(x, 0, sizeof(*x));
+	if (!lua_istable(L, t))
+		lct_argerror(L, fname, create ? "spec" : "tuple", "table expected, got %s",
+			     luaL_typename(L, t));
+	lct_check_names(L, t, fname, create ? lct_xspec_names : lct_xkey_names);
+	if (lct_rawfield(L, t, "family") != LUA_TNIL)
+		family = lct_family_arg(L, -1, fname, "family");
+	lua_pop(L, 1);
+	if (lct_rawfield(L, t, "proto") == LUA_TNIL)
+		lct_argerror(L, fname, "proto", "missing");
+	x->proto = (uint8_t)lct_proto_arg(L, -1, fname, "proto");
+	lua_pop(L, 1);
+	lct_xtuple(L, t, fname, "", &x->master, &family, 1, 0);
+	if (create) {
+		lct_xtuple(L, t, fname, "tuple_", &x->tuple, &family, 1, 0);
+		lct_xtuple(L, t, fname, "mask_", &x->mask, &family, 0, 1);
+		/* An absent mask address: the address must match exactly. */
+		if (!(x->mask.set & LCT_T_SRC))
+			memset(x->mask.src, 0xff, 16);
+		if (!(x->mask.set & LCT_T_DST))
+			memset(x->mask.dst, 0xff, 16);
+		x->mask.set |= LCT_T_SRC | LCT_T_DST;
+		if (lct_xtuple(L, t, fname, "nat_", &x->nat, &family, 0, 0))
+			x->has_nat = 1;
+	}
+	x->family = (uint8_t)family;
+	for (i = 0; i < 4; i++) {
+		static const char *const sp[] = { "sport", "tuple_sport", "mask_sport", "nat_sport" };
+		static const char *const dp[] = { "dport", "tuple_dport", "mask_dport", "nat_dport" };
+		struct lct_tup *tp = i == 0 ? &x->master : i == 1 ? &x->tuple : i == 2 ? &x->mask : &x->nat;
+		int ports = lct_proto_ports(x->proto) || x->proto == IPPROTO_GRE;
+		int used = i == 0 || create;
+
+		tp->proto = x->proto;
+		tp->set |= LCT_T_PROTO;
+		if (!ports) {
+			if (i != 2 && (tp->set & LCT_T_SPORT))
+				lct_argerror(L, fname, sp[i], "protocol %d has no ports", x->proto);
+			if (i != 2 && (tp->set & LCT_T_DPORT))
+				lct_argerror(L, fname, dp[i], "protocol %d has no ports", x->proto);
+			tp->set &= (uint8_t)~(LCT_T_SPORT | LCT_T_DPORT);
+			continue;
+		}
+		if (used && i < 2 && !(tp->set & LCT_T_SPORT))
+			lct_argerror(L, fname, sp[i], "missing");
+		if (used && i < 2 && !(tp->set & LCT_T_DPORT))
+			lct_argerror(L, fname, dp[i], "missing");
+		tp->set |= LCT_T_PORTS;
+	}
+	if (lct_int_field(L, t, "zone", fname, 0, 65535, &v)) {
+		x->zone = (uint16_t)v;
+		x->has |= LCT_X_ZONE;
+	}
+	if (!create)
+		return;
+	if (lct_int_field(L, t, "timeout", fname, 0, 0xffffffffLL, &v)) {
+		x->timeout = (uint32_t)v;
+		x->has |= LCT_X_TIMEOUT;
+	} else {
+		lct_argerror(L, fname, "timeout", "missing (seconds the expectation lives)");
+	}
+	if (lct_int_field(L, t, "class", fname, 0, 0xffffffffLL, &v)) {
+		x->class = (uint32_t)v;
+		x->has |= LCT_X_CLASS;
+	}
+	if (lct_rawfield(L, t, "flags") != LUA_TNIL) {
+		if (lua_type(L, -1) == LUA_TNUMBER) {
+			x->flags = (uint32_t)lct_int_arg(L, -1, fname, "flags", 0, 0xffffffffLL);
+		} else if (lua_istable(L, -1)) {
+			static const char *const fl[] = { "PERMANENT", "INACTIVE", "USERSPACE" };
+			int n = (int)lua_rawlen(L, -1), j, k;
+
+			for (j = 1; j <= n; j++) {
+				lua_rawgeti(L, -1, j);
+				for (k = 0; k < 3; k++)
+					if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), fl[k]) == 0)
+						break;
+				if (k == 3)
+					lct_argerror(L, fname, "flags", "unknown flag %s (PERMANENT, INACTIVE, USERSPACE)",
+						     lct_shortval(L, -1));
+				x->flags |= 1u << k;
+				lua_pop(L, 1);
+			}
+		} else {
+			lct_argerror(L, fname, "flags", "array of flag names or a number expected, got %s",
+				     luaL_typename(L, -1));
+		}
+		x->has |= LCT_X_FLAGS;
+	}
+	lua_pop(L, 1);
+	for (i = 0; i < 2; i++) {
+		const char *k = i ? "fn" : "helper";
+		char *out = i ? x->fn : x->helper;
+
+		if (lct_rawfield(L, t, k) != LUA_TNIL) {
+			size_t n;
+			const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+
+			if (s == NULL || n == 0 || n >= 16 || strlen(s) != n)
+				lct_argerror(L, fname, k, "name expected, got %s", lct_shortval(L, -1));
+			memcpy(out, s, n + 1);
+			x->has |= i ? LCT_X_FN : LCT_X_HELPER;
+		}
+		lua_pop(L, 1);
+	}
+	if (lct_rawfield(L, t, "nat_dir") != LUA_TNIL) {
+		const char *d = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+
+		if (strcmp(d, "orig") == 0)
+			x->nat_dir = 0;
+		else if (strcmp(d, "reply") == 0)
+			x->nat_dir = 1;
+		else
+			lct_argerror(L, fname, "nat_dir", "\"orig\" or \"reply\" expected, got %s",
+				     lct_shortval(L, -1));
+		if (!x->has_nat)
+			lct_argerror(L, fname, "nat_dir", "needs the nat tuple (nat_src, nat_dst...)");
+	} else if (x->has_nat) {
+		lct_argerror(L, fname, "nat_dir", "missing (the nat tuple needs a direction)");
+	}
+	lua_pop(L, 1);
+}
+
+void lct_xspec_put(struct nlmsghdr *nlh, const struct lct_xspec *x)
+{
+	lct_nl_family(nlh, x->family, NFNETLINK_V0);
+	/* A lookup names the expected tuple; a create, the master and the rest. */
+	if (x->tuple.set & (LCT_T_SRC | LCT_T_DST)) {
+		lct_put_tuple(nlh, CTA_EXPECT_MASTER, &x->master, x->family);
+		lct_put_tuple(nlh, CTA_EXPECT_TUPLE, &x->tuple, x->family);
+		lct_put_tuple(nlh, CTA_EXPECT_MASK, &x->mask, x->family);
+	} else {
+		lct_put_tuple(nlh, CTA_EXPECT_TUPLE, &x->master, x->family);
+	}
+	if (x->has & LCT_X_TIMEOUT)
+		mnl_attr_put_u32(nlh, CTA_EXPECT_TIMEOUT, htonl(x->timeout));
+	if (x->has & LCT_X_ZONE)
+		mnl_attr_put_u16(nlh, CTA_EXPECT_ZONE, htons(x->zone));
+	if (x->has & LCT_X_FLAGS)
+		mnl_attr_put_u32(nlh, CTA_EXPECT_FLAGS, htonl(x->flags));
+	if (x->has & LCT_X_CLASS)
+		mnl_attr_put_u32(nlh, CTA_EXPECT_CLASS, htonl(x->class));
+	if (x->has & LCT_X_HELPER)
+		mnl_attr_put_strz(nlh, CTA_EXPECT_HELP_NAME, x->helper);
+	if (x->has & LCT_X_FN)
+		mnl_attr_put_strz(nlh, CTA_EXPECT_FN, x->fn);
+	if (x->has_nat) {
+		struct nlattr *n = mnl_attr_nest_start(nlh, CTA_EXPECT_NAT);
+
+		mnl_attr_put_u32(nlh, CTA_EXPECT_NAT_DIR, htonl((uint32_t)x->nat_dir));
+		lct_put_tuple(nlh, CTA_EXPECT_NAT_TUPLE, &x->nat, x->family);
+		mnl_attr_nest_end(nlh, n);
+	}
 }

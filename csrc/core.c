@@ -39,7 +39,8 @@ static void lct_open_class(lua_State *L, const struct lct_class *base,
 }
 
 static const luaL_Reg *const lct_handle_arrays[] = {
-	lct_handle_methods, lct_dump_handle_methods, lct_batch_handle_methods, NULL
+	lct_handle_methods, lct_dump_handle_methods, lct_batch_handle_methods,
+	lct_expect_handle_methods, NULL
 };
 
 static const luaL_Reg *const lct_matcher_arrays[] = {
@@ -56,6 +57,7 @@ static int lct_f_type(lua_State *L)
 		{&lct_entry_class, "entry"}, {&lct_tuple_class, "tuple"},
 		{&lct_handle_class, "handle"}, {&lct_sub_class, "subscription"},
 		{&lct_dump_class, "dump"}, {&lct_matcher_class, "matcher"},
+		{&lct_expect_class, "expectation"},
 	};
 	size_t i;
 
@@ -65,8 +67,8 @@ static int lct_f_type(lua_State *L)
 			continue;
 		lua_pushstring(L, classes[i].name);
 		lua_getfield(L, 1, "closed");
-		if (classes[i].c != &lct_entry_class && classes[i].c != &lct_tuple_class &&
-		    classes[i].c != &lct_matcher_class && lua_toboolean(L, -1)) {
+		if ((classes[i].c == &lct_handle_class || classes[i].c == &lct_sub_class ||
+		     classes[i].c == &lct_dump_class) && lua_toboolean(L, -1)) {
 			lua_pop(L, 1);
 			lua_pushfstring(L, "closed %s", classes[i].name);
 			lua_remove(L, -2);
@@ -107,6 +109,7 @@ int luaopen_conntrack_core(lua_State *L)
 	lct_open_class(L, &lct_dump_class, NULL, "dump");
 	lct_open_class(L, &lct_sub_class, NULL, "subscription");
 	lct_open_class(L, &lct_matcher_class, lct_matcher_arrays, "matcher");
+	lct_open_class(L, &lct_expect_class, NULL, "expectation");
 	lua_setfield(L, -2, "methods");
 	lct_entry_open(L);
 	lua_getfield(L, -1, "methods");

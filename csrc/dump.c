@@ -19,6 +19,7 @@ struct lct_dump {
 	int mref;
 	int again;			/* a tuple filter without family: IPv6 next */
 	const char *fname;		/* names the errors of st:next() */
+	int expect;			/* expectations, not flows */
 	int interrupted;
 	uint32_t seq;
 	lua_Integer count;
@@ -39,7 +40,7 @@ static void lct_dump_end(struct lct_dump *d)
 static const char *const lct_dump_names[] = { "pushdown", "zero", "table", NULL };
 
 struct lct_dumpopts {
-	int pushdown, zero;
+	int pushdown, zero, expect;
 	uint8_t msgtype;
 };
 
@@ -47,6 +48,7 @@ static void lct_dump_opts(lua_State *L, int idx, const char *fname, struct lct_d
 {
 	o->pushdown = 1;
 	o->zero = 0;
+	o->expect = 0;
 	o->msgtype = IPCTNL_MSG_CT_GET;
 	if (lua_isnoneornil(L, idx))
 		return;
@@ -63,12 +65,15 @@ static void lct_dump_opts(lua_State *L, int idx, const char *fname, struct lct_d
 			o->msgtype = IPCTNL_MSG_CT_GET_DYING;
 		else if (strcmp(t, "unconfirmed") == 0)
 			o->msgtype = IPCTNL_MSG_CT_GET_UNCONFIRMED;
+		else if (strcmp(t, "expect") == 0)
+			o->expect = 1;
 		else if (strcmp(t, "conntrack") != 0)
-			lct_argerror(L, fname, "table", "\"conntrack\", \"dying\" or \"unconfirmed\" expected, got %s",
+			lct_argerror(L, fname, "table",
+				     "\"conntrack\", \"expect\", \"dying\" or \"unconfirmed\" expected, got %s",
 				     lct_shortval(L, -1));
 	}
 	lua_pop(L, 1);
-	if (o->zero && o->msgtype == IPCTNL_MSG_CT_GET)
+	if (o->zero && o->msgtype == IPCTNL_MSG_CT_GET && !o->expect)
 		o->msgtype = IPCTNL_MSG_CT_GET_CTRZERO;
 	else if (o->zero)
 		lct_argerror(L, fname, "zero", "only for the conntrack table");
@@ -89,6 +94,8 @@ struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
 	int nsfd;
 
 	lct_dump_opts(L, oidx, fname, &o);
+	if (o.expect && m != NULL)
+		lct_argerror(L, fname, "filter", "expectations are listed whole (filter them in Lua)");
 	lct_match_kpart(m, o.pushdown && o.msgtype != IPCTNL_MSG_CT_GET_DYING &&
 			o.msgtype != IPCTNL_MSG_CT_GET_UNCONFIRMED, &k);
 	d = lct_newuserdata(L, sizeof(*d));
@@ -111,9 +118,15 @@ struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
 	/* The kernel takes a tuple filter only with a family: do both. */
 	d->again = k.has_tuple && k.family == AF_UNSPEC;
 	d->seq = lct_handle_seq(h);
-	nlh = lct_nl_req(d->req, (NFNL_SUBSYS_CTNETLINK << 8) | o.msgtype, NLM_F_DUMP,
-			 d->again ? AF_INET : k.family, d->seq);
-	lct_kpart_put(nlh, &k, 1);
+	d->expect = o.expect;
+	if (o.expect) {
+		nlh = lct_nl_req(d->req, (NFNL_SUBSYS_CTNETLINK_EXP << 8) | IPCTNL_MSG_EXP_GET,
+				 NLM_F_DUMP, AF_UNSPEC, d->seq);
+	} else {
+		nlh = lct_nl_req(d->req, (NFNL_SUBSYS_CTNETLINK << 8) | o.msgtype, NLM_F_DUMP,
+				 d->again ? AF_INET : k.family, d->seq);
+		lct_kpart_put(nlh, &k, 1);
+	}
 	d->fname = fname;
 	*err = lct_xfer_send(&d->x, d->nl, d->rx, sizeof(d->rx), nlh);
 	if (*err != 0) {
@@ -157,6 +170,14 @@ int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m)
 
 static struct lct_dump *lct_dump_state(lua_State *L, int idx, const char *fname);
 
+static void lct_dump_push(lua_State *L, const struct lct_dump *d, const struct nlmsghdr *m)
+{
+	if (d->expect)
+		lct_expect_push(L, m, 0);
+	else
+		lct_entry_push(L, m, 0);
+}
+
 /* The iterator function of a generic for: next(state) -> entry | nil. */
 static int lct_dump_iter(lua_State *L)
 {
@@ -169,7 +190,7 @@ static int lct_dump_iter(lua_State *L)
 	if (r == 0)
 		lua_pushnil(L);
 	else
-		lct_entry_push(L, m, 0);
+		lct_dump_push(L, d, m);
 	return 1;
 }
 
@@ -185,7 +206,7 @@ static int lct_dump_next(lua_State *L)
 	if (r == 0)
 		lua_pushboolean(L, 0);
 	else
-		lct_entry_push(L, m, 0);
+		lct_dump_push(L, d, m);
 	return 1;
 }
 
@@ -247,7 +268,7 @@ static int lct_h_list(lua_State *L)
 		if (d == NULL)
 			return lct_pusherr(L, "list", err);
 		while ((r = lct_dump_msg(d, &m)) == 1) {
-			lct_entry_push(L, m, 0);
+			lct_dump_push(L, d, m);
 			lua_rawseti(L, -3, ++n);
 		}
 		if (r < 0)

@@ -302,14 +302,18 @@ static int lct_t_tostring(lua_State *L)
 static void lct_push_tuple(lua_State *L, struct lct_entry *e, int reply)
 {
 	const struct nlattr *tn = lct_attr(e, reply ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG);
-	const struct nlattr *cn = lct_attr(e, reply ? CTA_COUNTERS_REPLY : CTA_COUNTERS_ORIG);
+
+	if (tn == NULL)
+		lua_pushnil(L);
+	else
+		lct_tuple_push(L, tn, lct_attr(e, reply ? CTA_COUNTERS_REPLY : CTA_COUNTERS_ORIG));
+}
+
+void lct_tuple_push(lua_State *L, const struct nlattr *tn, const struct nlattr *cn)
+{
 	uint16_t tlen, clen;
 	struct lct_tuple *t;
 
-	if (tn == NULL) {
-		lua_pushnil(L);
-		return;
-	}
 	tlen = (uint16_t)MNL_ALIGN(tn->nla_len);
 	clen = cn ? (uint16_t)MNL_ALIGN(cn->nla_len) : 0;
 	t = lct_newuserdata(L, sizeof(*t) + tlen + clen);

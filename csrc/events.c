@@ -33,6 +33,7 @@ struct lct_sub {
 	size_t bcap, blen, bpos;
 	int pending_overflow;
 	int rcvbuf;			/* what the kernel granted */
+	int expect;			/* expectation events, not flow events */
 	int filtered;			/* a socket filter is attached */
 	const struct lct_matcher *m;	/* kept alive by mref */
 	int mref;
@@ -121,7 +122,7 @@ static void lct_sub_close(lua_State *L, struct lct_sub *s)
 }
 
 static const char *const lct_sub_names[] = {
-	"types", "rcvbuf", "netns", "matcher", "filter", NULL
+	"types", "rcvbuf", "netns", "matcher", "filter", "table", NULL
 };
 
 /*
@@ -150,6 +151,19 @@ int lct_f_subscribe(lua_State *L)
 		lct_check_table(L, 2, fname, "opts");
 		lct_check_names(L, 2, fname, lct_sub_names);
 		groups = lct_groups_arg(L, 2, fname);
+		if (lct_rawfield(L, 2, "table") != LUA_TNIL) {
+			const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+
+			if (strcmp(t, "expect") == 0)
+				s->expect = 1;
+			else if (strcmp(t, "conntrack") != 0)
+				lct_argerror(L, fname, "table", "\"conntrack\" or \"expect\" expected, got %s",
+					     lct_shortval(L, -1));
+		}
+		lua_pop(L, 1);
+		/* The expectation groups are the flow groups shifted by three. */
+		if (s->expect)
+			groups <<= 3;
 		lct_int_field(L, 2, "rcvbuf", fname, 4096, 1 << 30, &rcvbuf);
 		if (lct_rawfield(L, 2, "matcher") != LUA_TNIL) {
 			s->m = lct_matcher_arg(L, -1, fname);
@@ -192,6 +206,10 @@ int lct_f_subscribe(lua_State *L)
 		return lct_pusherr(L, fname, err);
 	}
 	s->rcvbuf = lct_nl_rcvbuf(s->nl, (int)rcvbuf);
+	if (s->m != NULL && s->expect) {
+		lct_sub_close(L, s);
+		return lct_argerror(L, fname, "filter", "expectation events are not filtered (do it in Lua)");
+	}
 	if (s->m != NULL) {
 		err = lct_match_attach(s->m, mnl_socket_get_fd(s->nl));
 		if (err > 0) {
@@ -205,6 +223,7 @@ int lct_f_subscribe(lua_State *L)
 
 static int lct_ev_type(const struct nlmsghdr *m)
 {
+	/* IPCTNL_MSG_CT_DELETE and IPCTNL_MSG_EXP_DELETE are both 2. */
 	if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE)
 		return 3;
 	if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL))
@@ -327,14 +346,14 @@ static ssize_t lct_recv_many(struct lct_sub *s)
 	return (ssize_t)used;
 }
 
-/* The next event message of this subsystem from rx, or NULL. */
-static const struct nlmsghdr *lct_take(struct lct_rx *rx)
+/* The next event message of the subscription's subsystem from rx, or NULL. */
+static const struct nlmsghdr *lct_take(struct lct_rx *rx, int expect)
 {
 	const struct nlmsghdr *m;
-	int err;
+	int err, subsys = expect ? NFNL_SUBSYS_CTNETLINK_EXP : NFNL_SUBSYS_CTNETLINK;
 
 	while (lct_rx_take(rx, &m, &err) != LCT_RX_EMPTY)
-		if ((m->nlmsg_type >> 8) == NFNL_SUBSYS_CTNETLINK && m->nlmsg_type >= NLMSG_MIN_TYPE)
+		if ((m->nlmsg_type >> 8) == subsys && m->nlmsg_type >= NLMSG_MIN_TYPE)
 			return m;
 	return NULL;
 }
@@ -384,17 +403,22 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 		const struct nlmsghdr *m;
 
 		lct_sub_check(L, 1, fname);
-		m = lct_take(&s->rx);
+		m = lct_take(&s->rx, s->expect);
 		if (m == NULL && s->blen > s->bpos) {
 			struct lct_rx b;
 
 			b.buf = s->backlog;
 			b.pos = (int)s->bpos;
 			b.len = (int)(s->blen - s->bpos);
-			m = lct_take(&b);
+			m = lct_take(&b, s->expect);
 			s->bpos = m ? (size_t)b.pos : s->blen;
 		}
 		if (m != NULL) {
+			if (s->expect) {
+				lct_expect_push(L, m, lct_ev_type(m));
+				s->received++;
+				return 1;
+			}
 			if (s->m != NULL && !lct_match(s->m, m))
 				continue;
 			lct_entry_push(L, m, lct_ev_type(m));

@@ -165,9 +165,7 @@ static int lct_h_getfd(lua_State *L)
  * (which may run Lua); the handle is checked again after each.  Returns 0
  * or an errno value.
  */
-typedef void (*lct_push_fn)(lua_State *L, const struct nlmsghdr *m, void *ud);
-
-static int lct_exchange(lua_State *L, struct lct_handle *h, const char *fname,
+int lct_handle_exchange(lua_State *L, struct lct_handle *h, const char *fname,
 			struct nlmsghdr *nlh, lct_push_fn push, void *ud)
 {
 	struct lct_xfer x;
@@ -224,11 +222,10 @@ static int lct_h_get(lua_State *L)
 	struct nlmsghdr *nlh;
 	int got = 0, err;
 
-	lua_settop(L, 2);
 	nlh = lct_nl_req(h->tx, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
 			 NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
 	lct_put_flow(L, 2, "get", nlh, &s);
-	err = lct_exchange(L, h, "get", nlh, lct_get_push, &got);
+	err = lct_handle_exchange(L, h, "get", nlh, lct_get_push, &got);
 	if (err != 0)
 		return lct_pusherr(L, "get", err);
 	if (got == 0)
@@ -255,14 +252,12 @@ static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags
 		lct_changes_read(L, 3, op, &s);
 		lct_spec_put(nlh, &s, LCT_K_CHANGES);
 	} else if (kind == LCT_K_TUPLE) {
-		lua_settop(L, 2);
 		lct_put_flow(L, 2, op, nlh, &s);
 	} else {
-		lua_settop(L, 2);
 		lct_spec_read(L, 2, LCT_K_SPEC, op, &s);
 		lct_spec_put(nlh, &s, LCT_K_SPEC);
 	}
-	err = lct_exchange(L, h, op, nlh, NULL, NULL);
+	err = lct_handle_exchange(L, h, op, nlh, NULL, NULL);
 	if (err != 0)
 		return lct_pusherr(L, op, err);
 	lua_pushboolean(L, 1);
@@ -312,7 +307,7 @@ static int lct_h_flush(lua_State *L)
 	if (k.family != AF_UNSPEC)
 		lct_nl_family(nlh, k.family, 1);
 	lct_kpart_put(nlh, &k, 0);
-	err = lct_exchange(L, h, "flush", nlh, NULL, NULL);
+	err = lct_handle_exchange(L, h, "flush", nlh, NULL, NULL);
 	if (err != 0)
 		return lct_pusherr(L, "flush", err);
 	lua_pushboolean(L, 1);
@@ -345,7 +340,7 @@ static int lct_global(lua_State *L, const char *op, struct lct_global *g)
 	g->entries = g->max = -1;
 	nlh = lct_nl_req(h->tx, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS,
 			 NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
-	return lct_exchange(L, h, op, nlh, lct_global_push, g);
+	return lct_handle_exchange(L, h, op, nlh, lct_global_push, g);
 }
 
 static int lct_h_count(lua_State *L)
@@ -439,7 +434,7 @@ int lct_stats(lua_State *L, const char *op, int expect)
 			 (NFNL_SUBSYS_CTNETLINK_EXP << 8) | IPCTNL_MSG_EXP_GET_STATS_CPU :
 			 (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET_STATS_CPU,
 			 NLM_F_DUMP, AF_UNSPEC, lct_handle_seq(h));
-	err = lct_exchange(L, h, op, nlh, lct_stats_push, &s);
+	err = lct_handle_exchange(L, h, op, nlh, lct_stats_push, &s);
 	if (err != 0)
 		return lct_pusherr(L, op, err);
 	lua_newtable(L);

@@ -345,6 +345,8 @@ void lct_spec_read(lua_State *L, int idx, int kinds, const char *fname,
 		   struct lct_spec *s);
 /* Reads changes (LCT_K_CHANGES) from idx into a spec that holds a tuple. */
 void lct_changes_read(lua_State *L, int idx, const char *fname, struct lct_spec *s);
+/* A tuple nest of type (CTA_TUPLE_ORIG...) from t. */
+void lct_put_tuple(struct nlmsghdr *nlh, int type, const struct lct_tup *t, int family);
 /* Writes the spec's attributes into nlh (and its family into the header). */
 void lct_spec_put(struct nlmsghdr *nlh, const struct lct_spec *s, int kind);
 /* A delete or get of the flow message m names: its tuple and zone as they came. */
@@ -353,6 +355,27 @@ int lct_put_key(struct nlmsghdr *nlh, const struct nlmsghdr *m);	/* family, or -
 int lct_spec_read_p(lua_State *L, int idx, int kinds, const char *fname,
 		    struct lct_spec *s, int changes);
 void lct_build_open(lua_State *L);
+
+/* Expectations: the master, expected and mask tuples and the rest. */
+struct lct_xspec {
+	uint32_t has;		/* LCT_X_* */
+	uint8_t family, proto;
+	struct lct_tup master, tuple, mask, nat;
+	int has_nat, nat_dir;
+	uint32_t timeout, flags, class;
+	uint16_t zone;
+	char helper[16], fn[16];
+};
+#define LCT_X_TIMEOUT	1
+#define LCT_X_ZONE	2
+#define LCT_X_FLAGS	4
+#define LCT_X_CLASS	8
+#define LCT_X_HELPER	16
+#define LCT_X_FN	32
+/* create: a whole expectation (master, tuple_*, mask_*...); else a lookup (src, dst...). */
+void lct_xspec_read(lua_State *L, int idx, int create, const char *fname,
+		    struct lct_xspec *x);
+void lct_xspec_put(struct nlmsghdr *nlh, const struct lct_xspec *x);
 
 /* ---- match.c: the matcher -------------------------------------------- */
 
@@ -396,8 +419,11 @@ const struct nlmsghdr *lct_entry_msg(lua_State *L, int idx);
 void lct_entry_open(lua_State *L);
 extern const struct lct_class lct_entry_class, lct_tuple_class;
 extern const luaL_Reg lct_matcher_entry_methods[];
+/* Pushes a tuple object: a copy of a tuple nest (and its counters, or NULL). */
+void lct_tuple_push(lua_State *L, const struct nlattr *tuple, const struct nlattr *ctr);
 
 /* ---- handle.c: handles and single requests ---------------------------- */
+
 
 struct lct_handle {
 	struct mnl_socket *nl;	/* NULL once closed */
@@ -416,8 +442,19 @@ struct lct_handle *lct_handle_check(lua_State *L, int idx, const char *fname);
 struct mnl_socket *lct_handle_sock(lua_State *L, struct lct_handle *h, const char *fname);
 uint32_t lct_handle_seq(struct lct_handle *h);
 int lct_f_open(lua_State *L);
+/* Sends nlh on h and reads the answer, data messages to push (which may run Lua). */
+typedef void (*lct_push_fn)(lua_State *L, const struct nlmsghdr *m, void *ud);
+int lct_handle_exchange(lua_State *L, struct lct_handle *h, const char *fname,
+			struct nlmsghdr *nlh, lct_push_fn push, void *ud);
 /* Per-CPU statistics of the table, or of the expectations (expect). */
 int lct_stats(lua_State *L, const char *op, int expect);
+
+/* ---- expect.c: expectations ------------------------------------------ */
+
+void lct_expect_push(lua_State *L, const struct nlmsghdr *nlh, int evtype);
+const struct nlmsghdr *lct_expect_msg(lua_State *L, int idx);
+extern const struct lct_class lct_expect_class;
+extern const luaL_Reg lct_expect_handle_methods[];
 
 /* ---- dump.c: dumps ---------------------------------------------------- */
 

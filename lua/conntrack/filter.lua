@@ -72,8 +72,12 @@ end
 local raise = core.error
 F.raise = raise
 
+-- The function the user called, while a table is read as a filter on its
+-- behalf (h:dump{mark = -1} says "dump: ..."); else the block's own name.
+local caller
+
 local function argerr(fname, what, why)
-	raise(format("filter.%s: bad argument '%s' (%s)", fname, what, why))
+	raise(format("%s: bad argument '%s' (%s)", caller or ("filter." .. fname), what, why))
 end
 
 local function show(v)
@@ -672,7 +676,7 @@ end
 local function from_table(t)
 	for k in pairs(t) do
 		if not F.is_field(k) then
-			raise(format("filter: bad argument %s (unknown filter field)",
+			raise(format("%s: bad argument %s (unknown field)", caller or "filter",
 				type(k) == "string" and ("'" .. k .. "'") or type(k)))
 		end
 	end
@@ -694,10 +698,10 @@ local function from_table(t)
 		end
 	end
 	if t.mark_mask ~= nil and t.mark == nil then
-		raise("filter: bad argument 'mark_mask' (needs 'mark')")
+		raise((caller or "filter") .. ": bad argument 'mark_mask' (needs 'mark')")
 	end
 	if t.status_mask ~= nil and t.status == nil then
-		raise("filter: bad argument 'status_mask' (needs 'status')")
+		raise((caller or "filter") .. ": bad argument 'status_mask' (needs 'status')")
 	end
 	return F.all(unpack(parts))
 end
@@ -711,7 +715,14 @@ coerce = function(x, fname)
 	end
 	local tx = type(x)
 	if tx == "table" then
-		return from_table(x)
+		local prev = caller
+		caller = fname or prev
+		local ok, f = pcall(from_table, x)
+		caller = prev
+		if not ok then
+			error(f, 0)
+		end
+		return f
 	elseif tx == "function" then
 		return F.where(x)
 	elseif x == nil or x == true then

@@ -276,7 +276,7 @@ function H.install(methods)
 	-- ---- events ----------------------------------------------------------
 
 	local event_keys = { types = true, rcvbuf = true, netns = true, filter = true,
-		kernel_filter = true, timeout = true }
+		kernel_filter = true, timeout = true, table = true }
 
 	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}
 	local function kernel_filter(fname, kf)
@@ -334,7 +334,12 @@ function H.install(methods)
 			raise(fname .. ": bad argument 'filter' (function or filter expected, got " .. type(f) .. ")")
 		end
 		local c, lua
-		if f ~= nil then
+		if f ~= nil and opts.table == "expect" then
+			if type(f) ~= "function" then
+				raise(fname .. ": bad argument 'filter' (a function, for expectation events)")
+			end
+			lua = f
+		elseif f ~= nil then
 			local p = F.coerce(f, fname):plan(fname)
 			c, lua = p.c, p.residual
 		end
