@@ -88,6 +88,8 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 		bad++;
 		if (e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
 			r->missing++;
+		else if (e == EEXIST && strcmp(r->op, "add") == 0)
+			r->missing++;	/* for add: already there, left as it is */
 		else
 			lct_brun_fail(L, r, idx, e, 0);
 	}
@@ -125,7 +127,7 @@ static int lct_h_batch(lua_State *L)
 	if (strcmp(op, "create") == 0) {
 		kind = LCT_K_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL; op = "create";
 	} else if (strcmp(op, "add") == 0) {
-		kind = LCT_K_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE; op = "add";
+		kind = LCT_K_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL; op = "add";
 	} else if (strcmp(op, "update") == 0) {
 		kind = LCT_K_CHANGES; type = IPCTNL_MSG_CT_NEW; flags = 0; op = "update";
 	} else if (strcmp(op, "delete") == 0) {
@@ -188,6 +190,20 @@ static int lct_h_batch(lua_State *L)
 			snprintf(fname, sizeof(fname), "batch: item %d: %s", i, op);
 			s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 			bad = lct_spec_read_p(L, 4, 0, fname, &s, 1) != 0;
+			if (!bad && (s.has & LCT_S_STATUS)) {
+				/* the entry's status, added to the change's (as update does) */
+				err = lct_update_status(L, h, "batch", -1, &s);
+				if (err == ENOENT) {
+					r.missing++;
+					lua_settop(L, top);
+					continue;
+				}
+				if (err != 0) {
+					lct_brun_fail(L, &r, i, err, 0);
+					lua_settop(L, top);
+					continue;
+				}
+			}
 			if (!bad)
 				lct_spec_put(nlh, &s, LCT_K_CHANGES);
 		}
@@ -231,7 +247,7 @@ int lct_f_purge(lua_State *L)
 	r.fname = "delete_where";
 	r.op = "delete";
 	r.ft = lua_gettop(L);
-	d = lct_dump_begin(L, h, 2, 3, "delete_where", &err);
+	d = lct_dump_begin(L, h, 2, 3, "delete_where", 0, &err);
 	if (d == NULL)
 		return lct_pusherr(L, "delete_where", err);
 	r.bt = lct_batch_of(L, h, "delete_where");

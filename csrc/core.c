@@ -103,6 +103,7 @@ int luaopen_conntrack_core(lua_State *L)
 	lct_build_open(L);
 	lct_names_open(L);
 	lct_match_open(L);
+	lct_events_open(L);
 
 	lua_newtable(L);	/* module.methods: the method tables, by class */
 	lct_open_class(L, &lct_handle_class, lct_handle_arrays, "handle");

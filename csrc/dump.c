@@ -7,6 +7,7 @@
  * before an entry is made of it.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 
@@ -19,10 +20,13 @@ struct lct_dump {
 	int mref;
 	int again;			/* a tuple filter without family: IPv6 next */
 	const char *fname;		/* names the errors of st:next() */
+	int unique;			/* no flow twice */
 	int expect;			/* expectations, not flows */
+	uint64_t *seen;			/* unique: keys of the flows yielded (pairs of hashes) */
+	size_t seencap, seenn;
 	int interrupted;
 	uint32_t seq;
-	lua_Integer count;
+	lua_Integer count, duplicates;
 	char req[1024];
 	char rx[LCT_RXBUF];
 };
@@ -35,20 +39,96 @@ static void lct_dump_end(struct lct_dump *d)
 		mnl_socket_close(d->nl);
 		d->nl = NULL;
 	}
+	free(d->seen);
+	d->seen = NULL;
+	d->seencap = d->seenn = 0;
 }
 
-static const char *const lct_dump_names[] = { "pushdown", "zero", "table", NULL };
+/*
+ * Unique dumps.  Under heavy churn the kernel can send one flow twice in a
+ * dump (its hash table moves entries between the chunks of a dump) without
+ * flagging it.  A flow is its original tuple and zone: two independent
+ * 64-bit hashes of those bytes are kept per flow, so that two different
+ * flows are taken for one with a chance of about n^2 / 2^129.
+ */
+static void lct_key_hash(const struct nlmsghdr *m, uint64_t *h1, uint64_t *h2)
+{
+	const struct nlattr *at[LCT_CTA_MAX + 1];
+	uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
+	int i;
+
+	lct_a_table(m, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
+	for (i = 0; i < 2; i++) {
+		const struct nlattr *x = at[i ? CTA_ZONE : CTA_TUPLE_ORIG];
+		const unsigned char *p;
+		size_t n, j;
+
+		if (x == NULL)
+			continue;
+		p = mnl_attr_get_payload(x);
+		n = mnl_attr_get_payload_len(x);
+		for (j = 0; j < n; j++) {
+			a = (a ^ p[j]) * 0x100000001b3ULL;
+			b = (b + p[j] + 1) * 0xff51afd7ed558ccdULL;
+			b ^= b >> 29;
+		}
+		a = (a ^ 0xff) * 0x100000001b3ULL;	/* separates the two parts */
+	}
+	*h1 = a | 1;	/* never 0: 0 marks a free slot */
+	*h2 = b;
+}
+
+/* 1 when the flow of m is new to the dump, 0 when it was yielded, -1 out of memory. */
+static int lct_seen_add(struct lct_dump *d, const struct nlmsghdr *m)
+{
+	uint64_t h1, h2;
+	size_t i, mask;
+
+	if (d->seenn * 2 >= d->seencap) {
+		size_t cap = d->seencap ? d->seencap * 2 : 1024, j;
+		uint64_t *t = calloc(cap, 2 * sizeof(uint64_t));
+
+		if (t == NULL)
+			return -1;
+		for (j = 0; j < d->seencap; j++) {
+			uint64_t k1 = d->seen[2 * j], k2 = d->seen[2 * j + 1];
+
+			if (k1 == 0)
+				continue;
+			for (i = (size_t)k1 & (cap - 1); t[2 * i] != 0; i = (i + 1) & (cap - 1))
+				;
+			t[2 * i] = k1;
+			t[2 * i + 1] = k2;
+		}
+		free(d->seen);
+		d->seen = t;
+		d->seencap = cap;
+	}
+	lct_key_hash(m, &h1, &h2);
+	mask = d->seencap - 1;
+	for (i = (size_t)h1 & mask; d->seen[2 * i] != 0; i = (i + 1) & mask)
+		if (d->seen[2 * i] == h1 && d->seen[2 * i + 1] == h2)
+			return 0;
+	d->seen[2 * i] = h1;
+	d->seen[2 * i + 1] = h2;
+	d->seenn++;
+	return 1;
+}
+
+static const char *const lct_dump_names[] = { "pushdown", "zero", "table", "unique", NULL };
 
 struct lct_dumpopts {
-	int pushdown, zero, expect;
+	int pushdown, zero, expect, unique;
 	uint8_t msgtype;
 };
 
-static void lct_dump_opts(lua_State *L, int idx, const char *fname, struct lct_dumpopts *o)
+static void lct_dump_opts(lua_State *L, int idx, const char *fname, int unique,
+			  struct lct_dumpopts *o)
 {
 	o->pushdown = 1;
 	o->zero = 0;
 	o->expect = 0;
+	o->unique = unique;
 	o->msgtype = IPCTNL_MSG_CT_GET;
 	if (lua_isnoneornil(L, idx))
 		return;
@@ -58,6 +138,9 @@ static void lct_dump_opts(lua_State *L, int idx, const char *fname, struct lct_d
 		o->pushdown = lct_bool_field(L, idx, "pushdown", fname);
 	lua_pop(L, 1);
 	o->zero = lct_bool_field(L, idx, "zero", fname);
+	if (lct_rawfield(L, idx, "unique") != LUA_TNIL)
+		o->unique = lct_bool_field(L, idx, "unique", fname);
+	lua_pop(L, 1);
 	if (lct_rawfield(L, idx, "table") != LUA_TNIL) {
 		const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
 
@@ -84,7 +167,7 @@ static void lct_dump_opts(lua_State *L, int idx, const char *fname, struct lct_d
  * state.  Returns it, or NULL with *err (nothing pushed).
  */
 struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
-				int oidx, const char *fname, int *err)
+				int oidx, const char *fname, int unique, int *err)
 {
 	const struct lct_matcher *m = lct_matcher_arg(L, midx, fname);
 	struct lct_dumpopts o;
@@ -93,7 +176,7 @@ struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
 	struct nlmsghdr *nlh;
 	int nsfd;
 
-	lct_dump_opts(L, oidx, fname, &o);
+	lct_dump_opts(L, oidx, fname, unique, &o);
 	if (o.expect && m != NULL)
 		lct_argerror(L, fname, "filter", "expectations are listed whole (filter them in Lua)");
 	lct_match_kpart(m, o.pushdown && o.msgtype != IPCTNL_MSG_CT_GET_DYING &&
@@ -119,6 +202,7 @@ struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
 	d->again = k.has_tuple && k.family == AF_UNSPEC;
 	d->seq = lct_handle_seq(h);
 	d->expect = o.expect;
+	d->unique = o.unique && !o.expect;
 	if (o.expect) {
 		nlh = lct_nl_req(d->req, (NFNL_SUBSYS_CTNETLINK_EXP << 8) | IPCTNL_MSG_EXP_GET,
 				 NLM_F_DUMP, AF_UNSPEC, d->seq);
@@ -151,6 +235,18 @@ int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m)
 		if (r == 1) {
 			if (d->m != NULL && !lct_match(d->m, *m))
 				continue;
+			if (d->unique) {
+				int u = lct_seen_add(d, *m);
+
+				if (u == 0) {
+					d->duplicates++;
+					continue;
+				}
+				if (u < 0) {
+					lct_dump_end(d);
+					return -ENOMEM;
+				}
+			}
 			d->count++;
 			return 1;
 		}
@@ -228,10 +324,9 @@ static int lct_f_query(lua_State *L)
 	fname = fnames[i] ? fnames[i] : "dump";
 	h = lct_handle_check(L, 1, fname);
 	lua_settop(L, 3);
-	d = lct_dump_begin(L, h, 2, 3, fname, &err);
+	d = lct_dump_begin(L, h, 2, 3, fname, 0, &err);
 	if (d == NULL)
 		return lct_pusherr(L, fname, err);
-	d->fname = fname;
 	return 1;
 }
 
@@ -242,7 +337,7 @@ static int lct_h_dump(lua_State *L)
 	int err;
 
 	lua_settop(L, 3);
-	if (lct_dump_begin(L, h, 2, 3, "dump", &err) == NULL)
+	if (lct_dump_begin(L, h, 2, 3, "dump", 0, &err) == NULL)
 		return lct_error(L, "%s", lct_pushmsg(L, "dump", err));
 	lua_pushcfunction(L, lct_dump_iter);
 	lua_insert(L, -2);
@@ -264,7 +359,7 @@ static int lct_h_list(lua_State *L)
 		int n = 0;
 
 		lua_newtable(L);
-		d = lct_dump_begin(L, h, 2, 3, "list", &err);
+		d = lct_dump_begin(L, h, 2, 3, "list", 1, &err);
 		if (d == NULL)
 			return lct_pusherr(L, "list", err);
 		while ((r = lct_dump_msg(d, &m)) == 1) {
@@ -302,7 +397,9 @@ static int lct_dump_gc(lua_State *L)
 	return 0;
 }
 
-static const char *const lct_dump_fields[] = { "interrupted", "count", "closed", NULL };
+static const char *const lct_dump_fields[] = {
+	"interrupted", "count", "closed", "duplicates", NULL
+};
 
 static int lct_dump_index(lua_State *L)
 {
@@ -312,6 +409,7 @@ static int lct_dump_index(lua_State *L)
 	case 0: lua_pushboolean(L, d->interrupted); break;
 	case 1: lua_pushinteger(L, d->count); break;
 	case 2: lua_pushboolean(L, d->nl == NULL); break;
+	case 3: lua_pushinteger(L, d->duplicates); break;
 	}
 	return 1;
 }

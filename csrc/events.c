@@ -359,13 +359,49 @@ static const struct nlmsghdr *lct_take(struct lct_rx *rx, int expect)
 }
 
 /*
+ * The main thread: the lua command's Ctrl-C handler sets its hook there,
+ * whichever coroutine is waiting.  5.1 and LuaJIT have no registry slot
+ * for it: the thread that loaded the module is kept, if it was the main one.
+ */
+static const char lct_main_key = 'M';
+
+void lct_events_open(lua_State *L)
+{
+#if LUA_VERSION_NUM < 502
+	if (lua_pushthread(L) == 1)
+		lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_main_key);
+	else
+		lua_pop(L, 1);
+#else
+	(void)L;
+	(void)lct_main_key;
+#endif
+}
+
+static lua_State *lct_main_thread(lua_State *L)
+{
+	lua_State *m;
+
+#if LUA_VERSION_NUM < 502
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_main_key);
+#else
+	lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+#endif
+	m = lua_tothread(L, -1);
+	lua_pop(L, 1);
+	return m != NULL ? m : L;
+}
+
+/*
  * Waits until readable: 1; 0 when the deadline passed or the interpreter
- * wants control back (a signal handler installed a hook: Ctrl-C); or
- * -errno.  deadline < 0 waits for ever.  Other signals restart the wait.
+ * wants control back (a signal handler installed a hook on the main
+ * thread: Ctrl-C); or -errno.  deadline < 0 waits for ever.  Other signals
+ * restart the wait.
  */
 static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
 {
-	lua_Hook hook = lua_gethook(L);
+	lua_State *main = lct_main_thread(L);
+	lua_Hook hook = lua_gethook(main), chook = lua_gethook(L);
 	struct pollfd p;
 
 	p.fd = mnl_socket_get_fd(s->nl);
@@ -387,7 +423,7 @@ static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
 			continue;	/* the deadline check above decides */
 		if (errno != EINTR)
 			return -errno;
-		if (lua_gethook(L) != hook)
+		if (lua_gethook(main) != hook || lua_gethook(L) != chook)
 			return 0;
 	}
 }

@@ -233,6 +233,48 @@ static int lct_h_get(lua_State *L)
 	return 1;
 }
 
+static void lct_status_got(lua_State *L, const struct nlmsghdr *m, void *ud)
+{
+	const struct nlattr *at[LCT_CTA_MAX + 1];
+
+	(void)L;
+	lct_a_table(m, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
+	lct_a_u32(at[CTA_STATUS], ud);
+}
+
+/*
+ * The status flags of an update are added to the entry's, as `conntrack
+ * -U -u` does (the kernel refuses to clear some, and clears the others when
+ * they are left out): the entry's own from its message, else from a get.
+ * Returns 0 or an errno.
+ */
+int lct_update_status(lua_State *L, struct lct_handle *h, const char *fname, int idx,
+		      struct lct_spec *s)
+{
+	const struct nlmsghdr *msg = lct_entry_msg(L, idx);
+	uint32_t cur = 0;
+
+	if (!(s->has & LCT_S_STATUS))
+		return 0;
+	if (msg != NULL) {
+		lct_status_got(L, msg, &cur);
+	} else {
+		char buf[LCT_TXBUF];
+		struct lct_spec t;
+		struct nlmsghdr *nlh = lct_nl_req(buf, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
+						  NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
+		int err;
+
+		lct_spec_read(L, idx, LCT_K_TUPLE, fname, &t);
+		lct_spec_put(nlh, &t, LCT_K_TUPLE);
+		err = lct_handle_exchange(L, h, fname, nlh, lct_status_got, &cur);
+		if (err != 0)
+			return err;
+	}
+	s->status |= cur;
+	return 0;
+}
+
 static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags, int kind)
 {
 	struct lct_handle *h = lct_handle_check(L, 1, op);
@@ -250,6 +292,9 @@ static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags
 		lct_put_flow(L, 2, op, nlh, &s);
 		s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 		lct_changes_read(L, 3, op, &s);
+		err = lct_update_status(L, h, op, 2, &s);
+		if (err != 0)
+			return lct_pusherr(L, op, err);
 		lct_spec_put(nlh, &s, LCT_K_CHANGES);
 	} else if (kind == LCT_K_TUPLE) {
 		lct_put_flow(L, 2, op, nlh, &s);
@@ -258,6 +303,11 @@ static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags
 		lct_spec_put(nlh, &s, LCT_K_SPEC);
 	}
 	err = lct_handle_exchange(L, h, op, nlh, NULL, NULL);
+	/* add: an entry already there is no error, and is left as it is. */
+	if (err == EEXIST && strcmp(op, "add") == 0) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
 	if (err != 0)
 		return lct_pusherr(L, op, err);
 	lua_pushboolean(L, 1);
@@ -271,7 +321,7 @@ static int lct_h_create(lua_State *L)
 
 static int lct_h_add(lua_State *L)
 {
-	return lct_change(L, "add", IPCTNL_MSG_CT_NEW, NLM_F_CREATE, LCT_K_SPEC);
+	return lct_change(L, "add", IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, LCT_K_SPEC);
 }
 
 static int lct_h_update(lua_State *L)

@@ -446,6 +446,9 @@ int lct_f_open(lua_State *L);
 typedef void (*lct_push_fn)(lua_State *L, const struct nlmsghdr *m, void *ud);
 int lct_handle_exchange(lua_State *L, struct lct_handle *h, const char *fname,
 			struct nlmsghdr *nlh, lct_push_fn push, void *ud);
+/* Adds the entry's status (of the flow at idx) to an update's, as the CLI does. */
+int lct_update_status(lua_State *L, struct lct_handle *h, const char *fname, int idx,
+		      struct lct_spec *s);
 /* Per-CPU statistics of the table, or of the expectations (expect). */
 int lct_stats(lua_State *L, const char *op, int expect);
 
@@ -464,7 +467,7 @@ extern const struct lct_class lct_dump_class;
 /* Starts a dump for h:purge and the like: the state is pushed, or NULL and *err. */
 struct lct_dump;
 struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
-				int oidx, const char *fname, int *err);
+				int oidx, const char *fname, int unique, int *err);
 int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m);	/* 1, 0, -errno */
 
 /* ---- batch.c: batched requests ---------------------------------------- */
@@ -476,5 +479,6 @@ int lct_f_purge(lua_State *L);
 
 extern const struct lct_class lct_sub_class;
 int lct_f_subscribe(lua_State *L);
+void lct_events_open(lua_State *L);
 
 #endif

@@ -461,17 +461,21 @@ local function u32(fname, what, v)
 	return v
 end
 
-local function band(a, b)
+-- 32-bit and/or/xor on any Lua (5.1 has no operators for them).
+local function bitop(a, b, f)
 	local r, p = 0, 1
 	for _ = 1, 32 do
-		if a % 2 == 1 and b % 2 == 1 then
+		if f(a % 2, b % 2) then
 			r = r + p
 		end
 		a, b, p = floor(a / 2), floor(b / 2), p * 2
 	end
 	return r
 end
+local function band(a, b) return bitop(a, b, function(x, y) return x + y == 2 end) end
 F.band = band
+F.bor = function(a, b) return bitop(a, b, function(x, y) return x + y > 0 end) end
+F.bxor = function(a, b) return bitop(a, b, function(x, y) return x + y == 1 end) end
 
 function F.mark(value, mask)
 	if type(value) == "string" and mask == nil then

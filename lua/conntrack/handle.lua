@@ -27,7 +27,7 @@ local type, pairs, tostring, floor = type, pairs, tostring, math.floor
 local H = {}
 
 local how_keys = {
-	dump = { pushdown = "boolean", zero = "boolean", table = "string" },
+	dump = { pushdown = "boolean", zero = "boolean", table = "string", unique = "boolean" },
 	list = { pushdown = "boolean", zero = "boolean", table = "string" },
 	flush = { pushdown = "boolean", batch = "number" },
 	delete_where = { pushdown = "boolean", batch = "number" },
@@ -62,6 +62,90 @@ local function check_how(fname, how)
 		end
 	end
 	return how, dump
+end
+
+-- Would changes alter entry e?  As `conntrack -U` judges: the mark
+-- ((old & ~mask) ~ value), status flags (added to the entry's), labels and
+-- the protocol state; a new timeout always counts as a change.
+local status_bits = core.status_bits
+local function bits(v)
+	if type(v) == "number" then
+		return v
+	elseif type(v) == "string" then
+		return status_bits[v] or 0
+	end
+	local n = 0
+	for k, x in pairs(v) do
+		local name = type(k) == "number" and x or (x and k)
+		if name then
+			n = n + (status_bits[name] or 0)
+		end
+	end
+	return n
+end
+
+local function set_bits(set)
+	local out = {}
+	for k, v in pairs(set or {}) do
+		if type(k) == "number" and type(v) ~= "boolean" then
+			out[tostring(v)] = true
+		elseif v then
+			out[tostring(k)] = true
+		end
+	end
+	return out
+end
+
+local function alters(e, c)
+	if c.timeout ~= nil or c.tcp_flags_orig ~= nil or c.tcp_flags_reply ~= nil or
+		c.tcp_wscale_orig ~= nil or c.tcp_wscale_reply ~= nil then
+		return true
+	end
+	if c.state ~= nil and c.state ~= e.state then
+		return true
+	end
+	if c.mark ~= nil then
+		local old, mask = e.mark or 0, c.mark_mask or 4294967295
+		if F.bxor(F.band(old, 4294967295 - mask), c.mark) ~= old then
+			return true
+		end
+	end
+	if c.status ~= nil then
+		local old = 0
+		for name in pairs(e.status or {}) do
+			old = old + (status_bits[name] or 0)
+		end
+		if F.bor(old, bits(c.status)) ~= old then
+			return true
+		end
+	end
+	if c.labels ~= nil or c.label_add ~= nil or c.label_del ~= nil then
+		local have = set_bits(e.labels)
+		for l in pairs(set_bits(c.label_add)) do
+			if not have[l] then
+				return true
+			end
+		end
+		for l in pairs(set_bits(c.label_del)) do
+			if have[l] then
+				return true
+			end
+		end
+		if c.labels ~= nil then
+			local want, mask = set_bits(c.labels), c.labels_mask and set_bits(c.labels_mask)
+			for l in pairs(want) do
+				if not have[l] then
+					return true
+				end
+			end
+			for l in pairs(have) do
+				if not want[l] and (mask == nil or mask[l]) then
+					return true
+				end
+			end
+		end
+	end
+	return false
 end
 
 -- The filter at hand, planned: the matcher and the Lua residual.
@@ -121,7 +205,7 @@ function H.install(methods)
 		if not st then
 			return nil, qmsg, qerr
 		end
-		local res = { done = 0, missing = 0, failures = {} }
+		local res = { done = 0, missing = 0, failures = {}, unchanged = 0 }
 		local function send(chunk, n, seen)
 			local ok, miss, fails = cbatch(h, op, chunk, changes)
 			if not ok then
@@ -148,7 +232,9 @@ function H.install(methods)
 				elseif e == false then
 					break
 				end
-				if not pred or pred(e) then
+				if (not pred or pred(e)) and changes and not alters(e, changes) then
+					res.unchanged = res.unchanged + 1
+				elseif not pred or pred(e) then
 					n, seen = n + 1, seen + 1
 					chunk[n] = e
 					if n >= size then
@@ -172,6 +258,9 @@ function H.install(methods)
 				error(ok, 0)
 			end
 			return nil, msg, errno
+		end
+		if changes then
+			return res.done, res.missing, res.failures, res.unchanged
 		end
 		return res.done, res.missing, res.failures
 	end
