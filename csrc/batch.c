@@ -47,6 +47,8 @@ struct lct_brun {
 	int ft;			/* the failures table */
 	int ok, missing, failed;
 	int item[LCT_BATCH_MAX];	/* item index of each message in the batch */
+	int line[LCT_BATCH_MAX];	/* load_text: its line */
+	char kind[LCT_BATCH_MAX];	/* load_text: its command ('I', 'A', 'U', 'D') */
 };
 
 static void lct_brun_fail(lua_State *L, struct lct_brun *r, int index, int err, int msgidx)
@@ -73,25 +75,36 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 {
 	struct lct_batch *bt = r->bt;
 	int sent = bt->count, i, bad = 0, err;
-	int items[LCT_BATCH_MAX];
+	int items[LCT_BATCH_MAX], lines[LCT_BATCH_MAX];
 
 	if (sent == 0)
 		return 0;
 	memcpy(items, r->item, sizeof(int) * (size_t)sent);
+	memcpy(lines, r->line, sizeof(int) * (size_t)sent);
 	err = lct_batch_flush(bt, lct_handle_sock(L, r->h, r->fname), r->h->rx, sizeof(r->h->rx));
 	if (err != 0)
 		return err;
 	/* Only now Lua values: the exchange is over. */
 	for (i = 0; i < bt->nfail; i++) {
-		int e = bt->fail[i].err, idx = items[bt->fail[i].index];
+		int e = bt->fail[i].err, at = bt->fail[i].index, idx = items[at];
+		char k = r->kind[at];
 
 		bad++;
-		if (e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
+		if (k == 0 && e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
 			r->missing++;
-		else if (e == EEXIST && strcmp(r->op, "add") == 0)
+		else if (k == 0 && e == EEXIST && strcmp(r->op, "add") == 0)
 			r->missing++;	/* for add: already there, left as it is */
-		else
+		else if (k != 0 && ((k == 'A' && e == EEXIST) || ((k == 'U' || k == 'D') && e == ENOENT)))
+			r->missing++;
+		else {
 			lct_brun_fail(L, r, idx, e, 0);
+			if (k != 0) {
+				lua_rawgeti(L, r->ft, r->failed);
+				lua_pushinteger(L, lines[at]);
+				lua_setfield(L, -2, "line");
+				lua_pop(L, 1);
+			}
+		}
 	}
 	r->ok += sent - bad;
 	return 0;
@@ -143,7 +156,7 @@ static int lct_h_batch(lua_State *L)
 	n = (int)lua_rawlen(L, 3);
 	lua_settop(L, 4);
 	lua_newtable(L);
-	memset(&r, 0, offsetof(struct lct_brun, item));
+	memset(&r, 0, sizeof(r));
 	r.h = h;
 	r.fname = "batch";
 	r.op = op;
@@ -242,7 +255,7 @@ int lct_f_purge(lua_State *L)
 
 	lua_settop(L, 3);
 	lua_newtable(L);
-	memset(&r, 0, offsetof(struct lct_brun, item));
+	memset(&r, 0, sizeof(r));
 	r.h = h;
 	r.fname = "delete_where";
 	r.op = "delete";
@@ -272,6 +285,90 @@ int lct_f_purge(lua_State *L)
 	err = lct_brun_flush(L, &r);
 	if (err != 0)
 		return lct_pusherr(L, "delete_where", err);
+	return lct_brun_result(L, &r);
+}
+
+/*
+ * core.load_text(h, text [, mode [, batch]]) -> done, existing, failures:
+ * save text straight to batched requests, no Lua table per line.  Each
+ * line runs as its command says (-I create, -A add, -U update, -D delete),
+ * or mode ("create", "add") decides for -I and -A lines.  existing counts
+ * adds of flows already there and updates and deletes of flows gone;
+ * failures {index =, line =, errno =, message =}.
+ */
+int lct_f_load_text(lua_State *L)
+{
+	struct lct_handle *h = lct_handle_check(L, 1, "load");
+	size_t len, pos = 0, n;
+	const char *text, *line, *mode;
+	struct lct_brun r;
+	int lineno = 0, nspec = 0, err;
+	int64_t size = 512;
+
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return lct_argerror(L, "load", "specs", "save text expected, got %s", luaL_typename(L, 2));
+	text = lua_tolstring(L, 2, &len);
+	mode = luaL_optstring(L, 3, "");
+	if (!lua_isnoneornil(L, 4))
+		size = lct_int_arg(L, 4, "load", "batch", 1, LCT_BATCH_MAX);
+	lua_settop(L, 4);
+	lua_newtable(L);
+	memset(&r, 0, sizeof(r));
+	r.h = h;
+	r.fname = "load";
+	r.op = "load";
+	r.ft = lua_gettop(L);
+	r.bt = lct_batch_of(L, h, "load");
+	if (r.bt == NULL)
+		return lct_pusherr(L, "load", ENOMEM);
+	while (lct_save_next(text, len, &pos, &line, &n)) {
+		char fname[48];
+		struct lct_spec s;
+		struct nlmsghdr *nlh;
+		int op, top = lua_gettop(L);
+		uint8_t type = IPCTNL_MSG_CT_NEW;
+		uint16_t flags = 0;
+
+		lineno++;
+		if (lct_save_blank(line, n))
+			continue;
+		nspec++;
+		snprintf(fname, sizeof(fname), "load: line %d", lineno);
+		if (lct_save_line(L, line, n, fname, &s, &op, 0) != 0) {
+			lua_pushstring(L, lct_save_msg(L, -1, "load: line"));
+			lct_brun_fail(L, &r, nspec, EINVAL, lua_gettop(L));
+			lua_rawgeti(L, r.ft, r.failed);
+			lua_pushinteger(L, lineno);
+			lua_setfield(L, -2, "line");
+			lua_settop(L, top);
+			continue;
+		}
+		if (op == 'A' || op == 'I') {
+			int create = strcmp(mode, "create") == 0 || (mode[0] == '\0' && op == 'I');
+
+			flags = NLM_F_CREATE | NLM_F_EXCL;
+			r.kind[r.bt->count] = create ? 'I' : 'A';
+		} else if (op == 'D') {
+			type = IPCTNL_MSG_CT_DELETE;
+			s.has &= (uint64_t)(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
+			r.kind[r.bt->count] = 'D';
+		} else {
+			r.kind[r.bt->count] = 'U';
+		}
+		nlh = lct_nl_req(lct_batch_cur(r.bt), (NFNL_SUBSYS_CTNETLINK << 8) | type, flags,
+				 AF_UNSPEC, 0);
+		lct_spec_put(nlh, &s, op == 'U' ? LCT_K_CHANGES : op == 'D' ? LCT_K_TUPLE : LCT_K_SPEC);
+		r.item[r.bt->count] = nspec;
+		r.line[r.bt->count] = lineno;
+		if (lct_batch_add(r.bt, lct_handle_seq(h)) || r.bt->count >= size) {
+			err = lct_brun_flush(L, &r);
+			if (err != 0)
+				return lct_pusherr(L, "load", err);
+		}
+	}
+	err = lct_brun_flush(L, &r);
+	if (err != 0)
+		return lct_pusherr(L, "load", err);
 	return lct_brun_result(L, &r);
 }
 

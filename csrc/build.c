@@ -77,18 +77,8 @@ void lct_build_open(lua_State *L)
 	lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_fieldmap_key);
 }
 
-/* Values read before the protocol is known. */
-struct lct_pending {
-	int proto;			/* -1 */
-	int family;			/* 0 */
-	uint8_t famof[F_N];		/* the family each address field gave */
-	int port[2][2];			/* [dir][src,dst]: -1 none */
-	int key[2][2];			/* GRE keys */
-	int icmp[3];			/* type, code, id */
-	char state[24];
-	int role;			/* -1 */
-	uint64_t fields;		/* ids seen */
-};
+typedef char lct_fields_fit[F_N <= LCT_NFIELDS ? 1 : -1];
+#define lct_pending lct_reader
 
 static const char *lct_fname(int id)
 {
@@ -451,7 +441,33 @@ static void lct_read(lua_State *L, int t, int kinds, const char *fname,
 	lua_pop(L, 1);
 }
 
-static void lct_pending_init(struct lct_pending *p)
+static void lct_finish(lua_State *L, int kinds, const char *fname,
+		       struct lct_spec *s, struct lct_pending *p);
+
+int lct_field_id(const char *name)
+{
+	int i;
+
+	for (i = 0; i < F_N; i++)
+		if (strcmp(lct_fields[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *s,
+		      struct lct_reader *r)
+{
+	r->fields |= (uint64_t)1 << id;
+	lct_read_field(L, fname, id, s, r);
+}
+
+void lct_reader_finish(lua_State *L, int kinds, const char *fname, struct lct_spec *s,
+		       struct lct_reader *r)
+{
+	lct_finish(L, kinds, fname, s, r);
+}
+
+void lct_reader_init(struct lct_reader *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->proto = -1;
@@ -607,8 +623,11 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 	}
 
 	if (spec) {
-		/* The missing direction, or missing parts: from the other one. */
-		if (has[0]) {
+		/* The missing direction, or missing parts: from the other one.
+		 * With NAT asked for, the kernel translates the plain inverse. */
+		if (has[0] && (s->has & (LCT_S_SNAT | LCT_S_DNAT))) {
+			lct_invert(&s->orig, &s->reply, proto);
+		} else if (has[0]) {
 			struct lct_tup given = s->reply;
 
 			lct_invert(&s->orig, &s->reply, proto);
@@ -682,7 +701,7 @@ void lct_spec_read(lua_State *L, int idx, int kinds, const char *fname,
 	if (!lua_istable(L, t))
 		lct_argerror(L, fname, kinds & (LCT_K_SPEC | LCT_K_ENTRY) ? "spec" : "tuple",
 			     "table expected, got %s", luaL_typename(L, t));
-	lct_pending_init(&p);
+	lct_reader_init(&p);
 	lct_read(L, t, kinds, fname, s, &p);
 	lct_finish(L, kinds, fname, s, &p);
 }
@@ -699,7 +718,7 @@ void lct_changes_read(lua_State *L, int idx, const char *fname, struct lct_spec 
 	if (lua_next(L, t) == 0)
 		lct_argerror(L, fname, "changes", "nothing to change");
 	lua_pop(L, 2);
-	lct_pending_init(&p);
+	lct_reader_init(&p);
 	lct_read(L, t, LCT_K_CHANGES, fname, s, &p);
 	if ((s->has & LCT_S_MARKMASK) && !(s->has & LCT_S_MARK))
 		lct_argerror(L, fname, "mark_mask", "needs 'mark'");

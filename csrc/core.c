@@ -85,6 +85,7 @@ static const luaL_Reg lct_core_funcs[] = {
 	{"open", lct_f_open},
 	{"subscribe", lct_f_subscribe},
 	{"purge", lct_f_purge},
+	{"load_text", lct_f_load_text},
 	{"type", lct_f_type},
 	{"own", lct_f_own},
 	{"error", lct_f_error},
@@ -103,6 +104,7 @@ int luaopen_conntrack_core(lua_State *L)
 	lct_build_open(L);
 	lct_names_open(L);
 	lct_match_open(L);
+	lct_save_open(L);
 	lct_events_open(L);
 
 	lua_newtable(L);	/* module.methods: the method tables, by class */

@@ -13,6 +13,7 @@
 #include "lct.h"
 
 struct lct_entry {
+	double time;			/* events: when received (seconds since the epoch) */
 	uint32_t len;			/* bytes of msg */
 	uint8_t evtype;			/* 0 dump, 1 new, 2 update, 3 destroy */
 	uint8_t indexed;
@@ -335,11 +336,20 @@ void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype)
 
 	e = lct_newuserdata(L, sizeof(*e) + len);
 	e->len = len;
+	e->time = 0;
 	e->evtype = (uint8_t)evtype;
 	e->indexed = 0;
 	memset(e->off, 0, sizeof(e->off));
 	memcpy(e->msg, nlh, len);
 	lct_class_set(L, &lct_entry_key);
+}
+
+void lct_entry_stamp(lua_State *L, int idx, double time)
+{
+	struct lct_entry *e = lct_class_test(L, idx, &lct_entry_key);
+
+	if (e != NULL)
+		e->time = time;
 }
 
 const struct nlmsghdr *lct_entry_msg(lua_State *L, int idx)
@@ -354,7 +364,7 @@ enum {
 	EF_MARK, EF_SECMARK, EF_USE, EF_ID, EF_ZONE, EF_STATUS, EF_LABELS,
 	EF_START, EF_STOP, EF_HELPER, EF_SECCTX, EF_TYPE,
 	EF_OVTAG, EF_RVTAG, EF_ROLE, EF_FLAGS0, EF_FLAGS1, EF_WSCALE0, EF_WSCALE1,
-	EF_N
+	EF_TIME, EF_N
 };
 
 static const char *const lct_entry_fields[] = {
@@ -362,7 +372,7 @@ static const char *const lct_entry_fields[] = {
 	"mark", "secmark", "use", "id", "zone", "status", "labels",
 	"start", "stop", "helper", "secctx", "type",
 	"orig_vtag", "reply_vtag", "role", "tcp_flags_orig", "tcp_flags_reply",
-	"tcp_wscale_orig", "tcp_wscale_reply", NULL
+	"tcp_wscale_orig", "tcp_wscale_reply", "time", NULL
 };
 
 static int lct_e_protonum(struct lct_entry *e, uint8_t *p)
@@ -527,6 +537,12 @@ static void lct_e_push(lua_State *L, struct lct_entry *e, int f)
 		return;
 	case EF_HELPER: lct_push_str(L, lct_a_child(lct_attr(e, CTA_HELP), CTA_HELP_NAME)); return;
 	case EF_SECCTX: lct_push_str(L, lct_a_child(lct_attr(e, CTA_SECCTX), CTA_SECCTX_NAME)); return;
+	case EF_TIME:
+		if (e->time > 0)
+			lua_pushnumber(L, e->time);
+		else
+			lua_pushnil(L);
+		return;
 	case EF_TYPE:
 		if (lct_event_name(e->evtype) != NULL)
 			lua_pushstring(L, lct_event_name(e->evtype));

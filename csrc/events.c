@@ -39,6 +39,7 @@ struct lct_sub {
 	int mref;
 	int filter_ref;			/* Lua predicate in the registry */
 	uint32_t drops;			/* the socket's drop count at the last report */
+	double rxtime;			/* when the messages in buf came */
 	lua_Integer overflows, received, lost;
 	char buf[LCT_RXBUF];
 };
@@ -458,6 +459,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 			if (s->m != NULL && !lct_match(s->m, m))
 				continue;
 			lct_entry_push(L, m, lct_ev_type(m));
+			lct_entry_stamp(L, -1, s->rxtime);
 			s->received++;
 			return 1;
 		}
@@ -471,6 +473,10 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 			int r;
 
 			if (n >= 0) {
+				struct timespec ts;
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				s->rxtime = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 				s->rx.pos = 0;
 				s->rx.len = (int)n;
 				break;

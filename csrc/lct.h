@@ -351,6 +351,26 @@ void lct_put_tuple(struct nlmsghdr *nlh, int type, const struct lct_tup *t, int 
 void lct_spec_put(struct nlmsghdr *nlh, const struct lct_spec *s, int kind);
 /* A delete or get of the flow message m names: its tuple and zone as they came. */
 int lct_put_key(struct nlmsghdr *nlh, const struct nlmsghdr *m);	/* family, or -1 */
+/* Reading a spec field by field, without a table (save text does). */
+#define LCT_NFIELDS	64
+struct lct_reader {
+	int proto;			/* -1 */
+	int family;			/* 0 */
+	uint8_t famof[LCT_NFIELDS];	/* the family each address field gave */
+	int port[2][2];			/* [dir][src,dst]: -1 none */
+	int key[2][2];			/* GRE keys */
+	int icmp[3];			/* type, code, id */
+	char state[24];
+	int role;			/* -1 */
+	uint64_t fields;		/* ids seen */
+};
+int lct_field_id(const char *name);	/* -1 when not a spec field */
+void lct_reader_init(struct lct_reader *r);
+/* The value at the top as field id (as a table's field would be read). */
+void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *s,
+		      struct lct_reader *r);
+void lct_reader_finish(lua_State *L, int kinds, const char *fname, struct lct_spec *s,
+		       struct lct_reader *r);
 /* Safe forms for batches: 0, or a Lua error message left on the stack. */
 int lct_spec_read_p(lua_State *L, int idx, int kinds, const char *fname,
 		    struct lct_spec *s, int changes);
@@ -376,6 +396,16 @@ struct lct_xspec {
 void lct_xspec_read(lua_State *L, int idx, int create, const char *fname,
 		    struct lct_xspec *x);
 void lct_xspec_put(struct nlmsghdr *nlh, const struct lct_xspec *x);
+
+/* ---- save.c: save text (conntrack -o save, -R) -------------------------- */
+
+/* One line into s and *op ('A', 'I', 'U', 'D'); -1 with a message on the stack. */
+int lct_save_line(lua_State *L, const char *p, size_t n, const char *fname,
+		  struct lct_spec *s, int *op, int tables);
+int lct_save_next(const char *text, size_t len, size_t *pos, const char **line, size_t *n);
+int lct_save_blank(const char *p, size_t n);
+const char *lct_save_msg(lua_State *L, int idx, const char *fname);
+void lct_save_open(lua_State *L);
 
 /* ---- match.c: the matcher -------------------------------------------- */
 
@@ -414,6 +444,8 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 
 /* Pushes a new entry holding a copy of nlh (evtype 0 for dumps). */
 void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype);
+/* Events: when the entry at idx was received. */
+void lct_entry_stamp(lua_State *L, int idx, double time);
 /* The message of the entry at idx, or NULL when it is not an entry. */
 const struct nlmsghdr *lct_entry_msg(lua_State *L, int idx);
 void lct_entry_open(lua_State *L);
@@ -474,6 +506,7 @@ int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m);	/* 1, 0, -errno
 
 extern const luaL_Reg lct_batch_handle_methods[];
 int lct_f_purge(lua_State *L);
+int lct_f_load_text(lua_State *L);
 
 /* ---- events.c: subscriptions ------------------------------------------ */
 

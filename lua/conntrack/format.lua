@@ -67,7 +67,11 @@ function M.save(e, opts)
 			out[#out + 1] = tostring(v)
 		end
 	end
-	out[1] = evprefix[e.type] or "-A"
+	local cmd = opts and opts.command
+	if cmd ~= nil and cmd ~= "-A" and cmd ~= "-I" and cmd ~= "-D" and cmd ~= "-U" then
+		core.error("save: bad argument 'command' (\"-A\", \"-I\", \"-U\" or \"-D\" expected)")
+	end
+	out[1] = cmd or evprefix[e.type] or "-A"
 	add("-t", e.timeout)
 	local st = e.status
 	if st then
@@ -186,6 +190,15 @@ function M.json(e, opts)
 	return json.encode(M.table(e), { indent = opts and opts.indent or nil, keyorder = keyorder })
 end
 
+--- The lines `conntrack -o xml` writes around the flows.
+function M.xml_header()
+	return '<?xml version="1.0" encoding="utf-8"?>\n<conntrack>'
+end
+
+function M.xml_footer()
+	return "</conntrack>"
+end
+
 function M.format(e, name)
 	name = name or "default"
 	if name == "default" then
@@ -199,189 +212,16 @@ function M.format(e, name)
 end
 
 -- ---------------------------------------------------------------------
--- Reading save text back
+-- Reading save text back: the C reader (conntrack.core), one pass a line.
 
-local opt_field = {
-	["-s"] = "src", ["--orig-src"] = "src", ["--src"] = "src",
-	["-d"] = "dst", ["--orig-dst"] = "dst", ["--dst"] = "dst",
-	["-r"] = "reply_src", ["--reply-src"] = "reply_src", ["-g"] = "reply_src", ["--dst-nat"] = "reply_src",
-	["-q"] = "reply_dst", ["--reply-dst"] = "reply_dst", ["-n"] = "reply_dst", ["--src-nat"] = "reply_dst",
-	["-p"] = "proto", ["--proto"] = "proto", ["--protonum"] = "proto",
-	["-f"] = "family", ["--family"] = "family",
-	["--sport"] = "sport", ["--orig-port-src"] = "sport",
-	["--dport"] = "dport", ["--orig-port-dst"] = "dport",
-	["--reply-port-src"] = "reply_sport", ["--reply-port-dst"] = "reply_dport",
-	["--state"] = "state",
-	["--icmp-type"] = "icmp_type", ["--icmp-code"] = "icmp_code", ["--icmp-id"] = "icmp_id",
-	["--icmpv6-type"] = "icmp_type", ["--icmpv6-code"] = "icmp_code", ["--icmpv6-id"] = "icmp_id",
-	["-t"] = "timeout", ["--timeout"] = "timeout",
-	["-u"] = "status", ["--status"] = "status",
-	["-c"] = "secmark", ["--secmark"] = "secmark",
-	["-w"] = "zone", ["--zone"] = "zone",
-	["-m"] = "mark", ["--mark"] = "mark",
-	["-l"] = "labels", ["--label"] = "labels",
-}
-local numeric = { sport = true, dport = true, reply_sport = true, reply_dport = true,
-	icmp_type = true, icmp_code = true, icmp_id = true, timeout = true, secmark = true,
-	zone = true, mark = true }
--- Protocol details the core's specs do not carry; the kernel sets its own.
-local ignored = { ["--orig-vtag"] = true, ["--reply-vtag"] = true, ["--role"] = true }
--- GRE keys: the core's specs have none, so only zero keys (what the kernel
--- gives an entry created without them) can be loaded.
-local gre_keys = { ["--srckey"] = true, ["--dstkey"] = true, ["--reply-key-src"] = true,
-	["--reply-key-dst"] = true }
-local commands = { ["-A"] = true, ["--add"] = true, ["-I"] = true, ["--create"] = true }
-local status_ok = { ASSURED = true, SEEN_REPLY = true, FIXED_TIMEOUT = true, EXPECTED = true,
-	OFFLOAD = true, HW_OFFLOAD = true }
-
--- Status words seen before ("SEEN_REPLY,ASSURED" -> the array), or false.
-local status_memo = {}
-local function parse_status(val)
-	local set = status_memo[val]
-	if set == nil then
-		set = {}
-		for s in val:gmatch("[^,]+") do
-			s = s:upper()
-			if s ~= "UNSET" then
-				if not status_ok[s] then
-					set = false
-					break
-				end
-				set[#set + 1] = s
-			end
-		end
-		status_memo[val] = set
-	end
-	if not set then
-		return nil
-	end
-	local copy = {}
-	for i = 1, #set do
-		copy[i] = set[i]
-	end
-	return copy
-end
-
--- The lines `conntrack -L -o save` writes for tcp/udp/icmp without zones,
--- read with a few anchored patterns (twice as fast as the general way).
-local fast_head = "^%-A %-t (%d+) %-u (%S+) %-s (%S+) %-d (%S+) %-[rg] (%S+) %-[qn] (%S+) %-p (%a+)(.*)$"
-local fast_ports = "^ %-%-sport (%d+) %-%-dport (%d+) %-%-reply%-port%-src (%d+) %-%-reply%-port%-dst (%d+)(.*)$"
-local fast_icmp = "^ %-%-icmp(v?6?)%-type (%d+) %-%-icmpv?6?%-code (%d+) %-%-icmpv?6?%-id (%d+)$"
-local fast_protos = { tcp = true, udp = true, udplite = true, sctp = true, dccp = true }
-
-local function parse_fast(line)
-	local to, st, src, dst, rsrc, rdst, p, rest = line:match(fast_head)
-	if not to then
-		return nil
-	end
-	local status = parse_status(st)
-	if not status then
-		return nil
-	end
-	if fast_protos[p] then
-		local sp, dp, rsp, rdp, tail = rest:match(fast_ports)
-		if not sp then
-			return nil
-		end
-		local state
-		if tail ~= "" then
-			state = tail:match("^ %-%-state ([%u_%d]+)$")
-			if not state or p ~= "tcp" then
-				return nil
-			end
-		end
-		return { timeout = tonumber(to), status = status, src = src, dst = dst,
-			reply_src = rsrc, reply_dst = rdst, proto = p, sport = tonumber(sp),
-			dport = tonumber(dp), reply_sport = tonumber(rsp), reply_dport = tonumber(rdp),
-			state = state }
-	elseif p == "icmp" or p == "icmpv6" then
-		local v6, ty, co, id = rest:match(fast_icmp)
-		if not ty or (v6 == "v6") ~= (p == "icmpv6") then
-			return nil
-		end
-		return { timeout = tonumber(to), status = status, src = src, dst = dst,
-			reply_src = rsrc, reply_dst = rdst, proto = p, icmp_type = tonumber(ty),
-			icmp_code = tonumber(co), icmp_id = tonumber(id) }
-	end
-	return nil
-end
-
--- Every option takes one value, so a line is a command and pairs.
-local function parse_line(line)
-	local fast = parse_fast(line)
-	if fast then
-		return fast
-	end
-	local cmd, rest = line:match("^%s*(%S+)(.*)$")
-	if cmd == nil or cmd:sub(1, 1) == "#" then
-		return nil
-	end
-	if not commands[cmd] then
-		if cmd == "-U" or cmd == "-D" or cmd == "--update" or cmd == "--delete" then
-			return false, "only -A/-I lines can be loaded, not " .. cmd
-		end
-		rest = line
-	end
-	local spec = {}
-	local pos = 1
-	for opt, val, after in rest:gmatch("(%S+)%s+(%S+)()") do
-		pos = after
-		local field = opt_field[opt]
-		if field == nil then
-			if gre_keys[opt] then
-				if tonumber(val) ~= 0 then
-					return false, "option " .. opt .. ": GRE keys other than 0 cannot be loaded"
-				end
-			elseif not ignored[opt] then
-				return false, "unsupported option " .. opt
-			end
-		elseif numeric[field] then
-			local n = tonumber(val)
-			if not n then
-				return false, "option " .. opt .. ": number expected, got " .. val
-			end
-			spec[field] = n
-		elseif field == "status" then
-			spec.status = parse_status(val)
-			if not spec.status then
-				return false, "option " .. opt .. ": unknown status in " .. val
-			end
-		elseif field == "labels" then
-			local set = {}
-			for l in val:gmatch("[^,]+") do
-				set[#set + 1] = tonumber(l) or l
-			end
-			spec.labels = set
-		elseif field == "proto" then
-			spec.proto = tonumber(val) or val:lower()
-		else
-			spec[field] = val
-		end
-	end
-	local tail = rest:sub(pos):match("%S+")
-	if tail then
-		return false, "option " .. tail .. " needs a value"
-	end
-	if spec.timeout == nil then
-		return false, "no timeout (-t)"
-	end
-	return spec
-end
-
+--- specs, errors, lines, ops: the lines of save text as spec tables (for
+-- h:create, h:load); errors {line =, errno = EINVAL, message =}; lines[i]
+-- the line number of specs[i]; ops[i] its command ("-A", "-I", "-U", "-D").
 function M.parse_save(text)
-	local specs, errors, lines = {}, {}, {}
-	local n = 0
-	for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-		n = n + 1
-		local spec, why = parse_line(line)
-		if spec then
-			specs[#specs + 1] = spec
-			lines[#specs] = n
-		elseif spec == false then
-			errors[#errors + 1] = { line = n, errno = 22, message = "load: line " .. n .. ": " .. why }
-		end
+	if type(text) ~= "string" then
+		core.error("parse_save: bad argument 'text' (string expected, got " .. type(text) .. ")")
 	end
-	return specs, errors, lines
+	return core.parse_save(text)
 end
 
 return M

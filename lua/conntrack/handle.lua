@@ -295,24 +295,27 @@ function H.install(methods)
 		return bulk(h, "update_where", "update", filter, changes, hw, dhow)
 	end
 
+	-- load(specs or save text [, how]) -> done, existing, failures
+	-- Text goes straight from the C reader to batched requests; each line
+	-- runs as its command says (-I create, -A add, -U update, -D delete),
+	-- unless how.mode says "create" or "add" for the -I and -A lines.
 	function methods.load(h, specs, how)
 		local hw = check_how("load", how)
-		local mode = hw.mode or "create"
-		if mode ~= "create" and mode ~= "add" then
+		local mode = hw.mode
+		if mode ~= nil and mode ~= "create" and mode ~= "add" then
 			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got '" .. tostring(mode) .. "')")
 		end
-		local lines, perr
 		if type(specs) == "string" then
-			specs, perr, lines = require("conntrack.format").parse_save(specs)
+			return core.load_text(h, specs, mode, hw.batch)
 		elseif type(specs) ~= "table" then
 			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
 				type(specs) .. ")")
 		end
 		if core.type(h) ~= "handle" then
-			cbatch(h, mode, {})	-- raises naming the problem (closed handle, bad self)
+			cbatch(h, mode or "create", {})	-- raises naming the problem (closed handle, bad self)
 		end
 		local size = hw.batch or 512
-		local ok, failures = 0, {}
+		local ok, existing, failures = 0, 0, {}
 		for first = 1, #specs, size do
 			local last = first + size - 1
 			if last > #specs then
@@ -322,27 +325,18 @@ function H.install(methods)
 			for i = first, last do
 				part[#part + 1] = specs[i]
 			end
-			local n, _, fails = cbatch(h, mode, part)
+			local n, miss, fails = cbatch(h, mode or "create", part)
 			if not n then
-				return nil, _, fails
+				return nil, miss, fails
 			end
-			ok = ok + n
+			ok, existing = ok + n, existing + miss
 			for _, f in ipairs(fails) do
 				f.index = first + f.index - 1
-				f.message = f.message:gsub("^batch: item %d+: ", "load: ")
+				f.message = f.message:gsub("^batch: item %d+: %a+", "load")
 				failures[#failures + 1] = f
 			end
 		end
-		if lines then
-			for _, f in ipairs(failures) do
-				f.line = lines[f.index]
-			end
-			for _, pe in ipairs(perr) do
-				failures[#failures + 1] = pe
-			end
-			table.sort(failures, function(a, b) return (a.line or 0) < (b.line or 0) end)
-		end
-		return ok, failures
+		return ok, existing, failures
 	end
 
 	function methods.flush(h, filter, how)

@@ -1,0 +1,413 @@
+/*
+ * Save text: the lines `conntrack -L -o save` writes and `conntrack -R`
+ * reads ("-A -t 120 -u ASSURED -s 192.0.2.1 ... -p tcp --sport 1 ..."),
+ * read in C, in one pass over each line.  A line's options become spec
+ * fields through the same reader as a table's (build.c), so a line and the
+ * table it stands for are checked alike.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lct.h"
+
+#define LCT_SAVE_LINE_MAX	4096
+
+enum { V_STR, V_INT, V_MARK, V_PROTO, V_STATUS, V_LABELS, V_SNAT, V_DNAT, V_IGNORE };
+
+static const struct {
+	const char *opt, *field;
+	int kind;
+} lct_save_opts[] = {
+	{"-s", "src", V_STR}, {"--orig-src", "src", V_STR}, {"--src", "src", V_STR},
+	{"-d", "dst", V_STR}, {"--orig-dst", "dst", V_STR}, {"--dst", "dst", V_STR},
+	{"-r", "reply_src", V_STR}, {"--reply-src", "reply_src", V_STR},
+	{"-q", "reply_dst", V_STR}, {"--reply-dst", "reply_dst", V_STR},
+	{"-g", "reply_src", V_DNAT}, {"--dst-nat", "reply_src", V_DNAT},
+	{"-n", "reply_dst", V_SNAT}, {"--src-nat", "reply_dst", V_SNAT},
+	{"-p", "proto", V_PROTO}, {"--proto", "proto", V_PROTO}, {"--protonum", "proto", V_PROTO},
+	{"-f", "family", V_STR}, {"--family", "family", V_STR},
+	{"--sport", "sport", V_INT}, {"--orig-port-src", "sport", V_INT},
+	{"--dport", "dport", V_INT}, {"--orig-port-dst", "dport", V_INT},
+	{"--reply-port-src", "reply_sport", V_INT}, {"--reply-port-dst", "reply_dport", V_INT},
+	{"--state", "state", V_STR},
+	{"--icmp-type", "icmp_type", V_INT}, {"--icmp-code", "icmp_code", V_INT},
+	{"--icmp-id", "icmp_id", V_INT}, {"--icmpv6-type", "icmp_type", V_INT},
+	{"--icmpv6-code", "icmp_code", V_INT}, {"--icmpv6-id", "icmp_id", V_INT},
+	{"-t", "timeout", V_INT}, {"--timeout", "timeout", V_INT},
+	{"-u", "status", V_STATUS}, {"--status", "status", V_STATUS},
+	{"-c", "secmark", V_INT}, {"--secmark", "secmark", V_INT},
+	{"-w", "zone", V_INT}, {"--zone", "zone", V_INT},
+	{"--orig-zone", "orig_zone", V_INT}, {"--reply-zone", "reply_zone", V_INT},
+	{"-m", "mark", V_MARK}, {"--mark", "mark", V_MARK},
+	{"-l", "labels", V_LABELS}, {"--label", "labels", V_LABELS},
+	{"--label-add", "label_add", V_LABELS}, {"--label-del", "label_del", V_LABELS},
+	{"--orig-vtag", "orig_vtag", V_INT}, {"--reply-vtag", "reply_vtag", V_INT},
+	{"--role", "role", V_STR},
+	{"--srckey", "srckey", V_INT}, {"--dstkey", "dstkey", V_INT},
+	{"--reply-key-src", "reply_srckey", V_INT}, {"--reply-key-dst", "reply_dstkey", V_INT},
+	{"--helper", "helper", V_STR},
+};
+#define LCT_NSAVEOPTS	(sizeof(lct_save_opts) / sizeof(lct_save_opts[0]))
+
+struct lct_tok {
+	const char *p;
+	size_t n;
+};
+
+static int lct_tok_is(const struct lct_tok *t, const char *s)
+{
+	return strlen(s) == t->n && memcmp(t->p, s, t->n) == 0;
+}
+
+/* "120", "0x10": an unsigned number (base 0 as the CLI's strtoul), or -1. */
+static int64_t lct_num(const struct lct_tok *t, int base)
+{
+	char buf[24], *end;
+	unsigned long long v;
+
+	if (t->n == 0 || t->n >= sizeof(buf) || t->p[0] == '-' || t->p[0] == '+')
+		return -1;
+	memcpy(buf, t->p, t->n);
+	buf[t->n] = '\0';
+	errno = 0;
+	v = strtoull(buf, &end, base);
+	if (*end != '\0' || errno != 0 || v > 0xffffffffULL)
+		return -1;
+	return (int64_t)v;
+}
+
+struct lct_line {
+	int op;			/* 'A', 'I', 'U', 'D' */
+	int tables;		/* pushing table values (parse_save), not reading a spec */
+	const char *fname;
+	struct lct_spec *s;
+	struct lct_reader r;
+	int nat;		/* V_SNAT or V_DNAT seen */
+	struct lct_tok natv;
+	int tidx;		/* the table being filled, when tables */
+};
+
+static void lct_line_value(lua_State *L, struct lct_line *ln, const char *field, int kind,
+			   const struct lct_tok *v)
+{
+	int64_t n;
+	int id;
+
+	switch (kind) {
+	case V_INT:
+		n = lct_num(v, 10);
+		if (n < 0)
+			lct_error(L, "%s: option for '%s': number expected, got '%.*s'", ln->fname,
+				  field, (int)(v->n > 40 ? 40 : v->n), v->p);
+		lua_pushinteger(L, (lua_Integer)n);
+		break;
+	case V_MARK: {
+		const char *slash = memchr(v->p, '/', v->n);
+		struct lct_tok a = { v->p, slash ? (size_t)(slash - v->p) : v->n };
+
+		n = lct_num(&a, 0);
+		if (n < 0)
+			lct_error(L, "%s: option -m: mark expected, got '%.*s'", ln->fname,
+				  (int)(v->n > 40 ? 40 : v->n), v->p);
+		if (slash != NULL && ln->op == 'U') {
+			struct lct_tok m = { slash + 1, v->n - a.n - 1 };
+			int64_t mask = lct_num(&m, 0);
+
+			if (mask < 0)
+				lct_error(L, "%s: option -m: mask expected, got '%.*s'", ln->fname,
+					  (int)m.n, m.p);
+			lua_pushinteger(L, (lua_Integer)mask);
+			if (ln->tables) {
+				lua_setfield(L, ln->tidx, "mark_mask");
+			} else {
+				lct_reader_field(L, ln->fname, lct_field_id("mark_mask"), ln->s, &ln->r);
+				lua_pop(L, 1);
+			}
+		}
+		lua_pushinteger(L, (lua_Integer)n);
+		break;
+	}
+	case V_PROTO:
+		n = lct_num(v, 10);
+		if (n >= 0)
+			lua_pushinteger(L, (lua_Integer)n);
+		else
+			lua_pushlstring(L, v->p, v->n);
+		break;
+	case V_STATUS: {
+		/* "SEEN_REPLY,ASSURED" or "UNSET": an array of names. */
+		const char *p = v->p, *end = v->p + v->n;
+		int i = 0;
+
+		lua_createtable(L, 4, 0);
+		while (p < end) {
+			const char *c = memchr(p, ',', (size_t)(end - p));
+			size_t len = c ? (size_t)(c - p) : (size_t)(end - p);
+
+			if (!(len == 5 && memcmp(p, "UNSET", 5) == 0) && len > 0) {
+				lua_pushlstring(L, p, len);
+				lua_rawseti(L, -2, ++i);
+			}
+			p += len + 1;
+		}
+		break;
+	}
+	case V_LABELS: {
+		const char *p = v->p, *end = v->p + v->n;
+		int i = 0;
+
+		lua_createtable(L, 4, 0);
+		while (p < end) {
+			const char *c = memchr(p, ',', (size_t)(end - p));
+			struct lct_tok t = { p, c ? (size_t)(c - p) : (size_t)(end - p) };
+
+			n = lct_num(&t, 10);
+			if (n >= 0)
+				lua_pushinteger(L, (lua_Integer)n);
+			else
+				lua_pushlstring(L, t.p, t.n);
+			lua_rawseti(L, -2, ++i);
+			p += t.n + 1;
+		}
+		break;
+	}
+	case V_SNAT:
+	case V_DNAT:
+		/* the reply address too */
+		ln->nat = kind;
+		ln->natv = *v;
+		lua_pushlstring(L, v->p, v->n);
+		break;
+	default:
+		lua_pushlstring(L, v->p, v->n);
+	}
+	if (ln->tables) {
+		lua_setfield(L, ln->tidx, field);
+		return;
+	}
+	id = lct_field_id(field);
+	lct_reader_field(L, ln->fname, id, ln->s, &ln->r);
+	lua_pop(L, 1);
+}
+
+/*
+ * NAT forms (-n/-g): the flow was translated to that address and the
+ * reply's port, and the kernel is asked to set the translation up.
+ */
+static void lct_line_nat(lua_State *L, struct lct_line *ln)
+{
+	int port = ln->nat == V_SNAT ? ln->r.port[1][1] : ln->r.port[1][0];
+	int v6 = memchr(ln->natv.p, ':', ln->natv.n) != NULL;
+	const char *field = ln->nat == V_SNAT ? "snat" : "dnat";
+
+	if (port >= 0)
+		lua_pushfstring(L, v6 ? "[%s]:%d" : "%s:%d",
+				lua_pushlstring(L, ln->natv.p, ln->natv.n), port);
+	else
+		lua_pushlstring(L, ln->natv.p, ln->natv.n);
+	if (ln->tables) {
+		lua_setfield(L, ln->tidx, field);
+		if (port >= 0)
+			lua_pop(L, 1);
+		return;
+	}
+	lct_reader_field(L, ln->fname, lct_field_id(field), ln->s, &ln->r);
+	lua_pop(L, port >= 0 ? 2 : 1);
+}
+
+struct lct_lineargs {
+	const char *p;
+	size_t n;
+	struct lct_line *ln;
+};
+
+/* Protected: parses one line (tokens, then the options and their values). */
+static int lct_line_parse(lua_State *L)
+{
+	struct lct_lineargs *a = lua_touserdata(L, 1);
+	struct lct_line *ln = a->ln;
+	struct lct_tok tok[256];
+	const char *p = a->p, *end = a->p + a->n;
+	int nt = 0, i = 0;
+	size_t k;
+
+	while (p < end) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+			p++;
+		if (p == end)
+			break;
+		if (nt == 256)
+			return lct_error(L, "%s: too many options", ln->fname);
+		tok[nt].p = p;
+		while (p < end && *p != ' ' && *p != '\t' && *p != '\r')
+			p++;
+		tok[nt].n = (size_t)(p - tok[nt].p);
+		nt++;
+	}
+	ln->op = 'A';
+	if (nt > 0) {
+		if (lct_tok_is(&tok[0], "-A") || lct_tok_is(&tok[0], "--add"))
+			ln->op = 'A', i = 1;
+		else if (lct_tok_is(&tok[0], "-I") || lct_tok_is(&tok[0], "--create"))
+			ln->op = 'I', i = 1;
+		else if (lct_tok_is(&tok[0], "-U") || lct_tok_is(&tok[0], "--update"))
+			ln->op = 'U', i = 1;
+		else if (lct_tok_is(&tok[0], "-D") || lct_tok_is(&tok[0], "--delete"))
+			ln->op = 'D', i = 1;
+	}
+	if (ln->tables) {
+		lua_createtable(L, 0, 16);
+		ln->tidx = lua_gettop(L);
+	}
+	for (; i < nt; i += 2) {
+		for (k = 0; k < LCT_NSAVEOPTS; k++)
+			if (lct_tok_is(&tok[i], lct_save_opts[k].opt))
+				break;
+		if (k == LCT_NSAVEOPTS)
+			return lct_error(L, "%s: unsupported option %.*s", ln->fname,
+					 (int)(tok[i].n > 40 ? 40 : tok[i].n), tok[i].p);
+		if (i + 1 >= nt)
+			return lct_error(L, "%s: option %.*s needs a value", ln->fname,
+					 (int)tok[i].n, tok[i].p);
+		if (ln->op == 'D' && lct_save_opts[k].kind != V_STR && lct_save_opts[k].kind != V_PROTO &&
+		    lct_save_opts[k].kind != V_INT)
+			continue;	/* a delete names the flow: the rest is left out */
+		lct_line_value(L, ln, lct_save_opts[k].field, lct_save_opts[k].kind, &tok[i + 1]);
+	}
+	if (ln->nat && ln->op != 'D')
+		lct_line_nat(L, ln);
+	if (ln->tables)
+		return 1;
+	lct_reader_finish(L, ln->op == 'U' ? LCT_K_TUPLE : ln->op == 'D' ? LCT_K_TUPLE : LCT_K_SPEC,
+			  ln->fname, ln->s, &ln->r);
+	return 0;
+}
+
+/*
+ * One line into s (and *op), or a message on the stack (-1).  A delete
+ * line's non-tuple fields (-t, -u...) are left out, as they mean nothing.
+ */
+int lct_save_line(lua_State *L, const char *p, size_t n, const char *fname,
+		  struct lct_spec *s, int *op, int tables)
+{
+	struct lct_lineargs a;
+	struct lct_line ln;
+	int top = lua_gettop(L);
+
+	memset(&ln, 0, sizeof(ln));
+	memset(s, 0, sizeof(*s));
+	ln.fname = fname;
+	ln.s = s;
+	ln.tables = tables;
+	lct_reader_init(&ln.r);
+	a.p = p;
+	a.n = n;
+	a.ln = &ln;
+	if (n > LCT_SAVE_LINE_MAX) {
+		lua_pushfstring(L, "%s: line too long (%d bytes; at most %d)", fname, (int)n,
+				LCT_SAVE_LINE_MAX);
+		return -1;
+	}
+	lua_pushcfunction(L, lct_line_parse);
+	lua_pushlightuserdata(L, &a);
+	if (lua_pcall(L, 1, tables ? 1 : 0, 0) != 0)
+		return -1;
+	*op = ln.op;
+	if (!tables)
+		lua_settop(L, top);
+	return 0;
+}
+
+/* The next line of text from *pos: its start and length (no newline); 0 at the end. */
+int lct_save_next(const char *text, size_t len, size_t *pos, const char **line, size_t *n)
+{
+	const char *nl;
+
+	if (*pos >= len)
+		return 0;
+	*line = text + *pos;
+	nl = memchr(*line, '\n', len - *pos);
+	*n = nl ? (size_t)(nl - *line) : len - *pos;
+	*pos += *n + 1;
+	return 1;
+}
+
+/* A line with nothing to do: blank, or a comment. */
+int lct_save_blank(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == '#')
+			return 1;
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+			return 0;
+	}
+	return 1;
+}
+
+/* Strips the script position a raised message starts with. */
+const char *lct_save_msg(lua_State *L, int idx, const char *fname)
+{
+	const char *m = lua_tostring(L, idx), *p = m ? strstr(m, fname) : NULL;
+
+	return p ? p : m ? m : fname;
+}
+
+/*
+ * core.parse_save(text) -> specs, errors, lines, ops: the lines as spec
+ * tables; errors {line =, errno = EINVAL, message =}; lines[i] the line
+ * number of specs[i]; ops[i] "-A", "-I", "-U" or "-D".
+ */
+static int lct_f_parse_save(lua_State *L)
+{
+	size_t len, pos = 0, n;
+	const char *text = luaL_checklstring(L, 1, &len), *line;
+	int lineno = 0, nspec = 0, nerr = 0;
+
+	lua_settop(L, 1);
+	lua_newtable(L);	/* 2 specs */
+	lua_newtable(L);	/* 3 errors */
+	lua_newtable(L);	/* 4 lines */
+	lua_newtable(L);	/* 5 ops */
+	while (lct_save_next(text, len, &pos, &line, &n)) {
+		char fname[48];
+		struct lct_spec s;
+		int op;
+
+		lineno++;
+		if (lct_save_blank(line, n))
+			continue;
+		snprintf(fname, sizeof(fname), "load: line %d", lineno);
+		if (lct_save_line(L, line, n, fname, &s, &op, 1) != 0) {
+			lua_createtable(L, 0, 3);
+			lua_pushinteger(L, lineno);
+			lua_setfield(L, -2, "line");
+			lua_pushinteger(L, EINVAL);
+			lua_setfield(L, -2, "errno");
+			lua_pushstring(L, lct_save_msg(L, -2, "load: line"));
+			lua_setfield(L, -2, "message");
+			lua_rawseti(L, 3, ++nerr);
+			lua_pop(L, 1);
+			continue;
+		}
+		lua_rawseti(L, 2, ++nspec);
+		lua_pushinteger(L, lineno);
+		lua_rawseti(L, 4, nspec);
+		lua_pushfstring(L, "-%c", op);
+		lua_rawseti(L, 5, nspec);
+	}
+	return 4;
+}
+
+static const luaL_Reg lct_save_funcs[] = {
+	{"parse_save", lct_f_parse_save},
+	{NULL, NULL}
+};
+
+void lct_save_open(lua_State *L)
+{
+	luaL_setfuncs(L, lct_save_funcs, 0);
+}
