@@ -112,13 +112,17 @@ uninstall:
 		done; \
 	done
 
-# The source archive the versioned rockspec and the OpenWrt recipe name, made
-# from the commit checked out (HEAD): reproducible, so its hash can be published.
+# The source archive the versioned rockspec and the OpenWrt recipe name, of
+# DIST_REF (HEAD; for a release, its tag: make dist DIST_REF=v$(VERSION)).
+# Reproducible (times from the commit, gzip without a name or time), so the
+# hash it prints can be published.
 DIST        := lua-conntrack-$(VERSION)
+DIST_REF    ?= HEAD
 dist:
 	@mkdir -p build/dist
-	git archive --format=tar --prefix=$(DIST)/ HEAD | gzip -n -9 > build/dist/$(DIST).tar.gz
-	@git diff --quiet HEAD -- || echo "dist: uncommitted changes are not in the archive (it is HEAD)" >&2
+	git archive --format=tar.gz --prefix=$(DIST)/ -o build/dist/$(DIST).tar.gz $(DIST_REF)
+	@[ "$(DIST_REF)" != HEAD ] || git diff --quiet HEAD -- || \
+		echo "dist: uncommitted changes are not in the archive (it is HEAD)" >&2
 	@cd build/dist && sha256sum $(DIST).tar.gz
 
 deps:

@@ -27,6 +27,13 @@ empty() {
 	return 1
 }
 
+# scratch: T, a temporary directory removed at exit (kept when KEEP is set,
+# to look into after a failure).
+scratch() {
+	T=$(mktemp -d "/tmp/lct-$NAME.XXXXXX")
+	trap '[ -n "${KEEP-}" ] && echo "kept $T" >&2 || rm -rf "$T"' EXIT
+}
+
 finish() {
 	echo "homes: $NAME: $checks checks, $failed failed"
 	[ "$failed" = 0 ]
