@@ -25,8 +25,9 @@ LUA_INCDIR  ?=
 # (tools/deps.sh), then build.  A package it cannot find stops the build with
 # one line saying so.
 pc = $(call pc_check,$(shell $(PKG_CONFIG) $(1) $(2) 2>/dev/null || echo '?pc-failed'),$(2))
-pc_check = $(if $(filter ?pc-failed,$(1)),$(error pkg-config finds no $(2): \
-	install the -dev packages (on Debian: tools/deps.sh) or pass LUA_INCDIR),$(1))
+pc_check = $(if $(filter ?pc-failed,$(1)),$(error pkg-config finds no $(2): install the -dev \
+	packages (Debian: tools/deps.sh), or name the headers (LUA_INCDIR; NETFILTER_CONNTRACK_INCDIR, \
+	MNL_INCDIR and their _LIBDIR)),$(1))
 # VAR = $(call once,VAR,value): computed on first use, then kept.
 once = $(eval $(1) := $(2))$($(1))
 
@@ -79,7 +80,8 @@ all: $(MODULE)
 FLAGS_NOW    = $(CC) $(ALL_CFLAGS) | $(LIBFLAG) $(CFLAGS) $(LDFLAGS) $(NF_LIBS)
 $(BUILD)/flags: FORCE
 	@mkdir -p $(dir $@)
-	@printf '%s\n' '$(subst ','\'',$(FLAGS_NOW))' > $@.new; cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+	@[ "$$(cat $@ 2>/dev/null)" = '$(subst ','\'',$(FLAGS_NOW))' ] || \
+		printf '%s\n' '$(subst ','\'',$(FLAGS_NOW))' > $@
 
 $(BUILD)/obj/%.o: csrc/%.c csrc/*.h $(BUILD)/flags
 	@mkdir -p $(dir $@)
