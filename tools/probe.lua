@@ -30,12 +30,12 @@ print("lua " .. _VERSION .. (rawget(_G, "jit") and (" " .. jit.version) or ""))
 print("conntrack " .. where("conntrack", package.path))
 print("conntrack.core " .. where("conntrack.core", package.cpath))
 
-local spec = { src = "192.0.2.1", dst = "198.51.100.2", proto = "tcp", sport = 40000, dport = 80,
-	timeout = 120, state = "ESTABLISHED" }
-assert(ct.create(spec))
+local t = { src = "192.0.2.1", dst = "198.51.100.2", proto = "tcp", sport = 40000, dport = 80 }
+assert(ct.create{ src = t.src, dst = t.dst, proto = t.proto, sport = t.sport, dport = t.dport,
+	timeout = 120, state = "ESTABLISHED" })
 print("count " .. ct.count())
-local e = assert(ct.get(spec))
+local e = assert(ct.get(t))
 print("entry " .. tostring(e))
 print("json " .. ct.format.json(e))
-assert(ct.delete(spec))
+assert(ct.delete(t))
 print("count " .. ct.count())
