@@ -58,6 +58,7 @@ local NAME = "lua-conntrack"
 local PREFIX = NAME .. " v" .. tostring(ct.version) .. " (conntrack-tools compatible)"
 
 local floor, concat, format = math.floor, table.concat, string.format
+local unpack = table.unpack or unpack
 local band, bor = ct.filter.band, ct.filter.bor
 
 -- Failures unwind to main() as {code =, msg =}: 2 a bad command line (the
@@ -633,18 +634,12 @@ local function text6(w)
 		return (blen == 6 and "::" or "::ffff:") .. format("%d.%d.%d.%d", floor(w[7] / 256),
 			w[7] % 256, floor(w[8] / 256), w[8] % 256)
 	end
-	local out = {}
-	local i = 1
-	while i <= 8 do
-		if i == best then
-			out[#out + 1] = (i == 1 and "::" or ":")
-			i = i + blen
-		else
-			out[#out + 1] = format("%x", w[i]) .. ((i < 8 and i + 1 ~= best) and ":" or "")
-			i = i + 1
-		end
+	local hex = {}
+	for i = 1, 8 do hex[i] = format("%x", w[i]) end
+	if not best or blen < 2 then
+		return concat(hex, ":")
 	end
-	return concat(out)
+	return concat(hex, ":", 1, best - 1) .. "::" .. concat(hex, ":", best + blen, 8)
 end
 
 local function parse_addr(s)
@@ -1333,7 +1328,7 @@ local function build_filter(c, mode, events)
 	local parts = {}
 	if c.family then parts[#parts + 1] = F.family(c.family) end
 	parts[#parts + 1] = nat_filter(c)
-	if c.labels then parts[#parts + 1] = F.label(table.unpack and table.unpack(c.labels) or unpack(c.labels)) end
+	if c.labels then parts[#parts + 1] = F.label(unpack(c.labels)) end
 	if c.id then
 		local id = c.id
 		parts[#parts + 1] = F.where(function(e) return e.id == id end, "id")
@@ -1341,7 +1336,7 @@ local function build_filter(c, mode, events)
 	if mode == "update" then
 		if c.opts.src or c.opts.dst or c.opts.protonum then tuple_blocks(c, parts, "orig") end
 		if c.opts["reply-src"] or c.opts["reply-dst"] or c.opts.protonum then tuple_blocks(c, parts, "reply") end
-		return F.all(table.unpack and table.unpack(parts) or unpack(parts))
+		return F.all(unpack(parts))
 	end
 	local m = c.mark
 	if m then
@@ -1393,7 +1388,7 @@ local function build_filter(c, mode, events)
 			parts[#parts + 1] = F.where(function(e) return e.timeout == v end, "timeout")
 		end
 	end
-	return F.all(table.unpack and table.unpack(parts) or unpack(parts))
+	return F.all(unpack(parts))
 end
 
 -- A dump, with the module's errors turned into the CLI's.
@@ -1785,7 +1780,7 @@ local function cmd_event(h, c)
 	if band(mask, 1) ~= 0 then types[#types + 1] = "new" end
 	if band(mask, 2) ~= 0 then types[#types + 1] = "update" end
 	if band(mask, 4) ~= 0 then types[#types + 1] = "destroy" end
-	local sub, msg, errno = h:subscribe{ types = types, rcvbuf = c.bufsize,
+	local sub, msg, errno = ct.subscribe{ types = types, rcvbuf = c.bufsize,
 		filter = build_filter(c, "full", true) }
 	if not sub then
 		warn("mnl_socket_bind: " .. err2str(errno, "event", msg))
