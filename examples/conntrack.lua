@@ -662,7 +662,9 @@ local function label_bit(name)
 	if labelmap == nil then
 		labelmap = {}
 		local f = io.open("/etc/xtables/connlabel.conf")
-		if f then
+		if not f then
+			warn("nfct_labelmap_new: No such file or directory")
+		else
 			for line in f:lines() do
 				local bit, lname = line:match("^%s*(%d+)%s+(%S+)")
 				if bit and labelmap[lname] == nil then labelmap[lname] = tonumber(bit) end
@@ -1423,6 +1425,10 @@ local function cmd_list(h, c)
 		end
 		missing("zeroing counters while listing (-z)")
 	end
+	-- -u UNSET alone asks the kernel for status & 0 == 0, which it refuses.
+	if c.status and c.status.value == 0 and c.status.mask == 0 then
+		kernel_fail("list", "Invalid argument", E.EINVAL)
+	end
 	local line = printer(c, "list")
 	local xml = c.output.xml
 	local n = 0
@@ -1650,7 +1656,9 @@ end
 
 local function cmd_flush(h, c)
 	if c.table == "expect" then missing("the expectation table (-F expect)") end
-	local ok, msg, errno = h:flush(c.family and { family = c.family } or nil)
+	-- Like conntrack: the whole table (its family option reaches the kernel,
+	-- which flushes every family all the same).
+	local ok, msg, errno = h:flush()
 	io.stderr:write(PREFIX, ": connection tracking table has been emptied.\n")
 	if not ok then kernel_fail("flush", msg, errno) end
 	return 0
