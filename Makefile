@@ -39,7 +39,7 @@ LUAFILES    := lua/conntrack.lua $(wildcard lua/conntrack/*.lua)
 TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
               LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events test-tools clean
+.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events bench-cli test-tools clean
 
 all: $(MODULE)
 
@@ -56,10 +56,14 @@ install: $(MODULE)
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/conntrack/core.so
 	install -m 0644 lua/conntrack.lua $(DESTDIR)$(LUA_SHAREDIR)/conntrack.lua
 	install -m 0644 $(wildcard lua/conntrack/*.lua) $(DESTDIR)$(LUA_SHAREDIR)/conntrack/
+	install -d $(DESTDIR)$(PREFIX)/bin
+	sed '1s|.*|#!/usr/bin/env $(LUA)|' examples/conntrack.lua > $(DESTDIR)$(PREFIX)/bin/lua-conntrack
+	chmod 0755 $(DESTDIR)$(PREFIX)/bin/lua-conntrack
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/conntrack/core.so $(DESTDIR)$(LUA_SHAREDIR)/conntrack.lua
 	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/conntrack
+	rm -f $(DESTDIR)$(PREFIX)/bin/lua-conntrack
 
 deps:
 	tools/deps.sh
@@ -125,6 +129,11 @@ bench: deps all
 bench-bulk: deps all
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bulk.lua $(BENCH_ARGS)
+
+# examples/conntrack.lua against conntrack -L, -D, -R and -E (bench/cli.lua).
+bench-cli: deps all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) tools/netns-run $(LUA) bench/cli.lua $(BENCH_ARGS)
 
 bench-events: deps all
 	$(MAKE) -s -C bench
