@@ -573,11 +573,10 @@ end
 local function parse4(s)
 	local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
 	if not a then return nil end
-	local t = { tonumber(a), tonumber(b), tonumber(c), tonumber(d) }
-	for i = 1, 4 do
-		if t[i] > 255 or #({ a, b, c, d })[i] > 3 then return nil end
-	end
-	return { t[1] * 256 + t[2], t[3] * 256 + t[4] }
+	if #a > 3 or #b > 3 or #c > 3 or #d > 3 then return nil end
+	a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+	if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
+	return { a * 256 + b, c * 256 + d }
 end
 
 local function parse6(s)
@@ -1744,7 +1743,10 @@ local function comm(pid)
 	local s = read_all("/proc/" .. pid .. "/stat")
 	return s and s:match("^%d+ %((.*)%) ")
 end
+local by_port = {}
 local function progname(portid)
+	local known = by_port[portid]
+	if known ~= nil then return known or nil end
 	local tab = read_all("/proc/net/netlink") or ""
 	local inode
 	for line in tab:gmatch("[^\n]+") do
@@ -1770,6 +1772,7 @@ local function progname(portid)
 		end
 	end
 	names[k] = found or false
+	by_port[portid] = found or false
 	return found
 end
 
@@ -1952,6 +1955,16 @@ local LOAD_REFUSED = { list = "-L", get = "-G", event = "-E", version = "-V", he
 	exp_flush = "-F expect", exp_event = "-E expect", count = "-C", exp_count = "-C expect",
 	stats = "-S", exp_stats = "-S expect" }
 
+-- A canonical dotted quad as it stands (no leading zeros, octets <= 255).
+local function quad(s)
+	local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+	if not a then return nil end
+	for _, o in ipairs({ a, b, c, d }) do
+		if #o > 3 or tonumber(o) > 255 or (#o > 1 and o:sub(1, 1) == "0") then return nil end
+	end
+	return s
+end
+
 local SAVE_STATUS = { UNSET = 0, ASSURED = 4, SEEN_REPLY = 2, FIXED_TIMEOUT = 1024, EXPECTED = 1,
 	["SEEN_REPLY,ASSURED"] = 6, ["ASSURED,SEEN_REPLY"] = 6 }
 local TCP_STATE_OK = {}
@@ -1966,11 +1979,15 @@ local function fast_line(line)
 	local status = SAVE_STATUS[st]
 	local timeout = tonumber(to)
 	if not status or timeout > 4294967295 then return nil end
-	local f1, a1 = parse_addr(s)
-	local f2, a2 = parse_addr(d)
-	local f3, a3 = parse_addr(r)
-	local f4, a4 = parse_addr(q)
-	if not f1 or f1 ~= f2 or f1 ~= f3 or f1 ~= f4 then return nil end
+	local a1, a2, a3, a4 = quad(s), quad(d), quad(r), quad(q)
+	if not (a1 and a2 and a3 and a4) then
+		local f1, f2, f3, f4
+		f1, a1 = parse_addr(s)
+		f2, a2 = parse_addr(d)
+		f3, a3 = parse_addr(r)
+		f4, a4 = parse_addr(q)
+		if not f1 or f1 ~= f2 or f1 ~= f3 or f1 ~= f4 then return nil end
+	end
 	local spec = { src = a1, dst = a2, reply_src = a3, reply_dst = a4, timeout = timeout,
 		status = status ~= 0 and status or nil }
 	if p == "tcp" or p == "udp" or p == "udplite" then
