@@ -72,7 +72,7 @@ SHEBANG     ?= $(if $(filter /%,$(LUA)),$(LUA),/usr/bin/env $(LUA))
 TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
               LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-.PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat demo bench bench-bulk bench-events test-tools clean \
+.PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat demo bench bench-bulk bench-events bench-cli test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
 all: $(MODULE)
@@ -197,6 +197,11 @@ bench-bulk: deps
 	$(MAKE) all
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bulk.lua $(BENCH_ARGS)
+
+bench-cli: deps
+	$(MAKE) all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) tools/netns-run $(LUA) bench/cli.lua $(BENCH_ARGS)
 
 bench-events: deps
 	$(MAKE) all

@@ -3,7 +3,7 @@
 # packaging checks need, only when some are missing.  apt's own chatter
 # (debconf's notes on stderr among it) is shown only when apt fails.
 set -e
-PKGS="${DEPS_PKGS:-build-essential pkg-config liblua5.4-dev lua5.4 libnetfilter-conntrack-dev libmnl-dev \
+PKGS="${DEPS_PKGS:-build-essential pkg-config lua-posix lua-socket liblua5.4-dev lua5.4 libnetfilter-conntrack-dev libmnl-dev \
 lua-busted conntrack iproute2 nftables socat procps lua-cqueues lua-luv lua-dkjson \
 liblua5.1-0-dev lua5.1 liblua5.3-dev lua5.3 libluajit-5.1-dev luajit luarocks}"
 missing=""
