@@ -39,7 +39,7 @@ LUAFILES    := lua/conntrack.lua $(wildcard lua/conntrack/*.lua)
 TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
               LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events test-tools clean
+.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events bench-exporter test-tools clean
 
 all: $(MODULE)
 
@@ -129,6 +129,11 @@ bench-bulk: deps all
 bench-events: deps all
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/events.lua $(BENCH_ARGS)
+
+# examples/exporter.lua on a 250 000-flow table: scrape time, memory, stalls.
+bench-exporter: deps all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/exporter.lua $(BENCH_ARGS)
 
 test-tools: $(BUILD)/addr_test
 	$(BUILD)/addr_test
