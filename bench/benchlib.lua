@@ -49,8 +49,11 @@ function M.use_tree(here)
 	package.cpath = here .. "/?.so;" .. package.cpath
 end
 
--- The median of an array of numbers.
+-- The median of an array of numbers (nil when empty).
 function M.median(t)
+	if #t == 0 then
+		return nil
+	end
 	local s = {}
 	for i, x in ipairs(t) do
 		s[i] = x
