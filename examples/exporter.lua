@@ -492,8 +492,9 @@ local function onstream(_, stream)
 	if not req then
 		return
 	end
-	local method, path = req:get(":method"), (req:get(":path") or "/"):gsub("%?.*$", "")
-	local status, body, ctype = "200", nil, "text/plain; charset=utf-8"
+	local method = req:get(":method")
+	local path = (req:get(":path") or "/"):gsub("%?.*$", "")
+	local status, ctype, body = "200", "text/plain; charset=utf-8"
 	if method ~= "GET" and method ~= "HEAD" then
 		status, body = "405", "only GET and HEAD\n"
 	elseif path == "/metrics" then
