@@ -175,29 +175,20 @@ end
 -- The top n endpoints of ep (counts by proto, address, port), biggest first,
 -- ties in text order (so that the output is stable); and how many there were.
 local function top_endpoints(ep, n, yield)
-	local top, distinct = {}, 0
-	local function before(a, b)
+	local top, add = tb.best(n, function(a, b)
 		if a.flows ~= b.flows then return a.flows > b.flows end
 		if a.addr ~= b.addr then return a.addr < b.addr end
 		if a.proto ~= b.proto then return a.proto < b.proto end
 		return tostring(a.port) < tostring(b.port)
-	end
+	end)
+	local distinct = 0
 	for proto, byp in pairs(ep) do
 		for a, bya in pairs(byp) do
 			for port, c in pairs(bya) do
 				distinct = distinct + 1
 				if yield and distinct % 4096 == 0 then yield() end
-				local last = top[#top]
-				if #top < n or (n > 0 and c >= last.flows) then
-					local item = { proto = proto, addr = a, port = port, flows = c }
-					if #top < n or before(item, last) then
-						local i = #top < n and #top + 1 or #top
-						while i > 1 and before(item, top[i - 1]) do
-							top[i] = top[i - 1]
-							i = i - 1
-						end
-						top[i] = item
-					end
+				if #top < n or (n > 0 and c >= top[#top].flows) then
+					add{ proto = proto, addr = a, port = port, flows = c }
 				end
 			end
 		end

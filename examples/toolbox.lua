@@ -89,8 +89,17 @@ function T.sh(cmd)
 end
 
 --- Reads a namespace's sysctl net.netfilter.NAME: the number, or nil.
+-- (A file under /proc/sys/net shows the namespace of the process that
+-- opens it: another namespace's is read by a command run there.)
 function T.sysctl(ns, name)
-	local ok, out = T.sh(T.in_netns(ns) .. "cat /proc/sys/net/netfilter/" .. name)
+	local path = "/proc/sys/net/netfilter/" .. name
+	if ns == nil or ns == "" then
+		local f = io.open(path)
+		local v = f and f:read("*n")
+		if f then f:close() end
+		return v
+	end
+	local ok, out = T.sh(T.in_netns(ns) .. "cat " .. path)
 	return ok and tonumber(out) or nil
 end
 
@@ -132,6 +141,26 @@ function T.filter(F, o)
 		parts[#parts + 1] = F.nat(o.nat)
 	end
 	return F.all((table.unpack or unpack)(parts))
+end
+
+--- The k first items by before(a, b) ("a comes first"), kept in order as
+-- they come: returns the array (sorted) and add(item).  Cheap when most
+-- items do not make it: compare with the array's last item first.
+function T.best(k, before)
+	local items = {}
+	local function add(item)
+		local n = #items
+		if n >= k and (k == 0 or not before(item, items[n])) then
+			return
+		end
+		local i = n < k and n + 1 or n
+		while i > 1 and before(item, items[i - 1]) do
+			items[i] = items[i - 1]
+			i = i - 1
+		end
+		items[i] = item
+	end
+	return items, add
 end
 
 --- Numbers of a comma-separated list ("80,443" -> {80, 443}); strings stay.

@@ -66,11 +66,14 @@ function J.lua(bin)
 	return { bin = bin, v = "5.4" }
 end
 
+--- The command line that runs examples/script under lua in namespace ns.
 local function cmdline(ns, lua, script, args)
 	lua = type(lua) == "table" and lua or J.lua(lua or J.LUA)
 	return (ns and ("ip netns exec " .. q(ns) .. " ") or "") .. env(lua.v) .. lua.bin .. " "
 		.. q(J.ROOT .. "/examples/" .. script) .. " " .. (args or "")
 end
+
+J.cmdline = cmdline
 
 local seq = 0
 local function tmp(tag)
