@@ -163,6 +163,32 @@ function T.best(k, before)
 	return items, add
 end
 
+--- The options the tools share: -n/--netns, and -p/--proto, -s/--src,
+-- -d/--dst for the filter (several values, or a comma list for -p: any of).
+function T.common_options(parser)
+	parser:option("-n --netns", "The namespace: a name under /run/netns or a path."):argname("<ns>")
+	parser:option("-p --proto", "Only this protocol (repeatable, or a comma list)."):count("*")
+		:argname("<proto>")
+	parser:option("-s --src", "Only sources in this address or CIDR prefix (repeatable)."):count("*")
+		:argname("<cidr>")
+	parser:option("-d --dst", "Only destinations in this address or CIDR prefix (repeatable)."):count("*")
+		:argname("<cidr>")
+end
+
+--- The filter those options (and o.nat, where a tool has it) describe; a
+-- bad value ends the program with the usage and the module's message.
+function T.options_filter(parser, F, o)
+	local protos = {}
+	for _, p in ipairs(o.proto or {}) do
+		for _, w in ipairs(T.words(p, true)) do protos[#protos + 1] = w end
+	end
+	local ok, f = pcall(T.filter, F, { proto = protos, src = o.src, dst = o.dst, nat = o.nat })
+	if not ok then
+		T.usage_error(parser, tostring(f))
+	end
+	return f
+end
+
 --- Numbers of a comma-separated list ("80,443" -> {80, 443}); strings stay.
 function T.words(s, numbers)
 	local t = {}

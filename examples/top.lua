@@ -42,17 +42,12 @@ local SORTS = { bps = "bytes/s", pps = "packets/s", bytes = "bytes", age = "age"
 local KEYS = { b = "bps", p = "pps", t = "bytes", a = "age", e = "expiry" }
 
 local parser = argparse("top.lua", "The busiest flows of a conntrack table, live.")
-parser:option("-n --netns", "The namespace: a name under /run/netns or a path."):argname("<ns>")
+tb.common_options(parser)
 parser:option("-o --sort", "Sort by bps, pps, bytes, age or expiry.", "bps")
 	:choices({ "bps", "pps", "bytes", "age", "expiry" })
 parser:flag("-r --reverse", "Reverse the order.")
 parser:option("-i --interval", "Seconds between refreshes (--once: between the two samples).", "1")
 	:argname("<s>")
-parser:option("-p --proto", "Only this protocol (repeatable, or a comma list)."):count("*"):argname("<proto>")
-parser:option("-s --src", "Only sources in this address or CIDR prefix (repeatable)."):count("*")
-	:argname("<cidr>")
-parser:option("-d --dst", "Only destinations in this address or CIDR prefix (repeatable)."):count("*")
-	:argname("<cidr>")
 parser:option("--nat", "Only flows of this NAT kind: none, snat, dnat, both or any.")
 	:choices({ "none", "snat", "dnat", "both", "any" })
 parser:flag("--acct", "Turn accounting and timestamps on in the namespace.")
@@ -68,14 +63,7 @@ if not lines or lines < 0 or lines % 1 ~= 0 then
 	tb.usage_error(parser, "--lines needs a whole number >= 0")
 end
 
-local protos = {}
-for _, p in ipairs(o.proto) do
-	for _, w in ipairs(tb.words(p, true)) do protos[#protos + 1] = w end
-end
-local okf, filter = pcall(tb.filter, ct.filter, { proto = protos, src = o.src, dst = o.dst, nat = o.nat })
-if not okf then
-	tb.usage_error(parser, tostring(filter))
-end
+local filter = tb.options_filter(parser, ct.filter, o)
 local ftext = tostring(filter)
 
 local h, msg = ct.open{ netns = o.netns }
@@ -190,8 +178,8 @@ local COLS = { "PROTO", "STATE", "SOURCE", "DESTINATION", "NAT", "BYTES/S", "PKT
 local RIGHT = { [6] = true, [7] = true, [8] = true, [9] = true, [10] = true, [11] = true }
 
 local function cells(r)
-	return { r.proto, r.state ~= "" and r.state or "-", r.src, r.dst, r.nat == "none" and "-" or r.nat, human(r.bps), human(r.pps),
-		human(r.bytes), human(r.packets), duration(r.age), tostring(r.expiry) }
+	return { r.proto, r.state ~= "" and r.state or "-", r.src, r.dst, r.nat == "none" and "-" or r.nat,
+		human(r.bps), human(r.pps), human(r.bytes), human(r.packets), duration(r.age), tostring(r.expiry) }
 end
 
 local function table_lines(rows)

@@ -101,16 +101,8 @@ describe("top.lua", function()
 	end
 
 	it("--help prints the usage; bad options exit 2", function()
-		local ok, out = J.run(nil, nil, "top.lua", "--help")
-		assert.is_true(ok)
-		assert.matches("Usage: top.lua", out)
-		for _, args in ipairs({ "--nosuch", "--sort size", "--interval x", "--once --lines -1",
-			"--once -s 300.1.1.1", "--once -p nosuchproto", "--nat sideways" }) do
-			local ok2, _, err, code = J.run(nil, nil, "top.lua", args)
-			assert.is_false(ok2)
-			assert.equals(2, code, args .. ": " .. err)
-			assert.matches("Usage: top.lua", err)
-		end
+		J.check_usage("top.lua", { "--nosuch", "--sort size", "--interval x", "--once --lines -1",
+			"--once -s 300.1.1.1", "--once -p nosuchproto", "--nat sideways" })
 		local _, _, err = J.run(nil, nil, "top.lua", "--once -s 300.1.1.1")
 		assert.matches("300%.1%.1%.1", err)
 	end)
@@ -260,7 +252,7 @@ describe("top.lua", function()
 		assert.is_true(sorted_by(rows, "age", false))
 		-- an arrow key is an escape sequence: read whole and ignored
 		J.sh(T .. " send-keys -t top Up b")
-		rows = shows("sorted by bytes/s (reversed)")
+		shows("sorted by bytes/s (reversed)")
 		J.sh(T .. " send-keys -t top q")
 		local done = J.poll(10, function() return pane():find("TOP-EXITED 0", 1, true) end)
 		assert.is_truthy(done, pane())

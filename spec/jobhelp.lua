@@ -5,6 +5,7 @@
 --   local J = require "jobhelp"
 --   J.luas()                         -> { {bin = "lua5.4", v = "5.4"}, ... } (the module built for each)
 --   J.run(ns, lua, "exporter.lua", args [, stdin]) -> ok, stdout, stderr, exit code
+--   J.check_usage("exporter.lua", {"--nosuch", ...})  --help exits 0, each bad one 2
 --   local p = J.start(ns, lua, "exporter.lua", args, "listening on")   -- a background run
 --   p.err(), p.stop() -> stdout, stderr
 --   J.metrics(text)                  -> { {name =, labels = {...}, value =}, ... }
@@ -124,6 +125,25 @@ function J.start(ns, lua, script, args, ready)
 		end
 	end
 	return p
+end
+
+--- The usage conventions of a tool: --help prints the usage on stdout and
+-- exits 0; each argument string of bad exits 2 with the usage and a message
+-- on stderr.  Returns the help text.
+function J.check_usage(script, bad)
+	local assert = require "luassert"
+	local ok, out, _, code = J.run(nil, nil, script, "--help")
+	assert.is_true(ok, out)
+	assert.equals(0, code)
+	local usage = "Usage: " .. script
+	assert.is_truthy(out:find(usage, 1, true), out)
+	for _, args in ipairs(bad) do
+		local ok2, _, err, code2 = J.run(nil, nil, script, args)
+		assert.is_false(ok2, args)
+		assert.equals(2, code2, args .. ": " .. err)
+		assert.is_truthy(err:find(usage, 1, true), args .. ": " .. err)
+	end
+	return out
 end
 
 --- Samples of Prometheus text: { name =, labels = {k = v}, value = number }.
