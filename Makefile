@@ -39,7 +39,7 @@ LUAFILES    := lua/conntrack.lua $(wildcard lua/conntrack/*.lua)
 TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
               LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events bench-exporter test-tools clean
+.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events bench-exporter bench-rpcd test-tools clean
 
 all: $(MODULE)
 
@@ -134,6 +134,13 @@ bench-events: deps all
 bench-exporter: deps all
 	$(MAKE) -s -C bench
 	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/exporter.lua $(BENCH_ARGS)
+
+# examples/rpcd-conntrack.lua's paged list on 100 000 flows beside a plain
+# /proc/net/nf_conntrack parser (also built for Lua 5.1, OpenWrt's).
+bench-rpcd: deps all
+	$(MAKE) -s -C bench
+	$(MAKE) -s LUA_VERSION=5.1 all
+	$(TEST_ENV) tools/netns-run $(LUA) bench/rpcd.lua $(BENCH_ARGS)
 
 test-tools: $(BUILD)/addr_test
 	$(BUILD)/addr_test
