@@ -115,6 +115,7 @@ check-compat: deps
 
 demo: deps all
 	$(TEST_ENV) tools/netns-run $(LUA) examples/demo.lua
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) examples/tour.lua
 
 bench: deps all
 	$(MAKE) -s -C bench

@@ -79,8 +79,15 @@ local SIGNATURES = {
 	flush = { family = "ipv4" },
 }
 
+-- Keys in a reading order (rpcd does not care; people reading ubus output do).
+local KEYORDER = { "error", "errno", "entries", "offset", "limit", "count", "more", "total", "max",
+	"deleted", "missing", "failed", "errors", "flushed", "cpus", "cpu",
+	"family", "proto", "protonum", "state", "timeout", "status", "nat", "orig", "reply", "src", "dst",
+	"sport", "dport", "icmp_type", "icmp_code", "icmp_id", "packets", "bytes", "mark", "zone", "labels",
+	"secmark", "use", "id", "start", "stop", "helper", "secctx" }
+
 local function out(t)
-	io.stdout:write(json.encode(t), "\n")
+	io.stdout:write(json.encode(t, { keyorder = KEYORDER }), "\n")
 end
 
 -- Errors travel as values from here on: a raise in a method means a bad
