@@ -48,7 +48,7 @@ local function promtool(text)
 	local fh = assert(io.open(f, "w"))
 	fh:write(text)
 	fh:close()
-	local ok, out = hosts.run("promtool check metrics < " .. q(f))
+	local ok, out = J.exec("promtool check metrics < " .. q(f))
 	os.remove(f)
 	return ok, out
 end
@@ -278,7 +278,7 @@ scrape_configs:
       - targets: ['127.0.0.1:9447']
 ]])
 			cfg:close()
-			local ok, pid = hosts.run(("timeout 120 prometheus --config.file=%s --storage.tsdb.path=%s "
+			local ok, pid = J.exec(("timeout 120 prometheus --config.file=%s --storage.tsdb.path=%s "
 				.. "--web.listen-address=127.0.0.1:19090 --log.level=warn >%s 2>&1 & echo $!")
 				:format(q(promdir .. "/prometheus.yml"), q(promdir .. "/data"), q(promdir .. "/log")))
 			assert(ok, pid)

@@ -213,12 +213,12 @@ describe("top.lua", function()
 
 	it("runs live in a real terminal (tmux): keys change the sort, q quits and restores it", function()
 		local T = "tmux -L " .. q("lct-" .. hosts.pid)
-		finally(function() hosts.run(T .. " kill-server 2>/dev/null") end)
+		finally(function() J.exec(T .. " kill-server 2>/dev/null") end)
 		local cmd = J.cmdline(nil, nil, "top.lua", "--interval 0.5 --netns " .. q(router))
 			.. "; echo TOP-EXITED $?; sleep 60"
 		J.sh(T .. " new-session -d -s top -x 160 -y 30 " .. q(cmd))
 		local function pane()
-			local _, out = hosts.run(T .. " capture-pane -p -t top")
+			local _, out = J.exec(T .. " capture-pane -p -t top")
 			return out
 		end
 		-- waits until the pane shows `want` and the rows satisfy check

@@ -37,7 +37,7 @@ end
 
 -- The page bench/procpage.lua gives for args: the original tuples, in order.
 local function proc_page(ns, args)
-	local ok, out = hosts.run(("printf '%%s' %s | ip netns exec %s lua5.4 %s call list"):format(
+	local ok, out = J.exec(("printf '%%s' %s | ip netns exec %s lua5.4 %s call list"):format(
 		q(json.encode(args)), q(ns), q(J.ROOT .. "/bench/procpage.lua")))
 	assert(ok, out)
 	return json.decode(out)
@@ -202,11 +202,11 @@ describe("rpcd-conntrack.lua", function()
 			q(J.ROOT .. "/examples/rpcd-conntrack.lua"), q(dir), q(dir)))
 		finally(function() hosts.run("rm -rf " .. q(dir)) end)
 		-- /usr/bin/env lua: whichever Lua `lua` is here, with the module built for it
-		local _, v = hosts.run("lua -e 'io.write(type(jit) == \"table\" and \"jit\" or _VERSION:match(\"%d+%.%d+\"))'")
+		local _, v = J.exec("lua -e 'io.write(type(jit) == \"table\" and \"jit\" or _VERSION:match(\"%d+%.%d+\"))'")
 		local built = false
 		for _, l in ipairs(J.luas()) do if l.v == v then built = true end end
 		assert.is_true(built, "no build for `lua` (" .. v .. ")")
-		local ok, out = hosts.run(("printf '%%s' %s | ip netns exec %s env LUA_PATH=%s LUA_CPATH=%s %s/conntrack call count")
+		local ok, out = J.exec(("printf '%%s' %s | ip netns exec %s env LUA_PATH=%s LUA_CPATH=%s %s/conntrack call count")
 			:format(q('{ "ubus_rpc_session": "0123456789abcdef", "proto": "udp" }'), q(ns),
 			q(J.ROOT .. "/lua/?.lua;;"), q(J.ROOT .. "/build/" .. v .. "/?.so;;"), q(dir)))
 		assert.is_true(ok, out)
