@@ -76,7 +76,7 @@ for _, N in ipairs(sizes) do
 	if tonumber(capture("conntrack -C"):match("%d+")) ~= N then die("ctfill did not make " .. N) end
 	local tasks = {
 		{ "first page (offset 0, limit 100)", { offset = 0, limit = 100 } },
-		{ ("middle page (offset %d)"):format(N // 2), { offset = N // 2, limit = 100 } },
+		{ ("middle page (offset %d)"):format(math.floor(N / 2)), { offset = math.floor(N / 2), limit = 100 } },
 		{ ("last page (offset %d), with the total"):format(N - 100), { offset = N - 100, limit = 100, total = true } },
 		{ "udp port 53, first page, with the total", { proto = "udp", dport = 53, limit = 100, total = true } },
 	}
