@@ -211,52 +211,93 @@ describe("top.lua", function()
 		assert.equals("1", (H.sh(ns, "cat /proc/sys/net/netfilter/nf_conntrack_timestamp")):match("%d"))
 	end)
 
-	it("runs live in a real terminal (tmux): keys change the sort, q quits and restores it", function()
-		local T = "tmux -L " .. q("lct-" .. hosts.pid)
-		finally(function() J.exec(T .. " kill-server 2>/dev/null") end)
-		local cmd = J.cmdline(nil, nil, "top.lua", "--interval 0.5 --netns " .. q(router))
+	-- A tmux session (on a server of its own) running top.lua live under
+	-- lua: returns an object with pane(), keys(k), shows(want [, check]) and
+	-- quit().  The servers a test made are ended by kill_all() (its finally).
+	local servers, made = {}, 0
+	local function tmux(sock, args)
+		return J.exec("tmux -L " .. q(sock) .. " " .. args)
+	end
+	local function kill_all()
+		for _, sock in ipairs(servers) do tmux(sock, "kill-server 2>/dev/null") end
+		servers = {}
+	end
+	local function live(lua)
+		made = made + 1
+		local sock = ("lct-%s-%d"):format(hosts.pid, made)
+		servers[#servers + 1] = sock
+		local cmd = J.cmdline(nil, lua, "top.lua", "--interval 0.5 --netns " .. q(router))
 			.. "; echo TOP-EXITED $?; sleep 60"
-		J.sh(T .. " new-session -d -s top -x 160 -y 30 " .. q(cmd))
-		local function pane()
-			local _, out = J.exec(T .. " capture-pane -p -t top")
+		assert(tmux(sock, "new-session -d -s top -x 160 -y 30 " .. q(cmd)))
+		local t = {}
+		function t.pane()
+			local _, out = tmux(sock, "capture-pane -p -t top")
 			return out
 		end
-		-- waits until the pane shows `want` and the rows satisfy check
-		local function shows(want, check)
+		function t.keys(k)
+			assert(tmux(sock, "send-keys -t top " .. k))
+		end
+		-- waits until a header line ends with `want` (or goes on with " (")
+		-- and the rows satisfy check
+		function t.shows(want, check)
 			local last
 			local got = J.poll(10, function()
-				last = pane()
+				last = t.pane()
 				local rows, head = view(last)
-				return head:find(want, 1, true) and #rows > 0 and (not check or check(rows)) and rows
+				head = head .. "\n"
+				local said = head:find(want .. "\n", 1, true) or head:find(want .. " (", 1, true)
+				return said and #rows > 0 and (not check or check(rows)) and rows
 			end)
 			assert.is_truthy(got, "the pane never showed " .. want .. ":\n" .. tostring(last))
 			return got
 		end
-		local rows = shows("sorted by bytes/s", function(r) return r[1].bps ~= nil end)
+		function t.quit()
+			t.keys("q")
+			local done = J.poll(10, function() return t.pane():find("TOP-EXITED 0", 1, true) end)
+			assert.is_truthy(done, t.pane())
+			-- the normal screen is back: the view is gone from it
+			assert.is_nil(t.pane():find("conntrack top", 1, true))
+		end
+		return t
+	end
+
+	it("runs live in a real terminal (tmux): keys change the sort, q quits and restores it", function()
+		finally(kill_all)
+		local t = live(nil)
+		local rows = t.shows("sorted by bytes/s", function(r) return r[1].bps ~= nil end)
 		assert.equals(BUSY, rows[1].sport)
-		assert.matches("b p t a e: sort by", pane(), 1, true)
-		J.sh(T .. " send-keys -t top p")
-		rows = shows("sorted by packets/s")
+		assert.matches("b p t a e: sort by", t.pane(), 1, true)
+		t.keys("p")
+		rows = t.shows("sorted by packets/s")
 		assert.is_true(sorted_by(rows, "pps", true))
-		J.sh(T .. " send-keys -t top t")
-		rows = shows("sorted by bytes")
+		t.keys("t")
+		rows = t.shows("sorted by bytes")
 		assert.equals(BIG, rows[1].sport)
-		J.sh(T .. " send-keys -t top e")
-		rows = shows("sorted by expiry")
+		t.keys("e")
+		rows = t.shows("sorted by expiry")
 		assert.equals("udp", rows[1].proto)
-		J.sh(T .. " send-keys -t top a")
-		rows = shows("sorted by age")
+		t.keys("a")
+		rows = t.shows("sorted by age")
 		assert.is_true(sorted_by(rows, "age", true))
-		J.sh(T .. " send-keys -t top r")
-		rows = shows("sorted by age (reversed)")
+		t.keys("r")
+		rows = t.shows("sorted by age (reversed)")
 		assert.is_true(sorted_by(rows, "age", false))
 		-- an arrow key is an escape sequence: read whole and ignored
-		J.sh(T .. " send-keys -t top Up b")
-		shows("sorted by bytes/s (reversed)")
-		J.sh(T .. " send-keys -t top q")
-		local done = J.poll(10, function() return pane():find("TOP-EXITED 0", 1, true) end)
-		assert.is_truthy(done, pane())
-		-- the normal screen is back: the view is gone from it
-		assert.is_nil(pane():find("conntrack top", 1, true))
+		t.keys("Up b")
+		t.shows("sorted by bytes/s (reversed)")
+		t.quit()
+	end)
+
+	it("runs live on every Lua", function()
+		finally(kill_all)
+		for _, lua in ipairs(J.luas()) do
+			local t = live(lua)
+			local rows = t.shows("sorted by bytes/s", function(r) return r[1].bps ~= nil end)
+			assert.equals(BUSY, rows[1].sport, lua.bin)
+			t.keys("Up t")
+			rows = t.shows("sorted by bytes")
+			assert.equals(BIG, rows[1].sport, lua.bin)
+			t.quit()
+		end
 	end)
 end)
