@@ -219,7 +219,10 @@ describe("top.lua", function()
 		return J.exec("tmux -L " .. q(sock) .. " " .. args)
 	end
 	local function kill_all()
-		for _, sock in ipairs(servers) do tmux(sock, "kill-server 2>/dev/null") end
+		for _, sock in ipairs(servers) do
+			tmux(sock, "kill-server 2>/dev/null")
+			J.exec(("rm -f \"${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/%s\""):format(sock))
+		end
 		servers = {}
 	end
 	local function live(lua)
