@@ -72,7 +72,7 @@ SHEBANG     ?= $(if $(filter /%,$(LUA)),$(LUA),/usr/bin/env $(LUA))
 TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
               LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-.PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat demo bench bench-bulk bench-events bench-cli test-tools clean \
+.PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
 all: $(MODULE)
@@ -185,6 +185,7 @@ check-compat: deps
 demo: deps
 	$(MAKE) all
 	$(TEST_ENV) tools/netns-run $(LUA) examples/demo.lua
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) examples/tour.lua
 
 bench: deps
 	$(MAKE) all
@@ -197,6 +198,17 @@ bench-bulk: deps
 	$(MAKE) all
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bulk.lua $(BENCH_ARGS)
+
+bench-exporter: deps
+	$(MAKE) all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/exporter.lua $(BENCH_ARGS)
+
+bench-rpcd: deps
+	$(MAKE) all
+	$(MAKE) -s -C bench
+	$(MAKE) -s LUA_VERSION=5.1 all
+	$(TEST_ENV) tools/netns-run $(LUA) bench/rpcd.lua $(BENCH_ARGS)
 
 bench-cli: deps
 	$(MAKE) all

@@ -104,21 +104,7 @@ local function runone(v)
 	return r
 end
 
-local function median(t)
-	if #t == 0 then
-		return nil
-	end
-	local s = {}
-	for i, x in ipairs(t) do
-		s[i] = x
-	end
-	table.sort(s)
-	local m = #s // 2
-	if #s % 2 == 1 then
-		return s[m + 1]
-	end
-	return (s[m] + s[m + 1]) / 2
-end
+local median = L.median
 
 local function ms(ns)
 	return ns and string.format("%.1f", ns / 1e6) or "n/a"

@@ -86,18 +86,7 @@ local function runone(argv, self)
 	return r
 end
 
-local function median(t)
-	local s = {}
-	for i, x in ipairs(t) do
-		s[i] = x
-	end
-	table.sort(s)
-	local m = math.floor(#s / 2)
-	if #s % 2 == 1 then
-		return s[m + 1]
-	end
-	return (s[m] + s[m + 1]) / 2
-end
+local median = L.median
 
 local function lua_argv(...)
 	return { luabin, here .. "/bulkop.lua", ... }
