@@ -35,11 +35,14 @@ OBJS        := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 MODULE      := $(BUILD)/conntrack/core.so
 LUAFILES    := lua/conntrack.lua $(wildcard lua/conntrack/*.lua)
 
-# Tests run with the sources in place: lua/ first, then the built module.
-TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
-              LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
+# Tests, demo and benchmarks run with the sources in place: lua/ first, the
+# spec helpers and tools/ (hosts.lua), then the module built in $(1).
+# LCT_LUA names the interpreter under test to the specs' child processes.
+TREE_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;$(CURDIR)/tools/?.lua;;" \
+              LUA_CPATH="$(CURDIR)/$(1)/?.so;;" LCT_LUA="$(LUA)"
+TEST_ENV    = $(call TREE_ENV,$(BUILD))
 
-.PHONY: all install uninstall deps check check-unit check-asan check-compat demo bench bench-bulk bench-events test-tools clean
+.PHONY: all install uninstall deps check check-unit check-asan check-compat check-all-lua lint demo bench bench-bulk bench-events test-tools clean
 
 all: $(MODULE)
 
@@ -71,8 +74,19 @@ check: deps
 	$(MAKE) -s test-tools
 	$(TEST_ENV) tools/netns-run busted --lua=$(LUA) $(BUSTED_ARGS)
 
+# The unit specs (spec/unit/: pure Lua on synthetic data, no kernel) need
+# no privileges: a normal user runs them in a checkout of their own.
 check-unit: all
-	$(TEST_ENV) busted --lua=$(LUA) --tags=unit $(BUSTED_ARGS)
+	$(TEST_ENV) busted --lua=$(LUA) --run=unit $(BUSTED_ARGS)
+
+# The whole suite on each Lua the module supports, each with its own build
+# (build/5.1, build/5.3, build/5.4, build/jit).
+LUA_VERSIONS ?= 5.1 5.3 5.4 jit
+check-all-lua: deps
+	for v in $(LUA_VERSIONS); do \
+		lv=lua$$v; [ $$v = jit ] && lv=luajit; \
+		$(MAKE) LUA_VERSION=$$v LUA=$$lv check || exit 1; \
+	done
 
 # The suite once more with the module built with AddressSanitizer, loaded
 # into the stock interpreter with the ASan runtime preloaded (only inside
@@ -84,8 +98,7 @@ check-unit: all
 ASAN_BUILD  := build/asan
 ASAN_CFLAGS := -O1 -g -fsanitize=address -fno-omit-frame-pointer
 ASAN_RT      = $(shell $(CC) -print-file-name=libasan.so)
-ASAN_PATHS   = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
-               LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;"
+ASAN_PATHS   = $(call TREE_ENV,$(ASAN_BUILD))
 ASAN_ENV     = env LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=abort_on_error=1:detect_leaks
 
 check-asan: deps
@@ -136,6 +149,11 @@ test-tools: $(BUILD)/addr_test
 $(BUILD)/addr_test: spec/c/addr_test.c csrc/addr.c csrc/lct.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -D_GNU_SOURCE $(LUA_CFLAGS) $(NF_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/addr_test.c csrc/addr.c
+
+# luacheck (Debian's lua-check) with .luacheckrc: the module, specs,
+# examples, benchmarks and tools.
+lint:
+	luacheck lua spec examples bench tools/*.lua
 
 clean:
 	rm -rf build

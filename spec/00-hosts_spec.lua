@@ -1,6 +1,6 @@
--- The test-host harness (spec/hosts.lua) checked against reality with the
+-- The test-host harness (tools/hosts.lua) checked against reality with the
 -- conntrack CLI, run inside the test namespaces only.
--- Run: LUA_PATH="$PWD/spec/?.lua;;" tools/netns-run busted --lua=lua5.4 spec/00-hosts_spec.lua
+-- Run: LUA_PATH="$PWD/tools/?.lua;;" tools/netns-run busted --lua=lua5.4 spec/00-hosts_spec.lua
 
 local hosts = require "hosts"
 local P = hosts.port
