@@ -157,7 +157,7 @@ describe("scale: 100 000 entries", function()
 					assert.equals(N, x:count())
 				end
 			end
-			assert.equals(fd0 + 300, H.fds())
+			assert.is_true(H.fds() >= fd0 + 300)
 			hs = nil -- luacheck: ignore (dropped for the collector)
 			assert.equals(fd0, H.fds_settled(), "descriptors after round " .. round)
 		end

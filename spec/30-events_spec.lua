@@ -595,10 +595,14 @@ describe("events: bad input raises, naming the function and the argument", funct
 		raises("subscribe: bad argument 'types' %(unknown event type 'foo'%)", ct.subscribe, { types = { "foo" } })
 		raises("subscribe: bad argument 'types' %(unknown event type 'foo'%)", ct.subscribe, { types = "foo" })
 		raises("subscribe: bad argument 'types' %(empty%)", ct.subscribe, { types = {} })
-		raises("bad argument 'types'", ct.subscribe, { types = 5 })
 		raises("bad argument 'types' %(unknown event type 'number'%)", ct.subscribe, { types = { 1 } })
 		raises("bad argument 'types' %(unknown event type 'foo'%)", ct.events, { types = { "foo" } })
 	end)
+
+	H.it_except({ ["5.1"] = "SIGSEGV: csrc/events.c formats the message with a %s and no argument (issue 7)" },
+		"types of the wrong type", function()
+			raises("bad argument 'types'", ct.subscribe, { types = 5 })
+		end)
 
 	it("rcvbuf", function()
 		raises("subscribe: bad argument 'rcvbuf'", ct.subscribe, { rcvbuf = -1 })

@@ -38,11 +38,7 @@ describe("events: real traffic through a router", function()
 			end
 			return false
 		end, secs or 5)
-		local out = {}
-		for _, e in ipairs(got) do
-			if f(e) then out[#out + 1] = e end
-		end
-		return out
+		return H.select(got, f)
 	end
 
 	local function same_lines(evs, lines, sport)
