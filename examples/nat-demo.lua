@@ -29,6 +29,7 @@ local ok, err = pcall(function()
 			end
 			if done then break end
 		end
+		assert(done, f[1] .. ": no echo from the server: " .. tostring(reply))
 		label[sport] = f[1]
 	end
 

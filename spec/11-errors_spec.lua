@@ -47,9 +47,9 @@ local function describe_value(v)
 end
 
 describe("errors: bad input raises naming the function and the field", function()
-	local topo, ns, h
+	local ns, h
 
-	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	H.private(function(_, n, hh) ns, h = n, hh end)
 
 	after_each(function()
 		-- nothing bad ever reached the table
@@ -180,20 +180,27 @@ describe("errors: bad input raises naming the function and the field", function(
 	end
 
 	it("update: the tuple, then the changes", function()
-		raises(function() h:update(with(BASE_T, { src = "1.2.3" }), { mark = 1 }) end, "update: bad argument 'src' (malformed address")
+		raises(function() h:update(with(BASE_T, { src = "1.2.3" }), { mark = 1 }) end,
+			"update: bad argument 'src' (malformed address")
 		raises(function() h:update(BASE_T) end, "update: bad argument 'changes' (table expected, got no value)")
-		raises(function() h:update(BASE_T, 5) end, "update: bad argument 'changes' (table expected, got number)")
-		raises(function() h:update(BASE_T, {}) end, "update: bad argument 'changes' (nothing to change)")
-		raises(function() h:update(BASE_T, { mark_mask = 1 }) end, "update: bad argument 'mark_mask' (needs 'mark')")
-		raises(function() h:update(BASE_T, { mark = 1, mark_mask = -1 }) end, "update: bad argument 'mark_mask' (out of range")
-		raises(function() h:update(BASE_T, { mark = 1, mark_mask = 0 / 0 }) end, "update: bad argument 'mark_mask' (")
-		raises(function() h:update(BASE_T, { labels_mask = { 1 } }) end, "update: bad argument 'labels_mask' (needs 'labels')")
-		raises(function() h:update(BASE_T, { labels = { 1 }, labels_mask = { 200 } }) end, "update: bad argument 'labels_mask' (label bits are 0..127)")
-		raises(function() h:update(BASE_T, { src = "192.0.2.9" }) end, "update: bad argument 'src' (unknown field)")
-		raises(function() h:update(BASE_T, { state = "CLOSE" }) end, "update: bad argument 'state' (unknown field)")
-		raises(function() h:update(BASE_T, { timeout = -5 }) end, "update: bad argument 'timeout' (out of range")
-		raises(function() h:update(BASE_T, { status = { "NOPE" } }) end, "update: bad argument 'status' (unknown status flag 'NOPE')")
-		raises(function() h:update(BASE_T, { mark = "1" }) end, "update: bad argument 'mark' (number expected, got string)")
+		-- changes, and what the message says after "update: bad argument "
+		local rows = {
+			{ 5, "'changes' (table expected, got number)" },
+			{ {}, "'changes' (nothing to change)" },
+			{ { mark_mask = 1 }, "'mark_mask' (needs 'mark')" },
+			{ { mark = 1, mark_mask = -1 }, "'mark_mask' (out of range" },
+			{ { mark = 1, mark_mask = 0 / 0 }, "'mark_mask' (" },
+			{ { labels_mask = { 1 } }, "'labels_mask' (needs 'labels')" },
+			{ { labels = { 1 }, labels_mask = { 200 } }, "'labels_mask' (label bits are 0..127)" },
+			{ { src = "192.0.2.9" }, "'src' (unknown field)" },
+			{ { state = "CLOSE" }, "'state' (unknown field)" },
+			{ { timeout = -5 }, "'timeout' (out of range" },
+			{ { status = { "NOPE" } }, "'status' (unknown status flag 'NOPE')" },
+			{ { mark = "1" }, "'mark' (number expected, got string)" },
+		}
+		for _, r in ipairs(rows) do
+			raises(function() h:update(BASE_T, r[1]) end, "update: bad argument " .. r[2])
+		end
 	end)
 
 	local dump_rows = {
@@ -314,9 +321,9 @@ describe("errors: bad input raises naming the function and the field", function(
 end)
 
 describe("errors: kernel refusals return nil, 'op: strerror', errno", function()
-	local topo, ns, h
+	local h
 
-	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	H.private(function(_, _, hh) h = hh end)
 
 	before_each(function() h:flush() end)
 
@@ -370,7 +377,8 @@ show("delete", h:delete(T))
 show("flush", h:flush())
 show("list", h:list())
 local bok, bmissing, bfails = h:batch("delete", { T })
-print("batch", tostring(bok), tostring(bmissing), bfails and bfails[1] and bfails[1].message, bfails and bfails[1] and bfails[1].errno)
+local bfail = bfails and bfails[1] or {}
+print("batch", tostring(bok), tostring(bmissing), bfail.message, bfail.errno)
 local ok, err = pcall(function() for _ in h:dump() do end end)
 print("dump", tostring(ok), err)
 show("netns", ct.open{ netns = os.getenv("LCT_NETNS") or "." })

@@ -111,7 +111,7 @@ describe("events: overflow", function()
 		local sub = assert(ct.subscribe{ netns = ns, rcvbuf = 4096, types = "new" })
 		finally(function() sub:close() end)
 		burst(0, 40)
-		local before, ov = 0, nil
+		local before, ov = 0
 		while true do
 			local e = sub:next(0)
 			assert.is_truthy(e, "no overflow event")

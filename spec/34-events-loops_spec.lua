@@ -5,7 +5,6 @@
 -- waits; every loop is bounded by a timer.
 local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "helpers"
 
 local P = hosts.port
 

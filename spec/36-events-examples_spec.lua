@@ -1,7 +1,6 @@
 -- The events examples run as child processes (bounded arguments, bounded
 -- waits), in a private namespace, and print what they should: the logger
 -- exactly what `conntrack -E` prints, and a resync after an overflow.
-local ct = require "conntrack"
 local hosts = require "hosts"
 local H = require "helpers"
 

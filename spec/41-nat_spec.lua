@@ -26,7 +26,8 @@ describe("NAT of real traffic through a router", function()
 		topo = hosts.new { nat = { snat = { ports = "40000-40009" }, masquerade = true, dnat = true, redirect = true } }
 		A, P = topo.addr, hosts.port
 		-- one flow with both translations: a DNATed flow to 9003 also SNATed
-		assert(topo:nft("router", "table ip lct_both {\n\tchain post {\n\t\ttype nat hook postrouting priority 200; policy accept;\n"
+		assert(topo:nft("router", "table ip lct_both {\n\tchain post {\n"
+			.. "\t\ttype nat hook postrouting priority 200; policy accept;\n"
 			.. "\t\toifname \"s0\" ip daddr " .. A.server .. " tcp dport " .. P.dnat_to
 			.. " snat ip to " .. A.snat .. "\n\t}\n}"))
 		topo:serve()

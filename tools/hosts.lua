@@ -259,7 +259,7 @@ function Topo:spawn(role, cmd)
 end
 
 -- Stop a background pid (TERM, then KILL) and wait, bounded, until it is gone.
-function Topo:stop(ns, pid)
+local function stop_pid(ns, pid)
 	if not pid_in(ns, pid) then return end
 	run("kill -TERM " .. pid .. " 2>/dev/null")
 	for _ = 1, 20 do
@@ -291,7 +291,7 @@ function Handle:close()
 	if self.closed then return end
 	self.closed = true
 	if self.topo.destroyed then return end
-	self.topo:stop(self.ns, self.pid)
+	stop_pid(self.ns, self.pid)
 	if self.sport and self.kind == "tcp_connect" then
 		-- wait (bounded) until our FIN is acknowledged, so every hop's
 		-- conntrack entry has left ESTABLISHED when close() returns
@@ -722,8 +722,8 @@ function hosts.cleanup_all()
 	for _, t in ipairs(list) do destroy(t) end
 	local script = {}
 	for ns in pairs(made) do
-		script[#script + 1] = ("if [ -e /run/netns/%s ]; then ip netns pids %s 2>/dev/null | xargs -r kill -KILL 2>/dev/null; ip netns del %s; fi")
-			:format(ns, q(ns), q(ns))
+		script[#script + 1] = ("if [ -e /run/netns/%s ]; then ip netns pids %s 2>/dev/null"
+			.. " | xargs -r kill -KILL 2>/dev/null; ip netns del %s; fi"):format(ns, q(ns), q(ns))
 	end
 	if #script > 0 then
 		script[#script + 1] = "true"
