@@ -80,13 +80,11 @@ check-unit: all
 	$(TEST_ENV) busted --lua=$(LUA) --run=unit $(BUSTED_ARGS)
 
 # The whole suite on each Lua the module supports, each with its own build
-# (build/5.1, build/5.3, build/5.4, build/jit).
+# (build/5.1, build/5.3, build/5.4, build/jit): `make check-lua-5.1` for one.
 LUA_VERSIONS ?= 5.1 5.3 5.4 jit
-check-all-lua: deps
-	for v in $(LUA_VERSIONS); do \
-		lv=lua$$v; [ $$v = jit ] && lv=luajit; \
-		$(MAKE) LUA_VERSION=$$v LUA=$$lv check || exit 1; \
-	done
+check-all-lua: $(addprefix check-lua-,$(LUA_VERSIONS))
+check-lua-%: deps
+	$(MAKE) LUA_VERSION=$* LUA=$(if $(filter jit,$*),luajit,lua$*) check
 
 # The suite once more with the module built with AddressSanitizer, loaded
 # into the stock interpreter with the ASan runtime preloaded (only inside

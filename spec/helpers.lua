@@ -33,7 +33,7 @@
 --   H.untimed(line)       a -L line with its ticking columns blanked
 --   H.same_line(mod, cli) both lines, read until a tick did not split them
 --   H.cli_events(topo, role [, extra [, life]]) -> w: `conntrack -E` running;
---                         w.stop(), then w.lines()
+--                         w.stop() once it printed all so far, then w.lines()
 --   H.strip_userspace(line) the CLI's " [USERSPACE] ..." tail removed
 -- Namespaces
 --   H.assert_private()    refuses to run in the host's own namespace
@@ -298,12 +298,15 @@ function H.strip_userspace(line)
 end
 
 local evseq = 0
+local MARKER = "-p udp -s 203.0.113.254 -d 203.0.113.253 --sport 9 --dport 9"
 
 --- `conntrack -E` (line-buffered, bounded by life seconds, default 30) in
--- role's namespace, writing to a file.  Returns once the CLI is
--- subscribed: a marker entry is created until the CLI prints it (the
--- marker's own lines are left out of w.lines()).  extra: more CLI options,
--- e.g. "-o id".
+-- role's namespace, writing to a file.  Returns once the CLI is subscribed.
+-- extra: more CLI options, e.g. "-o id".  w.stop() ends it once it has
+-- printed every event queued before the call; then w.lines() are its event
+-- lines.  Both use a marker flow (created and deleted until the CLI prints
+-- its end: events come in order, so all earlier ones are printed by then),
+-- whose own lines are left out of w.lines().
 function H.cli_events(topo, role, extra, life)
 	evseq = evseq + 1
 	local file = ("/tmp/lct-%s-ev%d.out"):format(hosts.pid, evseq)
@@ -314,19 +317,27 @@ function H.cli_events(topo, role, extra, life)
 	w.pid = ok and out:match("(%d+)")
 	assert(w.pid, "cannot start conntrack -E: " .. tostring(out))
 	topo.pids[#topo.pids + 1] = { ns = topo.ns[role], pid = w.pid }
-	local marker = "-p udp -s 203.0.113.254 -d 203.0.113.253 --sport 9 --dport 9"
-	local ready = false
-	for _ = 1, 100 do
-		topo:conntrack("-I " .. marker .. " -t 10 >/dev/null 2>&1", role)
-		topo:conntrack("-D " .. marker .. " >/dev/null 2>&1", role)
-		if (H.read(file) or ""):find("203.0.113.254", 1, true) then
-			ready = true
-			break
-		end
-		hosts.sleep(0.05)
+	local function marker_ends()
+		local n = 0
+		for _ in (H.read(file) or ""):gmatch("DESTROY%][^\n]*src=203%.0%.113%.254 ") do n = n + 1 end
+		return n
 	end
-	assert(ready, "conntrack -E never showed the marker entry")
+	-- waits (bounded) until the CLI printed the end of one more marker flow
+	local function barrier(what)
+		local before = marker_ends()
+		for _ = 1, 100 do
+			topo:conntrack("-I " .. MARKER .. " -t 10 >/dev/null 2>&1", role)
+			topo:conntrack("-D " .. MARKER .. " >/dev/null 2>&1", role)
+			for _ = 1, 5 do
+				if marker_ends() > before then return end
+				hosts.sleep(0.01)
+			end
+		end
+		error("conntrack -E never printed the marker flow's end (" .. what .. ")", 3)
+	end
+	barrier("start")
 	function w.stop()
+		barrier("stop")
 		-- SIGTERM makes the CLI print its summary and flush
 		topo:exec(role, "kill -TERM " .. w.pid .. " 2>/dev/null; i=0; while kill -0 " .. w.pid
 			.. " 2>/dev/null && [ $i -lt 50 ]; do sleep 0.02; i=$((i+1)); done")
