@@ -12,3 +12,6 @@ std = "max"
 -- in the specs; spec/smoke.lua is a plain script.
 files["spec"] = { std = "+busted" }
 files["spec/smoke.lua"] = { std = "max" }
+
+-- plain text: readable in CI logs
+color = false
