@@ -68,11 +68,15 @@ CLI         := $(wildcard examples/conntrack.lua)
 CLI_OUT     := $(BUILD)/lua-conntrack
 SHEBANG     ?= $(if $(filter /%,$(LUA)),$(LUA),/usr/bin/env $(LUA))
 
-# Tests run with the sources in place: lua/ first, then the built module.
-TEST_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
-              LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
+# Tests, demo and benchmarks run with the sources in place: lua/ first, the
+# spec helpers and tools/ (hosts.lua), then the module built in $(1).
+# LCT_LUA names the interpreter under test to the specs' child processes.
+TREE_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;$(CURDIR)/tools/?.lua;;" \
+              LUA_CPATH="$(CURDIR)/$(1)/?.so;;" LCT_LUA="$(LUA)"
+TEST_ENV    = $(call TREE_ENV,$(BUILD))
 
-.PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd test-tools clean \
+.PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat check-all-lua lint \
+	demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
 all: $(MODULE)
@@ -140,8 +144,17 @@ check: deps
 	$(MAKE) -s test-tools
 	$(TEST_ENV) tools/netns-run busted --lua=$(LUA) $(BUSTED_ARGS)
 
+# The unit specs (spec/unit/: pure Lua on synthetic data, no kernel) need
+# no privileges: a normal user runs them in a checkout of their own.
 check-unit: all
-	$(TEST_ENV) busted --lua=$(LUA) --tags=unit $(BUSTED_ARGS)
+	$(TEST_ENV) busted --lua=$(LUA) --run=unit $(BUSTED_ARGS)
+
+# The whole suite on each Lua the module supports, each with its own build
+# (build/5.1, build/5.3, build/5.4, build/jit): `make check-lua-5.1` for one.
+LUA_VERSIONS ?= 5.1 5.3 5.4 jit
+check-all-lua: $(addprefix check-lua-,$(LUA_VERSIONS))
+check-lua-%: deps
+	$(MAKE) LUA_VERSION=$* LUA=$(if $(filter jit,$*),luajit,lua$*) check
 
 # The suite once more with the module built with AddressSanitizer, loaded
 # into the stock interpreter with the ASan runtime preloaded (only inside
@@ -153,8 +166,7 @@ check-unit: all
 ASAN_BUILD  := build/asan
 ASAN_CFLAGS := -O1 -g -fsanitize=address -fno-omit-frame-pointer
 ASAN_RT      = $(shell $(CC) -print-file-name=libasan.so)
-ASAN_PATHS   = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
-               LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;"
+ASAN_PATHS   = $(call TREE_ENV,$(ASAN_BUILD))
 ASAN_ENV     = env LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=abort_on_error=1:detect_leaks
 
 check-asan: deps
@@ -251,6 +263,11 @@ test-tools: $(BUILD)/addr_test
 $(BUILD)/addr_test: spec/c/addr_test.c csrc/addr.c csrc/lct.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -D_GNU_SOURCE $(LUA_CFLAGS) $(NF_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/addr_test.c csrc/addr.c
+
+# luacheck (Debian's lua-check) with .luacheckrc: the module, specs,
+# examples, benchmarks and tools.
+lint:
+	luacheck lua spec examples bench tools/*.lua
 
 clean:
 	rm -rf build

@@ -45,7 +45,7 @@ function M.use_tree(here)
 		end
 	end
 	add("path", "LUA_PATH", root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua")
-	add("cpath", "LUA_CPATH", root .. "/build/" .. _VERSION:match("%d+%.%d+") .. "/?.so")
+	add("cpath", "LUA_CPATH", root .. "/build/" .. (jit and "jit" or _VERSION:match("%d+%.%d+")) .. "/?.so")
 	package.cpath = here .. "/?.so;" .. package.cpath
 end
 

@@ -105,7 +105,8 @@ local function tasks(N)
 		  variants = {
 			{ key = "cli", label = "cli: conntrack -D -p udp", argv = { "conntrack", "-D", "-p", "udp" } },
 			{ key = "floor", label = "floor: bench/ctdel 17", argv = { here .. "/ctdel", "17" }, self = true },
-			{ key = "lua", label = "lua: delete_where(filter.proto \"udp\")", argv = lua_argv("delete_proto", "udp"), self = true },
+			{ key = "lua", label = "lua: delete_where(filter.proto \"udp\")", argv = lua_argv("delete_proto", "udp"),
+				self = true },
 		} },
 		{ name = "load " .. N, setup = flush, left = N, work = N,
 		  variants = {
