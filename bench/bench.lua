@@ -53,10 +53,14 @@ local variants = {
 	{ key = "floor", label = "floor: bench/ctdump", argv = { here .. "/ctdump" }, self = true },
 	{ key = "cli", label = "cli: conntrack -L > /dev/null", argv = { "conntrack", "-L" },
 	  null = true, base = "clibase" },
+	{ key = "typ", label = "typical C: bench/ctparse (nfct_nlmsg_parse, inet_ntop)", argv = { here .. "/ctparse" },
+	  self = true },
 	{ key = "a", label = "(a) count", lua = "count", target = 1.15 },
 	{ key = "b", label = "(b) e.orig.src", lua = "src", target = 1.30 },
 	{ key = "c", label = "(c) e:totable()", lua = "totable", target = 2.0 },
 	{ key = "d", label = "(d) tostring(e)", lua = "tostring", vscli = true },
+	{ key = "e", label = "(e) count, filter F.dst(\"203.0.113.0/26\", \"203.0.113.64/28\")",
+	  lua = "cidr", vs = "a", vstarget = 1.10, filtered = true },
 	{ key = "luabase", label = "lua start-up (require, no dump)", lua = "none", aux = true },
 	{ key = "clibase", label = "conntrack --version", argv = { "conntrack", "--version" },
 	  null = true, aux = true },
@@ -100,21 +104,7 @@ local function runone(v)
 	return r
 end
 
-local function median(t)
-	if #t == 0 then
-		return nil
-	end
-	local s = {}
-	for i, x in ipairs(t) do
-		s[i] = x
-	end
-	table.sort(s)
-	local m = #s // 2
-	if #s % 2 == 1 then
-		return s[m + 1]
-	end
-	return (s[m] + s[m + 1]) / 2
-end
+local median = L.median
 
 local function ms(ns)
 	return ns and string.format("%.1f", ns / 1e6) or "n/a"
@@ -183,7 +173,7 @@ local function bench(N)
 			goto continue
 		end
 		for _, n in ipairs(s.n) do
-			if v.lua ~= "none" and n ~= N then
+			if v.lua ~= "none" and not v.filtered and n ~= N then
 				bad = n
 			end
 		end
@@ -219,6 +209,10 @@ local function bench(N)
 		elseif v.vscli and res.cli then
 			target = string.format("< cli (process ms): %s",
 				r.wall < res.cli.wall and "met" or "MISSED")
+		elseif v.vs and res[v.vs] and res[v.vs].ns and r.ns then
+			local x = tonumber(string.format("%.2f", r.ns / res[v.vs].ns))
+			target = string.format("%.2fx of (%s), <= %.2fx: %s", x, v.vs, v.vstarget,
+				x <= v.vstarget and "met" or "MISSED")
 		end
 		if r.badcount then
 			target = target .. string.format(" (COUNT %d, wanted %d)", r.badcount, N)

@@ -45,8 +45,25 @@ function M.use_tree(here)
 		end
 	end
 	add("path", "LUA_PATH", root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua")
-	add("cpath", "LUA_CPATH", root .. "/build/" .. _VERSION:match("%d+%.%d+") .. "/?.so")
+	add("cpath", "LUA_CPATH", root .. "/build/" .. (jit and "jit" or _VERSION:match("%d+%.%d+")) .. "/?.so")
 	package.cpath = here .. "/?.so;" .. package.cpath
+end
+
+-- The median of an array of numbers (nil when empty).
+function M.median(t)
+	if #t == 0 then
+		return nil
+	end
+	local s = {}
+	for i, x in ipairs(t) do
+		s[i] = x
+	end
+	table.sort(s)
+	local m = math.floor(#s / 2)
+	if #s % 2 == 1 then
+		return s[m + 1]
+	end
+	return (s[m] + s[m + 1]) / 2
 end
 
 local B = {}

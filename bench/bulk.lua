@@ -86,18 +86,7 @@ local function runone(argv, self)
 	return r
 end
 
-local function median(t)
-	local s = {}
-	for i, x in ipairs(t) do
-		s[i] = x
-	end
-	table.sort(s)
-	local m = math.floor(#s / 2)
-	if #s % 2 == 1 then
-		return s[m + 1]
-	end
-	return (s[m] + s[m + 1]) / 2
-end
+local median = L.median
 
 local function lua_argv(...)
 	return { luabin, here .. "/bulkop.lua", ... }
@@ -116,7 +105,8 @@ local function tasks(N)
 		  variants = {
 			{ key = "cli", label = "cli: conntrack -D -p udp", argv = { "conntrack", "-D", "-p", "udp" } },
 			{ key = "floor", label = "floor: bench/ctdel 17", argv = { here .. "/ctdel", "17" }, self = true },
-			{ key = "lua", label = "lua: delete_where(filter.proto \"udp\")", argv = lua_argv("delete_proto", "udp"), self = true },
+			{ key = "lua", label = "lua: delete_where(filter.proto \"udp\")", argv = lua_argv("delete_proto", "udp"),
+				self = true },
 		} },
 		{ name = "load " .. N, setup = flush, left = N, work = N,
 		  variants = {

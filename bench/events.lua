@@ -171,7 +171,9 @@ local BIG = 32 * 1024 * 1024
 
 local variants = {
 	{ key = "C", label = "C: bench/ctlisten (libmnl)",
-	  argv = function(want, drain) return { here .. "/ctlisten", "-b", drain and BIG or 8 * 1024 * 1024, "-n", want } end },
+	  argv = function(want, drain)
+		return { here .. "/ctlisten", "-b", drain and BIG or 8 * 1024 * 1024, "-n", want }
+	  end },
 	{ key = "cli", label = "cli: conntrack -E -o id",
 	  -- its defaults ("-b" made no difference here: it loses most of a
 	  -- burst either way)
@@ -219,7 +221,8 @@ local function finish(pid)
 		die("listener " .. pid .. " did not end")
 	end
 	local out = slurp(outf)
-	local n, enobufs, d, first, last = out:match("events (%d+) enobufs (%-?%d+) drops (%-?%d+) first_ns (%d+) last_ns (%d+)")
+	local n, enobufs, d, first, last =
+		out:match("events (%d+) enobufs (%-?%d+) drops (%-?%d+) first_ns (%d+) last_ns (%d+)")
 	if not n then die("listener printed " .. q(out) .. "; stderr: " .. slurp(errf)) end
 	local r = { n = tonumber(n), enobufs = tonumber(enobufs), drops = tonumber(d), first = tonumber(first),
 		last = tonumber(last), err = slurp(errf) }
@@ -317,7 +320,8 @@ local function table_out(title, res, total, judge)
 end
 
 print(("## Events: %d entries inserted then flushed (%d events), %d rounds"):format(N, 2 * N, runs))
-table_out(("Burst: ctfill %d + conntrack -F while listening (C: 8 MiB buffer; module: its defaults)"):format(N), burst_res, 2 * N, true)
+table_out(("Burst: ctfill %d + conntrack -F while listening (C: 8 MiB buffer; module: its defaults)"):format(N),
+	burst_res, 2 * N, true)
 local prods = {}
 for _, v in ipairs(variants) do prods[#prods + 1] = ("%s %.0f"):format(v.key, median(burst_res[v.key].prod)) end
 print("\nproducer ms (ctfill + conntrack -F, median): " .. table.concat(prods, ", "))

@@ -55,6 +55,14 @@ function loops.totable()
 	return n
 end
 
+function loops.cidr()
+	local n = 0
+	for _ in ct.dump(ct.filter.dst("203.0.113.0/26", "203.0.113.64/28")) do
+		n = n + 1
+	end
+	return n
+end
+
 function loops.tostring()
 	local n = 0
 	for e in ct.dump() do
@@ -68,7 +76,7 @@ end
 local variant = arg[1]
 local loop = loops[variant or ""]
 if not loop then
-	io.stderr:write("usage: loop.lua none|count|src|totable|tostring\n")
+	io.stderr:write("usage: loop.lua none|count|src|totable|tostring|cidr\n")
 	os.exit(2)
 end
 

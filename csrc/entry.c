@@ -197,20 +197,39 @@ static void lct_t_push(lua_State *L, const struct nlattr *nest,
 	lua_pushnil(L);
 }
 
-static void lct_set_addr(lua_State *L, int family, const struct nlattr *a, const char *k)
+/*
+ * totable runs as a closure whose upvalues are the key strings, already
+ * interned: a key costs a lua_pushvalue, not a lookup of its text.  Entry
+ * fields come first, then tuple fields (their numbers in the enums).
+ */
+#define LCT_EF_COUNT	27
+#define TKEY(f)		lua_upvalueindex(1 + LCT_EF_COUNT + (f))
+#define EKEY(f)		lua_upvalueindex(1 + (f))
+
+/* t[key] = the value at the top. */
+static void lct_setk(lua_State *L, int key)
+{
+	lua_pushvalue(L, key);
+	lua_insert(L, -2);
+	lua_rawset(L, -3);
+}
+
+static void lct_set_addr(lua_State *L, int family, const struct nlattr *a, int key)
 {
 	char buf[INET6_ADDRSTRLEN];
 
 	if (a == NULL || mnl_attr_get_payload_len(a) < (family == AF_INET ? 4u : 16u))
 		return;
+	lua_pushvalue(L, key);
 	lua_pushlstring(L, buf, lct_ntop(family, mnl_attr_get_payload(a), buf));
-	lua_setfield(L, -2, k);
+	lua_rawset(L, -3);
 }
 
-static void lct_set_int(lua_State *L, const char *k, lua_Integer v)
+static void lct_set_int(lua_State *L, int key, lua_Integer v)
 {
+	lua_pushvalue(L, key);
 	lua_pushinteger(L, v);
-	lua_setfield(L, -2, k);
+	lua_rawset(L, -3);
 }
 
 /* A direction as a plain table, from one walk of its attributes. */
@@ -224,39 +243,41 @@ static void lct_dir_totable(lua_State *L, const struct nlattr *tuple,
 
 	lct_dir_parse(tuple, ctr, &d);
 	lct_a_u8(d.num, &pnum);
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, d.packets ? 6 : 4);
 	if (d.src4 || d.dst4) {
-		lct_set_addr(L, AF_INET, d.src4, "src");
-		lct_set_addr(L, AF_INET, d.dst4, "dst");
+		lct_set_addr(L, AF_INET, d.src4, TKEY(TF_SRC));
+		lct_set_addr(L, AF_INET, d.dst4, TKEY(TF_DST));
 	} else {
-		lct_set_addr(L, AF_INET6, d.src6, "src");
-		lct_set_addr(L, AF_INET6, d.dst6, "dst");
+		lct_set_addr(L, AF_INET6, d.src6, TKEY(TF_SRC));
+		lct_set_addr(L, AF_INET6, d.dst6, TKEY(TF_DST));
 	}
 	if (lct_a_u16(d.sport, &u16)) {
-		lct_set_int(L, "sport", u16);
+		lct_set_int(L, TKEY(TF_SPORT), u16);
 		if (pnum == IPPROTO_GRE)
-			lct_set_int(L, "srckey", u16);
+			lct_set_int(L, TKEY(TF_SRCKEY), u16);
 	}
 	if (lct_a_u16(d.dport, &u16)) {
-		lct_set_int(L, "dport", u16);
+		lct_set_int(L, TKEY(TF_DPORT), u16);
 		if (pnum == IPPROTO_GRE)
-			lct_set_int(L, "dstkey", u16);
+			lct_set_int(L, TKEY(TF_DSTKEY), u16);
 	}
 	if (lct_a_u8(d.itype, &u8))
-		lct_set_int(L, "icmp_type", u8);
+		lct_set_int(L, TKEY(TF_ITYPE), u8);
 	if (lct_a_u8(d.icode, &u8))
-		lct_set_int(L, "icmp_code", u8);
+		lct_set_int(L, TKEY(TF_ICODE), u8);
 	if (lct_a_u16(d.iid, &u16))
-		lct_set_int(L, "icmp_id", u16);
+		lct_set_int(L, TKEY(TF_IID), u16);
 	if (lct_a_u16(d.zone, &u16))
-		lct_set_int(L, "zone", u16);
+		lct_set_int(L, TKEY(TF_ZONE), u16);
 	if (lct_a_u64(d.packets, &u64)) {
+		lua_pushvalue(L, TKEY(TF_PACKETS));
 		lct_pushu64(L, u64);
-		lua_setfield(L, -2, "packets");
+		lua_rawset(L, -3);
 	}
 	if (lct_a_u64(d.bytes, &u64)) {
+		lua_pushvalue(L, TKEY(TF_BYTES));
 		lct_pushu64(L, u64);
-		lua_setfield(L, -2, "bytes");
+		lua_rawset(L, -3);
 	}
 }
 
@@ -366,6 +387,7 @@ enum {
 	EF_OVTAG, EF_RVTAG, EF_ROLE, EF_FLAGS0, EF_FLAGS1, EF_WSCALE0, EF_WSCALE1,
 	EF_TIME, EF_N
 };
+typedef char lct_ef_count_ok[EF_N == LCT_EF_COUNT ? 1 : -1];
 
 static const char *const lct_entry_fields[] = {
 	"family", "proto", "protonum", "orig", "reply", "state", "timeout",
@@ -579,7 +601,7 @@ static int lct_e_totable(lua_State *L)
 	static const uint8_t plain[] = {
 		EF_TIMEOUT, EF_MARK, EF_SECMARK, EF_USE, EF_ID, EF_ZONE, EF_STATE,
 		EF_STATUS, EF_LABELS, EF_START, EF_STOP, EF_HELPER, EF_SECCTX, EF_TYPE,
-		EF_OVTAG, EF_RVTAG, EF_ROLE, EF_FLAGS0, EF_FLAGS1, EF_WSCALE0, EF_WSCALE1,
+		EF_TIME, EF_OVTAG, EF_RVTAG, EF_ROLE, EF_FLAGS0, EF_FLAGS1, EF_WSCALE0, EF_WSCALE1,
 	};
 	const struct nlattr *a;
 	struct lct_pinfo pi;
@@ -589,29 +611,34 @@ static int lct_e_totable(lua_State *L)
 	lct_pinfo_parse(lct_attr(e, CTA_PROTOINFO), &pi);
 	lua_createtable(L, 0, 16);
 	lct_e_push(L, e, EF_FAMILY);
-	lua_setfield(L, -2, "family");
+	lct_setk(L, EKEY(EF_FAMILY));
 	if (lct_e_protonum(e, &p)) {
 		lct_push_proto(L, e);
-		lua_setfield(L, -2, "proto");
-		lct_set_int(L, "protonum", p);
+		lct_setk(L, EKEY(EF_PROTO));
+		lct_set_int(L, EKEY(EF_PROTONUM), p);
 	}
 	if ((a = lct_attr(e, CTA_TUPLE_ORIG)) != NULL) {
 		lct_dir_totable(L, a, lct_attr(e, CTA_COUNTERS_ORIG));
-		lua_setfield(L, -2, "orig");
+		lct_setk(L, EKEY(EF_ORIG));
 	}
 	if ((a = lct_attr(e, CTA_TUPLE_REPLY)) != NULL) {
 		lct_dir_totable(L, a, lct_attr(e, CTA_COUNTERS_REPLY));
-		lua_setfield(L, -2, "reply");
+		lct_setk(L, EKEY(EF_REPLY));
 	}
 	for (i = 0; i < sizeof(plain); i++) {
-		if (plain[i] == EF_STATE || plain[i] >= EF_OVTAG)
+		int pinfo = plain[i] == EF_STATE || (plain[i] >= EF_OVTAG && plain[i] <= EF_WSCALE1);
+
+		if (pinfo && !pi.proto)
+			continue;
+		lua_pushvalue(L, EKEY(plain[i]));
+		if (pinfo)
 			lct_push_pinfo(L, &pi, plain[i]);
 		else
 			lct_e_push(L, e, plain[i]);
 		if (lua_isnil(L, -1))
-			lua_pop(L, 1);
+			lua_pop(L, 2);
 		else
-			lua_setfield(L, -2, lct_entry_fields[plain[i]]);
+			lua_rawset(L, -3);
 	}
 	return 1;
 }
@@ -752,7 +779,6 @@ static int lct_f_entry(lua_State *L)
 }
 
 static const luaL_Reg lct_entry_methods[] = {
-	{"totable", lct_e_totable},
 	{"format", lct_e_format},
 	{"raw", lct_e_raw},
 	{NULL, NULL}
@@ -772,7 +798,6 @@ const struct lct_class lct_entry_class = {
 };
 
 static const luaL_Reg lct_tuple_methods[] = {
-	{"totable", lct_t_totable},
 	{NULL, NULL}
 };
 static const luaL_Reg *const lct_tuple_arrays[] = { lct_tuple_methods, NULL };
@@ -798,9 +823,27 @@ static const luaL_Reg lct_entry_funcs[] = {
 	{NULL, NULL}
 };
 
+/* methods.totable of a class: a closure over the key strings. */
+static void lct_totable_closure(lua_State *L, const struct lct_class *c, lua_CFunction fn)
+{
+	int i;
+
+	luaL_getmetatable(L, c->name);
+	lua_getfield(L, -1, "methods");
+	for (i = 0; i < LCT_EF_COUNT; i++)
+		lua_pushstring(L, lct_entry_fields[i]);
+	for (i = 0; i < TF_N; i++)
+		lua_pushstring(L, lct_tuple_fields[i]);
+	lua_pushcclosure(L, fn, LCT_EF_COUNT + TF_N);
+	lua_setfield(L, -2, "totable");
+	lua_pop(L, 2);
+}
+
 void lct_entry_open(lua_State *L)
 {
 	lct_class_new(L, &lct_entry_class);
 	lct_class_new(L, &lct_tuple_class);
+	lct_totable_closure(L, &lct_entry_class, lct_e_totable);
+	lct_totable_closure(L, &lct_tuple_class, lct_t_totable);
 	luaL_setfuncs(L, lct_entry_funcs, 0);
 }

@@ -128,11 +128,12 @@ const char *lct_shortval(lua_State *L, int idx)
 	switch (lua_type(L, idx)) {
 	case LUA_TNUMBER:
 		lua_pushvalue(L, idx);
-		return lua_pushfstring(L, "%s", lua_tostring(L, -1));
+		return lua_tostring(L, -1);	/* the copy becomes its text */
 	case LUA_TSTRING:
 		break;
 	default:
-		return lua_pushstring(L, luaL_typename(L, idx));
+		lua_pushstring(L, luaL_typename(L, idx));
+		return lua_tostring(L, -1);
 	}
 	s = lua_tolstring(L, idx, &n);
 	*p++ = '\'';
@@ -150,7 +151,8 @@ const char *lct_shortval(lua_State *L, int idx)
 	if (n > 40)
 		p += snprintf(p, 24, "... (%u bytes)", (unsigned int)n);
 	*p = '\0';
-	return lua_pushstring(L, buf);
+	lua_pushstring(L, buf);
+	return lua_tostring(L, -1);
 }
 
 void lct_check_table(lua_State *L, int idx, const char *fname, const char *arg)

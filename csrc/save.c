@@ -202,11 +202,9 @@ static void lct_line_nat(lua_State *L, struct lct_line *ln)
 	int v6 = memchr(ln->natv.p, ':', ln->natv.n) != NULL;
 	const char *field = ln->nat == V_SNAT ? "snat" : "dnat";
 
+	lua_pushlstring(L, ln->natv.p, ln->natv.n);
 	if (port >= 0)
-		lua_pushfstring(L, v6 ? "[%s]:%d" : "%s:%d",
-				lua_pushlstring(L, ln->natv.p, ln->natv.n), port);
-	else
-		lua_pushlstring(L, ln->natv.p, ln->natv.n);
+		lua_pushfstring(L, v6 ? "[%s]:%d" : "%s:%d", lua_tostring(L, -1), port);
 	if (ln->tables) {
 		lua_setfield(L, ln->tidx, field);
 		if (port >= 0)

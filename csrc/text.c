@@ -18,6 +18,8 @@ struct lct_out {
 	char *p, *end;
 };
 
+static void lct_put(struct lct_out *o, const char *fmt, ...) LCT_PRINTF(2, 3);
+
 static void lct_put(struct lct_out *o, const char *fmt, ...)
 {
 	va_list ap;
@@ -33,41 +35,48 @@ static void lct_put(struct lct_out *o, const char *fmt, ...)
 	o->p = n >= o->end - o->p ? o->end : o->p + n;
 }
 
-/* Appends a literal without the cost of a format. */
-static void lct_puts(struct lct_out *o, const char *s)
+/* Appends n bytes without the cost of a format. */
+static void lct_putn(struct lct_out *o, const char *s, size_t n)
 {
-	size_t n = strlen(s);
-
 	if (n > (size_t)(o->end - o->p))
 		n = (size_t)(o->end - o->p);
 	memcpy(o->p, s, n);
 	o->p += n;
 }
 
+static void lct_puts(struct lct_out *o, const char *s)
+{
+	lct_putn(o, s, strlen(s));
+}
+
+/* A literal: its length is known at compile time. */
+#define LCT_PUTL(o, lit)	lct_putn(o, lit, sizeof(lit) - 1)
+
 /* "%-8s " */
 static void lct_pad8(struct lct_out *o, const char *s)
 {
+	static const char blanks[] = "         ";
 	size_t n = strlen(s);
 
-	lct_puts(o, s);
-	for (; n < 8; n++)
-		lct_puts(o, " ");
-	lct_puts(o, " ");
+	lct_putn(o, s, n);
+	lct_putn(o, blanks, n < 8 ? 9 - n : 1);
 }
 
-static void lct_putu(struct lct_out *o, const char *tag, unsigned long long v)
+/* tag, the number in decimal, a blank: written at once. */
+static void lct_putun(struct lct_out *o, const char *tag, size_t taglen, unsigned long long v)
 {
-	char tmp[24], *q = tmp + sizeof(tmp);
+	char tmp[48], *q = tmp + sizeof(tmp);
 
-	*--q = '\0';
+	*--q = ' ';
 	do {
 		*--q = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	lct_puts(o, tag);
-	lct_puts(o, q);
-	lct_puts(o, " ");
+	q -= taglen;
+	memcpy(q, tag, taglen);
+	lct_putn(o, q, (size_t)(tmp + sizeof(tmp) - q));
 }
+#define lct_putu(o, tag, v)	lct_putun(o, tag, sizeof(tag) - 1, v)
 
 static unsigned int lct_a8(const struct nlattr *a)
 {
@@ -114,11 +123,12 @@ static void lct_put_addr(struct lct_out *o, int family, const struct lct_dir *d)
 		const struct nlattr *a = family == AF_INET ? (w ? d->dst4 : d->src4) :
 					 (w ? d->dst6 : d->src6);
 
-		lct_ntop(family, a && mnl_attr_get_payload_len(a) >= need ?
-			 mnl_attr_get_payload(a) : zero, tmp);
-		lct_puts(o, w ? "dst=" : "src=");
-		lct_puts(o, tmp);
-		lct_puts(o, " ");
+		size_t n = lct_ntop(family, a && mnl_attr_get_payload_len(a) >= need ?
+				    mnl_attr_get_payload(a) : zero, tmp);
+
+		lct_putn(o, w ? "dst=" : "src=", 4);
+		tmp[n] = ' ';
+		lct_putn(o, tmp, n + 1);
 	}
 }
 
@@ -184,9 +194,9 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 	status = lct_a32(at[CTA_STATUS]);
 
 	switch (evtype) {
-	case 1: lct_puts(&o, "    [NEW] "); break;
-	case 2: lct_puts(&o, " [UPDATE] "); break;
-	case 3: lct_puts(&o, "[DESTROY] "); break;
+	case 1: LCT_PUTL(&o, "    [NEW] "); break;
+	case 2: LCT_PUTL(&o, " [UPDATE] "); break;
+	case 3: LCT_PUTL(&o, "[DESTROY] "); break;
 	}
 	if (flags & NFCT_OF_SHOW_LAYER3) {
 		lct_pad8(&o, family == AF_INET ? "ipv4" :
@@ -205,7 +215,7 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 		const char *s = lct_state_name((unsigned int)pi.proto, pi.state);
 
 		lct_puts(&o, s ? s : "NONE");
-		lct_puts(&o, " ");
+		LCT_PUTL(&o, " ");
 	}
 	lct_put_addr(&o, family, &orig);
 	lct_put_l4(&o, &orig);
@@ -216,7 +226,7 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 		lct_putu(&o, "bytes=", lct_a64(orig.bytes));
 	}
 	if (at[CTA_STATUS] && !(status & IPS_SEEN_REPLY))
-		lct_puts(&o, "[UNREPLIED] ");
+		LCT_PUTL(&o, "[UNREPLIED] ");
 	lct_put_addr(&o, family, &repl);
 	lct_put_l4(&o, &repl);
 	if (repl.zone)
@@ -227,11 +237,11 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 	}
 	if (at[CTA_STATUS]) {
 		if (status & (1u << 15))
-			lct_puts(&o, "[HW_OFFLOAD] ");
+			LCT_PUTL(&o, "[HW_OFFLOAD] ");
 		else if (status & (1u << 14))
-			lct_puts(&o, "[OFFLOAD] ");
+			LCT_PUTL(&o, "[OFFLOAD] ");
 		else if (status & IPS_ASSURED)
-			lct_puts(&o, "[ASSURED] ");
+			LCT_PUTL(&o, "[ASSURED] ");
 	}
 	if (at[CTA_MARK])
 		lct_putu(&o, "mark=", lct_a32(at[CTA_MARK]));

@@ -3,10 +3,11 @@
 -- and prints the router's connection tracking table through the module.
 -- The namespaces are removed at the end, whatever happens.
 --
--- Run by hand (as root, after `make`):
---   LUA_PATH="$PWD/lua/?.lua;$PWD/spec/?.lua;;" LUA_CPATH="$PWD/build/5.4/?.so;;" \
+-- Run by hand (as root, after `make`; any of lua5.1, lua5.3, lua5.4, luajit
+-- with its build/ directory):
+--   LUA_PATH="$PWD/lua/?.lua;$PWD/tools/?.lua;;" LUA_CPATH="$PWD/build/5.4/?.so;;" \
 --     tools/netns-run lua5.4 examples/demo.lua
--- The test hosts come from spec/hosts.lua (namespaces, veth pairs, nft NAT,
+-- The test hosts come from tools/hosts.lua (namespaces, veth pairs, nft NAT,
 -- socat traffic); the module never touches the host's own table.
 
 local ct = require "conntrack"
@@ -69,7 +70,7 @@ end
 -- Prints rows (arrays of strings) in columns under a header.
 local function print_table(header, rows)
 	local w = {}
-	for _, row in ipairs({ header, table.unpack(rows) }) do
+	for _, row in ipairs({ header, (table.unpack or unpack)(rows) }) do
 		for i, cell in ipairs(row) do
 			w[i] = math.max(w[i] or 0, #cell)
 		end
@@ -142,7 +143,7 @@ local function run(topo)
 			nat(e),
 			("%s/%s"):format(human(e.orig.packets), human(e.reply.packets)),
 			("%s/%s"):format(human(e.orig.bytes), human(e.reply.bytes)),
-			e.start and ("%ds"):format(math.max(0, now - e.start // 1000000000)) or "-",
+			e.start and ("%ds"):format(math.max(0, now - math.floor(e.start / 1e9))) or "-",
 			("%ds"):format(e.timeout or 0),
 			flags(e),
 		}

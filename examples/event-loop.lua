@@ -25,7 +25,7 @@ local function tree(field, env, p)
 	package[field] = os.getenv(env) and (package[field] .. ";" .. p) or (p .. ";" .. package[field])
 end
 tree("path", "LUA_PATH", here .. "/../lua/?.lua")
-tree("cpath", "LUA_CPATH", here .. "/../build/" .. _VERSION:match("%d+%.%d+") .. "/?.so")
+tree("cpath", "LUA_CPATH", here .. "/../build/" .. (jit and "jit" or _VERSION:match("%d+%.%d+")) .. "/?.so")
 
 local ct = require "conntrack"
 local cqueues = require "cqueues"
@@ -50,7 +50,7 @@ do
 	end
 end
 
-local sub <close> = assert(ct.subscribe{ netns = o.netns, types = o.types })
+local sub = assert(ct.subscribe{ netns = o.netns, types = o.types })
 io.stdout:setvbuf("line")
 io.stderr:write(("# listening%s, for %s s\n"):format(o.netns and (" in " .. o.netns) or "", o.duration))
 
@@ -100,6 +100,10 @@ end)
 
 while not cq:empty() do
 	local ok, err = cq:step()
-	if not ok then error(err, 0) end
+	if not ok then
+		sub:close()
+		error(err, 0)
+	end
 end
 io.stderr:write(("# %d events in %.1f s, %d overflows\n"):format(n, cqueues.monotime() - t0, sub.overflows))
+sub:close()

@@ -43,7 +43,7 @@ local function tree(field, env, p)
 	package[field] = os.getenv(env) and (package[field] .. ";" .. p) or (p .. ";" .. package[field])
 end
 tree("path", "LUA_PATH", here .. "/../lua/?.lua")
-tree("cpath", "LUA_CPATH", here .. "/../build/" .. _VERSION:match("%d+%.%d+") .. "/?.so")
+tree("cpath", "LUA_CPATH", here .. "/../build/" .. (jit and "jit" or _VERSION:match("%d+%.%d+")) .. "/?.so")
 
 local ct = require "conntrack"
 

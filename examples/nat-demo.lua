@@ -2,7 +2,7 @@
 -- router with nft NAT rules, server), one flow of each NAT kind between
 -- them, and what lua-conntrack makes of the router's table: each flow with
 -- its NAT kind and translation, a filter and where it runs, a bulk update.
--- Run (as root, after `make`): LUA_PATH="$PWD/lua/?.lua;$PWD/spec/?.lua;;" \
+-- Run (as root, after `make`): LUA_PATH="$PWD/lua/?.lua;$PWD/tools/?.lua;;" \
 --   LUA_CPATH="$PWD/build/5.4/?.so;;" tools/netns-run lua5.4 examples/nat-demo.lua
 local hosts = require "hosts"
 local ct = require "conntrack"
@@ -29,6 +29,7 @@ local ok, err = pcall(function()
 			end
 			if done then break end
 		end
+		assert(done, f[1] .. ": no echo from the server: " .. tostring(reply))
 		label[sport] = f[1]
 	end
 

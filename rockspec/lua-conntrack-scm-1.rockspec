@@ -2,7 +2,7 @@ rockspec_format = "3.0"
 package = "lua-conntrack"
 version = "scm-1"
 source = {
-	url = "git+https://example.invalid/lua-conntrack.git",
+	url = "git+https://github.com/lua-conntrack/lua-conntrack.git",
 }
 description = {
 	summary = "Linux connection tracking (conntrack) from Lua",
@@ -10,26 +10,44 @@ description = {
 List, get, create, update, delete, flush, count and per-CPU statistics of
 netfilter's connection tracking table, and its event stream, as Lua values.
 Built on libnetfilter_conntrack and libmnl.]],
-	license = "MIT",
+	homepage = "https://github.com/lua-conntrack/lua-conntrack",
+	license = "MIT", -- see LICENSE
+	labels = { "linux", "netfilter", "conntrack" },
 }
+supported_platforms = { "linux" }
 dependencies = {
 	"lua >= 5.1, < 5.5",
+	"dkjson >= 2.5", -- conntrack.format.json
 }
 external_dependencies = {
-	NETFILTER_CONNTRACK = { header = "libnetfilter_conntrack/libnetfilter_conntrack.h" },
-	MNL = { header = "libmnl/libmnl.h" },
+	NETFILTER_CONNTRACK = {
+		header = "libnetfilter_conntrack/libnetfilter_conntrack.h",
+		library = "netfilter_conntrack",
+	},
+	MNL = {
+		header = "libmnl/libmnl.h",
+		library = "mnl",
+	},
 }
--- The Makefile is the one description of the build: luarocks hands it the
--- interpreter's headers and its install directories.
+-- The Makefile is the one description of the build.  luarocks hands it the
+-- same variables for the build and the install pass (so the install finds
+-- the module built, for this Lua), its own compiler flags, the interpreter's
+-- headers, the libraries it found, and the rock's directories; the Makefile
+-- installs the lua-conntrack command into BINDIR when the source has it.
 build = {
 	type = "make",
-	build_variables = {
+	variables = {
+		CC = "$(CC)",
 		CFLAGS = "$(CFLAGS)",
 		LIBFLAG = "$(LIBFLAG)",
+		LUA = "$(LUA)",
 		LUA_INCDIR = "$(LUA_INCDIR)",
-	},
-	install_variables = {
+		NETFILTER_CONNTRACK_INCDIR = "$(NETFILTER_CONNTRACK_INCDIR)",
+		NETFILTER_CONNTRACK_LIBDIR = "$(NETFILTER_CONNTRACK_LIBDIR)",
+		MNL_INCDIR = "$(MNL_INCDIR)",
+		MNL_LIBDIR = "$(MNL_LIBDIR)",
 		LUA_LIBDIR = "$(LIBDIR)",
 		LUA_SHAREDIR = "$(LUADIR)",
+		BINDIR = "$(BINDIR)",
 	},
 }

@@ -1,24 +1,14 @@
--- The test-host harness (spec/hosts.lua) checked against reality with the
+-- The test-host harness (tools/hosts.lua) checked against reality with the
 -- conntrack CLI, run inside the test namespaces only.
--- Run: LUA_PATH="$PWD/spec/?.lua;;" tools/netns-run busted --lua=lua5.4 spec/00-hosts_spec.lua
+-- Run: LUA_PATH="$PWD/tools/?.lua;;" tools/netns-run busted --lua=lua5.4 spec/00-hosts_spec.lua
 
 local hosts = require "hosts"
+local H = require "helpers"
 local P = hosts.port
 
--- The one `conntrack -L` line matching every plain-text fragment given.
+-- The `conntrack -L` line (of text) holding every plain-text fragment given.
 local function find_line(text, ...)
-	local frags = { ... }
-	for line in text:gmatch("[^\n]+") do
-		local all = true
-		for _, f in ipairs(frags) do
-			if not line:find(f, 1, true) then
-				all = false
-				break
-			end
-		end
-		if all then return line end
-	end
-	return nil
+	return H.find(H.lines(text), ...)
 end
 
 local function ct_list(topo, args, role)
@@ -203,7 +193,8 @@ describe("hosts: pair topology", function()
 		assert.is_true(ok, reply)
 		local line = find_line(ct_list(topo, "-p udp --orig-port-src " .. sport), "dport=" .. P.snat .. " ")
 		assert.is_truthy(line)
-		assert.is_truthy(line:find(("src=%s dst=%s sport=%d dport=%d packets=2"):format(A.client, A.server, sport, P.snat), 1, true), line)
+		assert.is_truthy(line:find(("src=%s dst=%s sport=%d dport=%d packets=2")
+			:format(A.client, A.server, sport, P.snat), 1, true), line)
 		assert.is_truthy(line:find(("src=%s dst=%s sport=%d"):format(A.server, A.snat, P.snat), 1, true), line)
 	end)
 
@@ -212,8 +203,10 @@ describe("hosts: pair topology", function()
 		finally(function() c:close() end)
 		local line = find_line(ct_list(topo, "-p tcp --orig-port-src " .. c.sport), "ESTABLISHED")
 		assert.is_truthy(line)
-		assert.is_truthy(line:find(("src=%s dst=%s sport=%d dport=%d"):format(A.client, A.public, c.sport, P.dnat), 1, true), line)
-		assert.is_truthy(line:find(("src=%s dst=%s sport=%d dport=%d"):format(A.server, A.client, P.dnat_to, c.sport), 1, true), line)
+		assert.is_truthy(line:find(("src=%s dst=%s sport=%d dport=%d")
+			:format(A.client, A.public, c.sport, P.dnat), 1, true), line)
+		assert.is_truthy(line:find(("src=%s dst=%s sport=%d dport=%d")
+			:format(A.server, A.client, P.dnat_to, c.sport), 1, true), line)
 		-- the server's own table sees only the translated flow
 		local sline = find_line(ct_list(topo, "-p tcp", "server"), "dport=" .. c.sport .. " ")
 		assert.is_truthy(sline)

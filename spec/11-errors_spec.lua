@@ -5,10 +5,13 @@
 
 local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 
 local E = ct.errno
 local NIL = {} -- removes a field from the base table
+local unpack = table.unpack or unpack
+-- the extreme integers of 5.3/5.4; on 5.1 and LuaJIT numbers as far out
+local MININT, MAXINT = math.mininteger or -2 ^ 63, math.maxinteger or 2 ^ 63
 
 H.assert_private()
 
@@ -44,10 +47,9 @@ local function describe_value(v)
 end
 
 describe("errors: bad input raises naming the function and the field", function()
-	local topo, ns, h
+	local ns, h
 
-	setup(function() topo, ns, h = H.open_scratch(ct) end)
-	teardown(function() H.close_scratch(topo, h) end)
+	H.private(function(_, n, hh) ns, h = n, hh end)
 
 	after_each(function()
 		-- nothing bad ever reached the table
@@ -100,13 +102,13 @@ describe("errors: bad input raises naming the function and the field", function(
 		{ BASE_S, { zone = -1 }, "zone", "out of range 0..65535" },
 		{ BASE_S, { timeout = -1 }, "timeout", "out of range 0..4294967295" },
 		{ BASE_S, { timeout = -0.5 }, "timeout", "integer expected" },
-		{ BASE_S, { timeout = math.mininteger }, "timeout", "out of range" },
+		{ BASE_S, { timeout = MININT }, "timeout", "out of range" },
 		{ BASE_S, { timeout = 2 ^ 32 }, "timeout", "out of range" },
 		{ BASE_S, { timeout = 1 / 0 }, "timeout", "out of range" },
 		{ BASE_S, { timeout = "60" }, "timeout", "number expected, got string" },
 		{ BASE_S, { timeout = NIL }, "timeout", "missing" },
 		{ BASE_S, { mark = -1 }, "mark", "out of range 0..4294967295" },
-		{ BASE_S, { mark = math.maxinteger }, "mark", "out of range" },
+		{ BASE_S, { mark = MAXINT }, "mark", "out of range" },
 		{ BASE_S, { secmark = -1 }, "secmark", "out of range" },
 		{ BASE_S, { state = "ESTABLISHD" }, "state", "unknown state 'ESTABLISHD'" },
 		{ BASE_S, { state = 3 }, "state", "state name expected" },
@@ -178,20 +180,27 @@ describe("errors: bad input raises naming the function and the field", function(
 	end
 
 	it("update: the tuple, then the changes", function()
-		raises(function() h:update(with(BASE_T, { src = "1.2.3" }), { mark = 1 }) end, "update: bad argument 'src' (malformed address")
+		raises(function() h:update(with(BASE_T, { src = "1.2.3" }), { mark = 1 }) end,
+			"update: bad argument 'src' (malformed address")
 		raises(function() h:update(BASE_T) end, "update: bad argument 'changes' (table expected, got no value)")
-		raises(function() h:update(BASE_T, 5) end, "update: bad argument 'changes' (table expected, got number)")
-		raises(function() h:update(BASE_T, {}) end, "update: bad argument 'changes' (nothing to change)")
-		raises(function() h:update(BASE_T, { mark_mask = 1 }) end, "update: bad argument 'mark_mask' (needs 'mark')")
-		raises(function() h:update(BASE_T, { mark = 1, mark_mask = -1 }) end, "update: bad argument 'mark_mask' (out of range")
-		raises(function() h:update(BASE_T, { mark = 1, mark_mask = 0 / 0 }) end, "update: bad argument 'mark_mask' (")
-		raises(function() h:update(BASE_T, { labels_mask = { 1 } }) end, "update: bad argument 'labels_mask' (needs 'labels')")
-		raises(function() h:update(BASE_T, { labels = { 1 }, labels_mask = { 200 } }) end, "update: bad argument 'labels_mask' (label bits are 0..127)")
-		raises(function() h:update(BASE_T, { src = "192.0.2.9" }) end, "update: bad argument 'src' (unknown field)")
-		raises(function() h:update(BASE_T, { state = "CLOSE" }) end, "update: bad argument 'state' (unknown field)")
-		raises(function() h:update(BASE_T, { timeout = -5 }) end, "update: bad argument 'timeout' (out of range")
-		raises(function() h:update(BASE_T, { status = { "NOPE" } }) end, "update: bad argument 'status' (unknown status flag 'NOPE')")
-		raises(function() h:update(BASE_T, { mark = "1" }) end, "update: bad argument 'mark' (number expected, got string)")
+		-- changes, and what the message says after "update: bad argument "
+		local rows = {
+			{ 5, "'changes' (table expected, got number)" },
+			{ {}, "'changes' (nothing to change)" },
+			{ { mark_mask = 1 }, "'mark_mask' (needs 'mark')" },
+			{ { mark = 1, mark_mask = -1 }, "'mark_mask' (out of range" },
+			{ { mark = 1, mark_mask = 0 / 0 }, "'mark_mask' (" },
+			{ { labels_mask = { 1 } }, "'labels_mask' (needs 'labels')" },
+			{ { labels = { 1 }, labels_mask = { 200 } }, "'labels_mask' (label bits are 0..127)" },
+			{ { src = "192.0.2.9" }, "'src' (unknown field)" },
+			{ { state = "CLOSE" }, "'state' (unknown field)" },
+			{ { timeout = -5 }, "'timeout' (out of range" },
+			{ { status = { "NOPE" } }, "'status' (unknown status flag 'NOPE')" },
+			{ { mark = "1" }, "'mark' (number expected, got string)" },
+		}
+		for _, r in ipairs(rows) do
+			raises(function() h:update(BASE_T, r[1]) end, "update: bad argument " .. r[2])
+		end
 	end)
 
 	local dump_rows = {
@@ -305,17 +314,16 @@ describe("errors: bad input raises naming the function and the field", function(
 			update = { BASE_T, { mark = 1 } }, batch = { "create", { BASE_S } },
 		}
 		for m, args in pairs(calls) do
-			raises(function() c[m](c, table.unpack(args)) end, m .. ": attempt to use a closed handle")
+			raises(function() c[m](c, unpack(args)) end, m .. ": attempt to use a closed handle")
 		end
 		assert.is_true(c:close())
 	end)
 end)
 
 describe("errors: kernel refusals return nil, 'op: strerror', errno", function()
-	local topo, ns, h
+	local h
 
-	setup(function() topo, ns, h = H.open_scratch(ct) end)
-	teardown(function() H.close_scratch(topo, h) end)
+	H.private(function(_, _, hh) h = hh end)
 
 	before_each(function() h:flush() end)
 
@@ -369,11 +377,12 @@ show("delete", h:delete(T))
 show("flush", h:flush())
 show("list", h:list())
 local bok, bmissing, bfails = h:batch("delete", { T })
-print("batch", tostring(bok), tostring(bmissing), bfails and bfails[1] and bfails[1].message, bfails and bfails[1] and bfails[1].errno)
+local bfail = bfails and bfails[1] or {}
+print("batch", tostring(bok), tostring(bmissing), bfail.message, bfail.errno)
 local ok, err = pcall(function() for _ in h:dump() do end end)
 print("dump", tostring(ok), err)
 show("netns", ct.open{ netns = os.getenv("LCT_NETNS") or "." })
-print("caps", io.open("/proc/self/status"):read("a"):match("CapEff:%s*(%x+)"))
+print("caps", io.open("/proc/self/status"):read("*a"):match("CapEff:%s*(%x+)"))
 print("done")
 ]=]
 
@@ -386,7 +395,7 @@ print("done")
 		f:write(script)
 		f:close()
 		local ok
-		ok, out = hosts.run(setpriv .. " lua5.4 " .. hosts.quote(name))
+		ok, out = hosts.run(setpriv .. " " .. H.lua .. " " .. hosts.quote(name))
 		os.remove(name)
 		assert.is_true(ok, out)
 	end)
@@ -455,7 +464,7 @@ local function fds()
 	return n
 end
 local function rss()
-	return tonumber(io.open("/proc/self/status"):read("a"):match("VmRSS:%s*(%d+)"))
+	return tonumber(io.open("/proc/self/status"):read("*a"):match("VmRSS:%s*(%d+)"))
 end
 local h = assert(ct.open())
 local closed = assert(ct.open()) closed:close()
@@ -465,9 +474,9 @@ local keys = { "family", "proto", "src", "dst", "sport", "dport", "reply_src", "
 	"reply_dport", "icmp_type", "icmp_code", "icmp_id", "zone", "timeout", "mark", "mark_mask", "state",
 	"status", "status_mask", "labels", "labels_mask", "secmark", "netns", "rcvbuf", 1, true }
 local atoms = { false, true, 0, -1, 1, 6, 17, 58, 255, 256, 65535, 65536, 2^31, 2^32, 2^53, 1/0, -1/0, 0/0,
-	math.mininteger, math.maxinteger, 1.5, "", "x", "tcp", "udp", "icmp", "icmpv6", "ipv4", "ipv6",
+	math.mininteger or -2^63, math.maxinteger or 2^63, 1.5, "", "x", "tcp", "udp", "icmp", "icmpv6", "ipv4", "ipv6",
 	"ESTABLISHED", "ASSURED", "192.0.2.1", "2001:db8::1", "1.2.3", "::g", "300.1.1.1", ("a"):rep(5000),
-	"192.0.2.1\0", "/", ".", "..", "/proc/self/ns/net", print, io.stdout, coroutine.create(print),
+	"192.0.2.1\0", "/", ".", "..", "/proc/self/ns/net", print, io.stdout, coroutine.create(function() end),
 	entry, closed }
 local rnd = math.random
 math.randomseed(42)
@@ -530,7 +539,7 @@ os.exit(0, true)
 		f:close()
 		local asan = os.getenv("LCT_ASAN")
 		local ok, out, code = hosts.run((asan and "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 " or "")
-			.. "lua5.4 " .. hosts.quote(name))
+			.. H.lua .. " " .. hosts.quote(name))
 		os.remove(name)
 		assert.is_true(ok, ("exit %s:\n%s"):format(tostring(code), out))
 		assert.matches("\ndone\n", out)

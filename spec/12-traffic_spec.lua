@@ -1,4 +1,4 @@
--- Real traffic between test hosts (spec/hosts.lua): a TCP connection and
+-- Real traffic between test hosts (tools/hosts.lua): a TCP connection and
 -- UDP flows through a router with nft SNAT, masquerade and DNAT, read
 -- through the module bound to the router's namespace, and checked against
 -- the conntrack CLI there.  Accounting and timestamps are on (hosts.lua sets
@@ -6,7 +6,7 @@
 
 local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 
 local P = hosts.port
 
@@ -225,13 +225,10 @@ table inet lct_meta {
 		local c = topo:tcp_connect("client", A.public, P.dnat, { hold = 5 })
 		finally(function() c:close() end)
 		-- lines carry seconds (timeout, delta-time) that may tick between the two reads
-		local function norm(line)
-			return (line:gsub("^(%S+%s+%d+ )%d+ ", "%1T "):gsub("delta%-time=%d+", "delta-time=T"))
-		end
 		local mine = {}
-		for e in h:dump() do mine[#mine + 1] = norm(tostring(e)) end
+		for e in h:dump() do mine[#mine + 1] = H.untimed(tostring(e)) end
 		local cli = {}
-		for _, l in ipairs(H.cli_ok(topo.ns.router, "-L")) do cli[#cli + 1] = norm(l) end
+		for _, l in ipairs(H.cli_ok(topo.ns.router, "-L")) do cli[#cli + 1] = H.untimed(l) end
 		table.sort(mine)
 		table.sort(cli)
 		assert.is_true(#mine >= 5)

@@ -1,10 +1,10 @@
 -- Events (issue 3): changes made through the module and through the CLI,
 -- checked field by field and against what `conntrack -E` prints; type
 -- selection, timeouts, reading, the iterator, the subscription object, bad
--- input.  Each block works in a private namespace of its own (evutil.fresh).
+-- input.  Each block works in a private namespace of its own (hosts.scratch).
 local ct = require "conntrack"
 local hosts = require "hosts"
-local U = require "evutil"
+local H = require "helpers"
 
 local function spec_tcp(sport)
 	return { src = "192.0.2.1", dst = "198.51.100.1", proto = "tcp", sport = sport, dport = 80,
@@ -19,20 +19,20 @@ local function check_tuple(t, src, dst, sport, dport)
 end
 
 describe("events: changes made through the module", function()
-	local topo, ns, h
-	U.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	local ns, h
+	H.private(function(_, n, hh) ns, h = n, hh end)
 
 	it("new, update, destroy arrive in order, field by field, one id", function()
 		local sub = assert(h:subscribe())
 		finally(function() sub:close() end)
 		local s = spec_tcp(1001)
-		local tuple = U.tuple(s)
+		local tuple = H.tuple(s)
 		assert.is_true(h:create(s))
 		local id = assert(h:get(tuple)).id
 		assert.is_true(h:update(tuple, { mark = 9 }))
 		assert.is_true(h:delete(tuple))
 
-		local evs = U.collect_n(sub, 3)
+		local evs = H.collect_n(sub, 3)
 		assert.equals(3, #evs)
 		local want = { { "new", 3 }, { "update", 9 }, { "destroy", 9 } }
 		for i, e in ipairs(evs) do
@@ -73,9 +73,9 @@ describe("events: changes made through the module", function()
 		local s = { family = "ipv6", src = "2001:db8:1::1", dst = "2001:db8:2::1", proto = "udp",
 			sport = 5353, dport = 53, timeout = 50 }
 		assert.is_true(h:create(s))
-		assert.is_true(h:delete(U.tuple(s)))
+		assert.is_true(h:delete(H.tuple(s)))
 		for _, sub in ipairs({ sub1, sub2 }) do
-			local evs = U.collect_n(sub, 2)
+			local evs = H.collect_n(sub, 2)
 			assert.equals(2, #evs)
 			assert.equals("new", evs[1].type)
 			assert.equals("destroy", evs[2].type)
@@ -92,43 +92,94 @@ describe("events: changes made through the module", function()
 		end
 	end)
 
-	it("a flow made while nobody listened reports nothing later (as the README says)", function()
-		-- net.netfilter.nf_conntrack_events = 2: event state is attached to
-		-- a flow only if someone listens when it is created
-		local s = spec_tcp(1050)
-		assert.is_true(h:create(s))
-		local sub = assert(h:subscribe())
-		finally(function() sub:close() end)
-		assert.is_true(h:update(U.tuple(s), { mark = 4 }))
-		assert.is_true(h:delete(U.tuple(s)))
-		assert.is_false(sub:wait(0.1))
-		assert.same({}, sub:read())
-		-- while one made now is followed to its end
-		assert.is_true(h:create(s))
-		assert.is_true(h:delete(U.tuple(s)))
-		local evs = U.collect_n(sub, 2)
-		assert.equals("new", evs[1].type)
-		assert.equals("destroy", evs[2].type)
-	end)
-
 	it("sees nothing made in another namespace", function()
 		local sub = assert(h:subscribe())
 		finally(function() sub:close() end)
 		-- the run's own namespace (tools/netns-run), through the default handle
 		local s = spec_tcp(1099)
 		assert.is_true(ct.create(s))
-		assert.is_true(ct.delete(U.tuple(s)))
+		assert.is_true(ct.delete(H.tuple(s)))
 		assert.same({}, sub:read())
 		assert.is_false(sub:wait(0.1))
 	end)
 end)
 
+-- Which flows report events at all.  Found on Linux 6.18 by experiment (a
+-- scratch namespace A, a sibling B, and this process's namespace): the
+-- kernel gives a flow its event state when the flow is created, as A's
+-- net.netfilter.nf_conntrack_events says.  1: always, so a flow made while
+-- nobody listened still reports its update and its end to a later listener.
+-- 0: never, and A reports no event at all, even to a listener that was open
+-- when the flow began.  2 (the default): only if at that moment some
+-- conntrack event listener is open anywhere on the machine, in any
+-- namespace (one machine-wide flag: a `conntrack -E` in B, or this
+-- process's own subscription elsewhere, is enough; B's sysctl does not
+-- matter); a closed listener stops counting at once, one dropped without
+-- close() only when the collector closes it.  So with 2, "made while nobody
+-- listened" depends on every other process of the machine: only the cases
+-- below are deterministic, each in its own namespace with the sysctl set.
+describe("events: which flows report events (nf_conntrack_events)", function()
+	local topo, h
+	H.private(function(t, _, hh) topo, h = t, hh end)
+
+	local function sysctl(v)
+		local ok, out = topo:exec("host", "sysctl -qw net.netfilter.nf_conntrack_events=" .. v
+			.. " && sysctl -n net.netfilter.nf_conntrack_events")
+		assert.is_true(ok, out)
+		assert.equals(tostring(v), out:match("%d+"))
+	end
+
+	-- Updates and deletes flow s; returns the types of the events sub got
+	-- for s, once n of them came (bounded).  The events of a ctnetlink
+	-- request are queued before the request returns: with n = 0 what is
+	-- not there after delete() never comes.
+	local function update_delete(sub, s, n)
+		assert.is_true(h:update(H.tuple(s), { mark = 4 }))
+		assert.is_true(h:delete(H.tuple(s)))
+		local types = {}
+		for i, e in ipairs(H.collect_n(sub, n, function(e) return e.orig.sport == s.sport end)) do
+			types[i] = e.type
+		end
+		return types
+	end
+
+	it("1: a flow made while nobody listened reports its update and its end", function()
+		sysctl(1)
+		local s = spec_tcp(1050)
+		assert.is_true(h:create(s))
+		local sub = assert(h:subscribe())
+		finally(function() sub:close() end)
+		assert.same({ "update", "destroy" }, update_delete(sub, s, 2))
+	end)
+
+	it("0: nothing is reported, even to a listener open when the flow began", function()
+		sysctl(0)
+		local sub = assert(h:subscribe())
+		finally(function() sub:close() end)
+		local s = spec_tcp(1051)
+		assert.is_true(h:create(s))
+		assert.same({}, update_delete(sub, s, 0))
+		assert.same({}, sub:read())
+		assert.is_false(sub:wait(0.1))
+		assert.equals(0, sub.received)
+	end)
+
+	it("2: a flow made while a listener was open reports new, update and destroy", function()
+		sysctl(2)
+		local sub = assert(h:subscribe())
+		finally(function() sub:close() end)
+		local s = spec_tcp(1052)
+		assert.is_true(h:create(s))
+		assert.same({ "new", "update", "destroy" }, update_delete(sub, s, 3))
+	end)
+end)
+
 describe("events: changes made through the conntrack CLI", function()
 	local topo, ns
-	U.private(function(t, n) topo, ns = t, n end)
+	H.private(function(t, n) topo, ns = t, n end)
 
 	local function cli(args)
-		local ok, out = topo:conntrack(args, "client")
+		local ok, out = topo:conntrack(args)
 		assert.is_true(ok, out)
 	end
 
@@ -140,7 +191,7 @@ describe("events: changes made through the conntrack CLI", function()
 		cli("-D -s 192.0.2.7 -d 198.51.100.7 -p tcp --sport 2001 --dport 443")
 		cli("-I -s 2001:db8:1::7 -d 2001:db8:2::7 -p udp --sport 2002 --dport 53 -t 20 --status ASSURED")
 		cli("-D -s 2001:db8:1::7 -d 2001:db8:2::7 -p udp --sport 2002 --dport 53")
-		local evs = U.collect_n(sub, 5)
+		local evs = H.collect_n(sub, 5)
 		assert.equals(5, #evs)
 		local types = {}
 		for i, e in ipairs(evs) do types[i] = e.type end
@@ -169,7 +220,7 @@ describe("events: changes made through the conntrack CLI", function()
 	end)
 
 	it("tostring(ev) is the line `conntrack -E` prints for the same change", function()
-		local w = U.cli_events(topo, "client")
+		local w = H.cli_events(topo, "host")
 		local sub = assert(ct.subscribe{ netns = ns })
 		finally(function() sub:close() end)
 		local h = assert(ct.open{ netns = ns })
@@ -177,12 +228,12 @@ describe("events: changes made through the conntrack CLI", function()
 		-- through the module
 		local s = spec_tcp(3001)
 		assert.is_true(h:create(s))
-		assert.is_true(h:update(U.tuple(s), { mark = 0x10, timeout = 77 }))
-		assert.is_true(h:delete(U.tuple(s)))
+		assert.is_true(h:update(H.tuple(s), { mark = 0x10, timeout = 77 }))
+		assert.is_true(h:delete(H.tuple(s)))
 		local s6 = { family = "ipv6", src = "2001:db8:1::3", dst = "2001:db8:2::3", proto = "tcp",
 			sport = 3002, dport = 22, timeout = 30, state = "TIME_WAIT", status = { "SEEN_REPLY" } }
 		assert.is_true(h:create(s6))
-		assert.is_true(h:delete(U.tuple(s6)))
+		assert.is_true(h:delete(H.tuple(s6)))
 		-- through the CLI
 		cli("-I -s 192.0.2.8 -d 203.0.113.8 -p udp --sport 3003 --dport 123 -t 40 -m 5 --status ASSURED")
 		cli("-U -s 192.0.2.8 -d 203.0.113.8 -p udp --sport 3003 --dport 123 -m 6")
@@ -190,7 +241,7 @@ describe("events: changes made through the conntrack CLI", function()
 		cli("-I -s 192.0.2.9 -d 203.0.113.9 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 77 -t 30")
 		cli("-D -s 192.0.2.9 -d 203.0.113.9 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 77")
 
-		local evs = U.collect_n(sub, 10)
+		local evs = H.collect_n(sub, 10)
 		w.stop()
 		local lines = w.lines()
 		assert.equals(10, #evs)
@@ -198,14 +249,14 @@ describe("events: changes made through the conntrack CLI", function()
 		for i, e in ipairs(evs) do
 			-- the CLI adds " [USERSPACE] portid=N progname=P" to changes
 			-- userspace made; the rest of the line must be the same
-			assert.equals(U.strip_userspace(lines[i]), tostring(e))
+			assert.equals(H.strip_userspace(lines[i]), tostring(e))
 		end
 	end)
 end)
 
 describe("events: type selection", function()
 	local topo, ns, h
-	U.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
 
 	it("really filters: each subscription gets only the types it asked for", function()
 		local cases = {
@@ -223,15 +274,15 @@ describe("events: type selection", function()
 		finally(function() for _, s in ipairs(subs) do s:close() end end)
 		local s = spec_tcp(4001)
 		assert.is_true(h:create(s))
-		assert.is_true(h:update(U.tuple(s), { mark = 1 }))
-		assert.is_true(h:update(U.tuple(s), { mark = 2 }))
-		assert.is_true(h:delete(U.tuple(s)))
+		assert.is_true(h:update(H.tuple(s), { mark = 1 }))
+		assert.is_true(h:update(H.tuple(s), { mark = 2 }))
+		assert.is_true(h:delete(H.tuple(s)))
 		-- all events are queued when the requests return; wait for the
 		-- full one anyway, then read the others without waiting more
-		local all = U.collect_n(subs[#subs], 4)
+		local all = H.collect_n(subs[#subs], 4)
 		assert.equals(4, #all)
 		for i, c in ipairs(cases) do
-			local got = i == #cases and all or U.collect_n(subs[i], #c[2], nil, 0.3)
+			local got = i == #cases and all or H.collect_n(subs[i], #c[2], nil, 0.3)
 			-- nothing more is on the way
 			for _, e in ipairs(subs[i]:read()) do got[#got + 1] = e end
 			local types = {}
@@ -241,30 +292,32 @@ describe("events: type selection", function()
 	end)
 
 	it("the iterator takes types too", function()
-		topo:spawn("client", "timeout 5 sh -c 'sleep 0.2; conntrack -I -s 192.0.2.10 -d 198.51.100.10 -p udp "
+		topo:spawn("host", "timeout 5 sh -c 'sleep 0.2; conntrack -I -s 192.0.2.10 -d 198.51.100.10 -p udp "
 			.. "--sport 4002 --dport 53 -t 30 && conntrack -D -s 192.0.2.10 -d 198.51.100.10 -p udp "
 			.. "--sport 4002 --dport 53'")
 		local types = {}
-		for ev in ct.events{ netns = ns, types = { "destroy" }, timeout = 1.5 } do
+		local f, s, c, closing = ct.events{ netns = ns, types = { "destroy" }, timeout = 1.5 }
+		for ev in f, s, c, closing do -- luacheck: ignore 512 (the first one is enough)
 			types[#types + 1] = ev.type
 			assert.equals(4002, ev.orig.sport)
 			break
 		end
+		s:close() -- (5.4 closed it at the break already)
 		assert.same({ "destroy" }, types)
 	end)
 end)
 
 describe("events: timeouts and reading", function()
 	local topo, ns, h
-	U.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
 
 	it("sub:next(t) returns nil after t seconds when nothing comes", function()
 		local sub = assert(h:subscribe())
 		finally(function() sub:close() end)
 		for _, t in ipairs({ 0.3, 0.05, 0 }) do
-			local t0 = U.now()
+			local t0 = H.now()
 			assert.is_nil(sub:next(t))
-			local dt = U.now() - t0
+			local dt = H.now() - t0
 			assert.is_true(dt >= t - 0.01 and dt < t + 0.25, ("next(%s) took %.3f s"):format(t, dt))
 		end
 		assert.is_false(sub.closed)
@@ -273,28 +326,28 @@ describe("events: timeouts and reading", function()
 	it("sub:wait(t) is false after t seconds, true at once when something is there", function()
 		local sub = assert(h:subscribe())
 		finally(function() sub:close() end)
-		local t0 = U.now()
+		local t0 = H.now()
 		assert.is_false(sub:wait(0.2))
-		local dt = U.now() - t0
+		local dt = H.now() - t0
 		assert.is_true(dt >= 0.19 and dt < 0.45, ("%.3f s"):format(dt))
 		assert.is_true(h:create(spec_tcp(5001)))
-		t0 = U.now()
+		t0 = H.now()
 		assert.is_true(sub:wait(5))
-		assert.is_true(U.now() - t0 < 0.1)
+		assert.is_true(H.now() - t0 < 0.1)
 		local e = sub:next(0)
 		assert.equals("new", e.type)
 		assert.equals(5001, e.orig.sport)
-		assert.is_true(h:delete(U.tuple(spec_tcp(5001))))
+		assert.is_true(h:delete(H.tuple(spec_tcp(5001))))
 		assert.equals("destroy", sub:next().type)
 	end)
 
 	it("ct.events{timeout = t} ends after t seconds of silence and closes its subscription", function()
 		local f, s, c, closing = ct.events{ netns = ns, timeout = 0.3 }
 		assert.equals(s, closing)
-		local t0 = U.now()
+		local t0 = H.now()
 		local n = 0
 		for _ in f, s, c, closing do n = n + 1 end
-		local dt = U.now() - t0
+		local dt = H.now() - t0
 		assert.equals(0, n)
 		assert.is_true(dt >= 0.29 and dt < 0.6, ("%.3f s"):format(dt))
 		assert.is_true(s.closed)
@@ -303,14 +356,14 @@ describe("events: timeouts and reading", function()
 	end)
 
 	it("ct.events yields events that arrive while it waits, then times out", function()
-		topo:spawn("client", "timeout 5 sh -c 'sleep 0.3; for p in 6001 6002 6003; do conntrack -I -s 192.0.2.11 "
+		topo:spawn("host", "timeout 5 sh -c 'sleep 0.3; for p in 6001 6002 6003; do conntrack -I -s 192.0.2.11 "
 			.. "-d 198.51.100.11 -p udp --sport $p --dport 53 -t 30; done'")
-		local t0 = U.now()
+		local t0 = H.now()
 		local got = {}
 		for ev in ct.events{ netns = ns, timeout = 1, types = "new" } do
 			got[#got + 1] = ev.orig.sport
 		end
-		local dt = U.now() - t0
+		local dt = H.now() - t0
 		assert.same({ 6001, 6002, 6003 }, got)
 		assert.is_true(dt >= 1.2 and dt < 3.5, ("%.3f s"):format(dt))
 		assert(h:flush())
@@ -339,7 +392,7 @@ for _ in ct.events{ timeout = 1 } do end
 local b = (uv.hrtime() - t0) / 1e9
 io.write(("%.3f %.3f"):format(a, b))
 ]]
-		local ok, out = hosts.run(("timeout 10 %s -e %s"):format(os.getenv("LUA") or "lua5.4", hosts.quote(script)))
+		local ok, out = hosts.run(("timeout 10 %s -e %s"):format(H.lua, hosts.quote(script)))
 		assert.is_true(ok, out)
 		local a, b = out:match("([%d.]+) ([%d.]+)")
 		assert.is_truthy(a, out)
@@ -350,10 +403,10 @@ io.write(("%.3f %.3f"):format(a, b))
 	it("sub:read([max]) returns what is there now, never blocks, empty when nothing", function()
 		local sub = assert(h:subscribe{ types = "new" })
 		finally(function() sub:close() end)
-		local t0 = U.now()
+		local t0 = H.now()
 		assert.same({}, sub:read())
 		assert.same({}, sub:read(3))
-		assert.is_true(U.now() - t0 < 0.05)
+		assert.is_true(H.now() - t0 < 0.05)
 		for i = 1, 5 do
 			assert.is_true(h:create(spec_tcp(7000 + i)))
 		end
@@ -375,7 +428,7 @@ end)
 
 describe("events: the iterator", function()
 	local topo, ns
-	U.private(function(t, n) topo, ns = t, n end)
+	H.private(function(t, n) topo, ns = t, n end)
 
 	local function burst(ports, delay)
 		local cmds = {}
@@ -383,15 +436,15 @@ describe("events: the iterator", function()
 			cmds[#cmds + 1] = ("conntrack -I -s 192.0.2.12 -d 198.51.100.12 -p tcp --sport %d --dport %d "
 				.. "-t 30 --state ESTABLISHED"):format(p[1], p[2])
 		end
-		topo:spawn("client", ("timeout 5 sh -c '%s'"):format("sleep " .. (delay or 0.2) .. "; "
+		topo:spawn("host", ("timeout 5 sh -c '%s'"):format("sleep " .. (delay or 0.2) .. "; "
 			.. table.concat(cmds, "; ")))
 	end
 
-	it("break ends the loop and closes the subscription (the closing value)", function()
+	H.it54("break ends the loop and closes the subscription (the closing value)", function()
 		burst({ { 8001, 80 }, { 8002, 80 } })
 		local f, s, c, closing = ct.events{ netns = ns, timeout = 3 }
 		local n = 0
-		for ev in f, s, c, closing do
+		for ev in f, s, c, closing do -- luacheck: ignore 512 (leaves at the first event)
 			n = n + 1
 			assert.equals("new", ev.type)
 			break
@@ -401,7 +454,16 @@ describe("events: the iterator", function()
 		assert.has_error(function() s:read() end, "read: attempt to use a closed subscription")
 	end)
 
-	it("an error inside the loop closes the subscription too", function()
+	it("after a break, the state's close() ends the subscription at once", function()
+		burst({ { 8004, 80 }, { 8005, 80 } })
+		local f, s, c, closing = ct.events{ netns = ns, timeout = 3 }
+		for _ in f, s, c, closing do break end -- luacheck: ignore 512
+		assert.is_true(s:close())
+		assert.is_true(s.closed)
+		assert.has_error(function() s:read() end, "read: attempt to use a closed subscription")
+	end)
+
+	it("a loop that ends by its timeout has closed the subscription", function()
 		local f, s, c, closing = ct.events{ netns = ns, timeout = 0.2 }
 		local ok = pcall(function()
 			for _ in f, s, c, closing do end
@@ -409,9 +471,12 @@ describe("events: the iterator", function()
 		end)
 		assert.is_false(ok)
 		assert.is_true(s.closed)
-		f, s, c, closing = ct.events{ netns = ns, timeout = 5 }
+	end)
+
+	H.it54("an error inside the loop closes the subscription too", function()
+		local f, s, c, closing = ct.events{ netns = ns, timeout = 5 }
 		burst({ { 8003, 80 } }, 0.1)
-		ok = pcall(function()
+		local ok = pcall(function()
 			for _ in f, s, c, closing do
 				error("inside")
 			end
@@ -452,17 +517,16 @@ describe("events: the iterator", function()
 end)
 
 describe("events: the subscription object", function()
-	local topo, ns
-	U.private(function(t, n) topo, ns = t, n end)
+	local ns
+	H.private(function(_, n) ns = n end)
 
 	it("has getfd/pollfd/events/timeout and reports its state", function()
 		local sub = assert(ct.subscribe{ netns = ns })
 		local fd = sub:getfd()
-		assert.equals("integer", math.type(fd))
+		assert.is_true(H.is_integer(fd))
 		assert.equals(fd, sub:pollfd())
 		assert.is_true(fd >= 0)
-		local link = io.popen("readlink /proc/" .. hosts.pid .. "/fd/" .. fd):read("*l")
-		assert.matches("^socket:%[%d+%]$", link)
+		assert.matches("^socket:%[%d+%]$", H.fd_target(fd))
 		assert.equals("r", sub:events())
 		assert.is_nil(sub:timeout())
 		assert.equals("conntrack.subscription (fd " .. fd .. ")", tostring(sub))
@@ -487,13 +551,19 @@ describe("events: the subscription object", function()
 		end
 	end)
 
-	it("works as a to-be-closed variable", function()
-		local s
+	local in_close_scope = H.load54[[
+		local ct, ns = ...
+		local s, open_inside
 		do
 			local sub <close> = assert(ct.subscribe{ netns = ns })
-			s = sub
-			assert.is_false(s.closed)
+			s, open_inside = sub, not sub.closed
 		end
+		return s, open_inside
+	]]
+
+	H.it54("works as a to-be-closed variable", function()
+		local s, open_inside = in_close_scope(ct, ns)
+		assert.is_true(open_inside)
 		assert.is_true(s.closed)
 	end)
 
@@ -506,8 +576,8 @@ describe("events: the subscription object", function()
 end)
 
 describe("events: bad input raises, naming the function and the argument", function()
-	local topo, ns, sub
-	U.private(function(t, n) topo, ns = t, n end)
+	local ns, sub
+	H.private(function(_, n) ns = n end)
 	setup(function()
 		sub = assert(ct.subscribe{ netns = ns })
 	end)
@@ -525,10 +595,14 @@ describe("events: bad input raises, naming the function and the argument", funct
 		raises("subscribe: bad argument 'types' %(unknown event type 'foo'%)", ct.subscribe, { types = { "foo" } })
 		raises("subscribe: bad argument 'types' %(unknown event type 'foo'%)", ct.subscribe, { types = "foo" })
 		raises("subscribe: bad argument 'types' %(empty%)", ct.subscribe, { types = {} })
-		raises("bad argument 'types'", ct.subscribe, { types = 5 })
 		raises("bad argument 'types' %(unknown event type 'number'%)", ct.subscribe, { types = { 1 } })
 		raises("bad argument 'types' %(unknown event type 'foo'%)", ct.events, { types = { "foo" } })
 	end)
+
+	H.it_except({ ["5.1"] = "SIGSEGV: csrc/events.c formats the message with a %s and no argument (issue 7)" },
+		"types of the wrong type", function()
+			raises("bad argument 'types'", ct.subscribe, { types = 5 })
+		end)
 
 	it("rcvbuf", function()
 		raises("subscribe: bad argument 'rcvbuf'", ct.subscribe, { rcvbuf = -1 })
@@ -604,7 +678,7 @@ describe("events: bad input raises, naming the function and the argument", funct
 		-- in a child, bounded: sub:next(0/0) used to poll with (int)NaN ms
 		local script = "local ct = require 'conntrack'; local s = assert(ct.subscribe()); "
 			.. "local ok, e = pcall(s.next, s, 0/0); io.write(ok and 'returned' or e)"
-		local ok, out, code = hosts.run(("timeout 3 %s -e %s"):format(os.getenv("LUA") or "lua5.4",
+		local ok, out, code = hosts.run(("timeout 3 %s -e %s"):format(H.lua,
 			hosts.quote(script)))
 		assert.are_not.equal(124, code, "sub:next(0/0) blocked")
 		assert.matches("next: bad argument 'timeout'", out)

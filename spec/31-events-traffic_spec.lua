@@ -4,7 +4,7 @@
 -- field, and every line against what `conntrack -E` prints in the router.
 local ct = require "conntrack"
 local hosts = require "hosts"
-local U = require "evutil"
+local H = require "helpers"
 
 local P = hosts.port
 
@@ -32,24 +32,20 @@ describe("events: real traffic through a router", function()
 
 	-- Events of one flow until pred(last event) holds.
 	local function until_(sub, f, pred, secs)
-		local got = U.collect(sub, function(list)
+		local got = H.collect(sub, function(list)
 			for _, e in ipairs(list) do
 				if f(e) and pred(e) then return true end
 			end
 			return false
 		end, secs or 5)
-		local out = {}
-		for _, e in ipairs(got) do
-			if f(e) then out[#out + 1] = e end
-		end
-		return out
+		return H.select(got, f)
 	end
 
 	local function same_lines(evs, lines, sport)
 		local mine = {}
 		for _, l in ipairs(lines) do
 			if l:find(" sport=" .. sport .. " ", 1, true) then
-				mine[#mine + 1] = U.strip_userspace(l)
+				mine[#mine + 1] = H.strip_userspace(l)
 			end
 		end
 		local texts = {}
@@ -58,7 +54,7 @@ describe("events: real traffic through a router", function()
 	end
 
 	it("TCP: new, updates to ESTABLISHED and ASSURED, destroy on delete (IPv4, no NAT)", function()
-		local w = U.cli_events(topo, "router")
+		local w = H.cli_events(topo, "router")
 		local sub = assert(ct.subscribe{ netns = R })
 		finally(function() sub:close() end)
 		local c = topo:tcp_connect("client", A.server, P.plain, { hold = 5 })
@@ -120,7 +116,7 @@ describe("events: real traffic through a router", function()
 	end)
 
 	it("TCP through DNAT, IPv6: the reply tuple names the real server", function()
-		local w = U.cli_events(topo, "router")
+		local w = H.cli_events(topo, "router")
 		local sub = assert(ct.subscribe{ netns = R, types = { "new", "update" } })
 		finally(function() sub:close() end)
 		local c = topo:tcp_connect("client", A.public6, P.dnat, { hold = 5 })
@@ -160,7 +156,7 @@ describe("events: real traffic through a router", function()
 	end)
 
 	it("UDP through SNAT: new UNREPLIED, update SEEN_REPLY, destroy with counters on CLI delete", function()
-		local w = U.cli_events(topo, "router")
+		local w = H.cli_events(topo, "router")
 		local sub = assert(ct.subscribe{ netns = R })
 		finally(function() sub:close() end)
 		local ok, reply, sport = topo:udp_send("client", A.server, P.snat, "ev", 3)
@@ -202,14 +198,14 @@ describe("events: real traffic through a router", function()
 		finally(function() sub:close(); rsub:close() end)
 		local ok, _, sport = topo:tcp_request("client", A.server, P.plain, "x")
 		assert.is_true(ok)
-		local mine = U.collect_n(sub, 1, flow(A.client, sport))
+		local mine = H.collect_n(sub, 1, flow(A.client, sport))
 		assert.equals(1, #mine)
 		assert.equals("SYN_SENT", mine[1].state)
-		local seen = U.collect_n(rsub, 1, flow(A.client, sport))
+		local seen = H.collect_n(rsub, 1, flow(A.client, sport))
 		assert.equals(1, #seen)
 		-- nothing of the server's own table shows up in either
 		local ok2, _, sport2 = topo:udp_send("server", A.router_s, 9, "x", 1, { wait = 0.1 })
 		assert.is_false(ok2)
-		assert.equals(0, #U.collect_n(sub, 1, flow(A.server, sport2), 0.3))
+		assert.equals(0, #H.collect_n(sub, 1, flow(A.server, sport2), 0.3))
 	end)
 end)

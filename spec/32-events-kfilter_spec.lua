@@ -2,7 +2,7 @@
 -- proof that it is the kernel: sub.received, which counts what reached the
 -- socket, equals the number of matching changes.
 local ct = require "conntrack"
-local U = require "evutil"
+local H = require "helpers"
 
 -- One entry per row: a name for it and its spec.
 local ENTRIES = {
@@ -23,7 +23,7 @@ local ENTRIES = {
 
 describe("events: kernel_filter", function()
 	local topo, ns, h
-	U.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
 
 	local byport = {}
 	for _, row in ipairs(ENTRIES) do
@@ -45,7 +45,7 @@ describe("events: kernel_filter", function()
 		-- a last, always matching sentinel is not possible with every
 		-- filter, so wait a bounded while instead: the events are queued
 		-- before create() returns anyway
-		local evs = U.collect(sub, function() return false end, 0.15)
+		local evs = H.collect(sub, function() return false end, 0.15)
 		local names = {}
 		for _, e in ipairs(evs) do
 			names[#names + 1] = byport[e.orig.sport or e.orig.icmp_id]
@@ -130,7 +130,7 @@ describe("events: kernel_filter", function()
 	end)
 
 	it("ct.events: kernel_filter and filter together", function()
-		topo:spawn("client", "timeout 5 sh -c 'sleep 0.2; for p in 11 12 13; do "
+		topo:spawn("host", "timeout 5 sh -c 'sleep 0.2; for p in 11 12 13; do "
 			.. "conntrack -I -s 192.0.2.20 -d 198.51.100.20 -p tcp --sport $p --dport 80 -t 30 --state ESTABLISHED; "
 			.. "conntrack -I -s 192.0.2.20 -d 198.51.100.20 -p udp --sport $p --dport 53 -t 30; done'")
 		local got = {}

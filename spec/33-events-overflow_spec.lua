@@ -2,20 +2,20 @@
 -- deliberately small buffer gives an "overflow" event, and the stream goes
 -- on delivering; with the default buffer every one of the 20 000 arrives.
 local ct = require "conntrack"
-local U = require "evutil"
+local H = require "helpers"
 
 local N = 20000
 
 describe("events: overflow", function()
 	local topo, ns, h
-	U.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
 
 	before_each(function()
 		assert(h:flush())
 	end)
 
 	local function burst(first, n)
-		local ok, missing, failures = h:batch("create", U.specs(n or N, first or 0))
+		local ok, missing, failures = h:batch("create", H.specs(n or N, first or 0))
 		assert.equals(n or N, ok)
 		assert.equals(0, missing)
 		assert.same({}, failures)
@@ -64,7 +64,7 @@ describe("events: overflow", function()
 
 		-- after the overflow, later changes arrive, every one of them (an
 		-- 8 KiB buffer holds only a handful of events: read as they come)
-		for i, s in ipairs(U.specs(50, N + 100)) do
+		for i, s in ipairs(H.specs(50, N + 100)) do
 			assert.is_true(h:create(s))
 			local e = sub:next(1)
 			assert.is_truthy(e, "nothing for change " .. i .. " after the overflow")
@@ -85,7 +85,7 @@ describe("events: overflow", function()
 		-- one that passes the filter, made once the loop has drained the
 		-- buffer (the kernel reports the overflow before the events that
 		-- were queued when it happened)
-		topo:spawn("client", "timeout 5 sh -c 'sleep 0.5; conntrack -I -s 203.0.113.1 -d 203.0.113.2 "
+		topo:spawn("host", "timeout 5 sh -c 'sleep 0.5; conntrack -I -s 203.0.113.1 -d 203.0.113.2 "
 			.. "-p tcp --sport 1 --dport 443 -t 60 --state ESTABLISHED'")
 		local seen = {}
 		for ev in f, s, c, closing do
@@ -98,7 +98,9 @@ describe("events: overflow", function()
 		end
 		assert.equals("203.0.113.1", seen[#seen])
 		assert.is_true(s.overflows >= 1)
-		assert.is_true(s.closed)
+		-- (Lua 5.4 closed it at the break; elsewhere that is left to close())
+		assert.equals(H.CLOSE, s.closed)
+		s:close()
 	end)
 
 	it("after an overflow, changes made during the resync are not lost", function()
@@ -109,7 +111,7 @@ describe("events: overflow", function()
 		local sub = assert(ct.subscribe{ netns = ns, rcvbuf = 4096, types = "new" })
 		finally(function() sub:close() end)
 		burst(0, 40)
-		local before, ov = 0, nil
+		local before, ov = 0
 		while true do
 			local e = sub:next(0)
 			assert.is_truthy(e, "no overflow event")
@@ -133,7 +135,7 @@ describe("events: overflow", function()
 		local later = 0
 		for _, e in ipairs(after) do
 			assert.are_not.equal("overflow", e.type)
-			if e.orig.dst == U.spec(1000).dst then
+			if e.orig.dst == H.spec(1000).dst then
 				later = later + 1
 			end
 		end
@@ -167,7 +169,7 @@ describe("events: overflow", function()
 		assert.equals(2 * N, sub.received)
 		assert.equals(0, sub.overflows)
 		-- and they are the 20 000 we made
-		for _, s in ipairs(U.specs(N, 0)) do
+		for _, s in ipairs(H.specs(N, 0)) do
 			assert.is_false(seen[s.src .. " " .. s.dst .. " " .. s.sport])
 		end
 	end)

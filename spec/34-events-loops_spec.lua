@@ -5,7 +5,6 @@
 -- waits; every loop is bounded by a timer.
 local ct = require "conntrack"
 local hosts = require "hosts"
-local U = require "evutil"
 
 local P = hosts.port
 
@@ -141,7 +140,7 @@ describe("events: in event loops", function()
 			for _, e in ipairs(sub:read()) do rec.add(e) end
 			if rec.done() then stop() end
 		end)
-		-- luv was loaded long ago (evutil): refresh the loop's cached time,
+		-- luv was loaded long ago (helpers): refresh the loop's cached time,
 		-- which timers count from, or the guard fires at once
 		uv.update_time()
 		tick:start(50, 50, function() ticks = ticks + 1 end)

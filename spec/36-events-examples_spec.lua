@@ -1,19 +1,13 @@
 -- The events examples run as child processes (bounded arguments, bounded
 -- waits), in a private namespace, and print what they should: the logger
 -- exactly what `conntrack -E` prints, and a resync after an overflow.
-local ct = require "conntrack"
 local hosts = require "hosts"
-local U = require "evutil"
+local H = require "helpers"
 
-local LUA = os.getenv("LUA") or "lua5.4"
 local q = hosts.quote
 
 local function slurp(path)
-	local f = io.open(path)
-	if not f then return "" end
-	local s = f:read("*a")
-	f:close()
-	return s
+	return H.read(path) or ""
 end
 
 -- Starts `lua examples/<name> args` in namespace ns, waits (bounded) for its
@@ -24,7 +18,7 @@ local function start(ns, name, args)
 	os.remove(p.out)
 	os.remove(p.err)
 	local ok, pid = hosts.run(("ip netns exec %s timeout 30 %s examples/%s %s > %s 2> %s & echo $!")
-		:format(q(ns), LUA, name, args, q(p.out), q(p.err)))
+		:format(q(ns), H.lua, name, args, q(p.out), q(p.err)))
 	assert(ok, pid)
 	p.pid = pid:match("%d+")
 	local ready = false
@@ -36,6 +30,14 @@ local function start(ns, name, args)
 		hosts.sleep(0.02)
 	end
 	assert(ready, name .. " never said it was listening: " .. slurp(p.err))
+	--- Waits (bounded) until stderr matches pattern.
+	function p.stderr_matches(pattern)
+		for _ = 1, 200 do
+			if slurp(p.err):find(pattern) then return true end
+			hosts.sleep(0.02)
+		end
+		error(name .. ": stderr never matched " .. pattern .. ": " .. slurp(p.err), 2)
+	end
 	function p.wait(secs)
 		local gone = hosts.run(("i=0; while kill -0 %s 2>/dev/null && [ $i -lt %d ]; do sleep 0.05; i=$((i+1)); done; "
 			.. "! kill -0 %s 2>/dev/null"):format(p.pid, math.floor((secs or 10) / 0.05), p.pid))
@@ -59,18 +61,18 @@ end
 
 describe("events: examples", function()
 	local topo, ns, h
-	U.private(function(t, n, hh) topo, ns, h = t, n, hh end)
+	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
 	before_each(function()
 		assert(h:flush())
 	end)
 
 	local function cli(args)
-		local ok, out = topo:conntrack(args, "client")
+		local ok, out = topo:conntrack(args)
 		assert.is_true(ok, out)
 	end
 
 	it("events-logger.lua --count 10 prints what conntrack -E prints", function()
-		local w = U.cli_events(topo, "client")
+		local w = H.cli_events(topo, "host")
 		local p = start(ns, "events-logger.lua", "--count 10 --timeout 5")
 		for port = 1, 4 do
 			cli(("-I -s 192.0.2.1 -d 198.51.100.1 -p tcp --sport %d --dport 80 -t 60 --state ESTABLISHED"):format(port))
@@ -87,7 +89,7 @@ describe("events: examples", function()
 		assert.equals(10, #got, out)
 		assert.equals(11, #cli_lines)
 		for i, l in ipairs(got) do
-			assert.equals(U.strip_userspace(cli_lines[i]), l)
+			assert.equals(H.strip_userspace(cli_lines[i]), l)
 		end
 		assert.matches("# 10 events, 0 overflows, 1 flows alive", err)
 	end)
@@ -108,7 +110,7 @@ describe("events: examples", function()
 
 	it("events-logger.lua resynchronises after an overflow and ends knowing every flow", function()
 		local p = start(ns, "events-logger.lua", "--timeout 1 --rcvbuf 4096 --types new")
-		local ok = h:batch("create", U.specs(20000, 0))
+		local ok = h:batch("create", H.specs(20000, 0))
 		assert.equals(20000, ok)
 		local out, err = p.wait(20)
 		assert.matches("# overflow 1: the kernel dropped events; resynchronising from a dump", out)
@@ -128,7 +130,8 @@ describe("events: examples", function()
 
 	it("event-loop.lua (cqueues) prints live events and ends by --count or --duration", function()
 		local p = start(ns, "event-loop.lua", "--count 3 --duration 10 --every 0.1 --types new")
-		hosts.sleep(0.35)
+		-- its status timer runs in the same loop while it waits
+		p.stderr_matches("# [%d.]+ s: 0 events")
 		for port = 1, 4 do
 			cli(("-I -s 192.0.2.3 -d 198.51.100.3 -p udp --sport %d --dport 53 -t 60"):format(port))
 		end
@@ -139,20 +142,19 @@ describe("events: examples", function()
 			assert.matches("^    %[NEW%] udp      17 60 src=192%.0%.2%.3 .*sport=" .. i .. " ", l)
 		end
 		assert.matches("# 3 events in [%d.]+ s, 0 overflows", err)
-		-- its status timer ran in the same loop while it waited
 		assert.matches("# [%d.]+ s: 0 events", err)
 
-		local t0 = U.now()
+		local t0 = H.now()
 		p = start(ns, "event-loop.lua", "--duration 0.5 --every 0")
 		out, err = p.wait()
 		assert.equals("", out)
 		assert.matches("# 0 events in 0%.[5-9] s", err)
-		assert.is_true(U.now() - t0 < 5)
+		assert.is_true(H.now() - t0 < 5)
 	end)
 
 	it("event-loop-luv.lua prints live events and ends by --count or --duration", function()
 		local p = start(ns, "event-loop-luv.lua", "--count 2 --duration 10 --every 0.1 --types destroy")
-		hosts.sleep(0.35)
+		p.stderr_matches("# [%d.]+ s: 0 events")
 		cli("-I -s 192.0.2.4 -d 198.51.100.4 -p udp --sport 7 --dport 53 -t 60")
 		cli("-D -s 192.0.2.4 -d 198.51.100.4 -p udp --sport 7 --dport 53")
 		cli("-I -s 192.0.2.4 -d 198.51.100.4 -p udp --sport 8 --dport 53 -t 60")
@@ -174,7 +176,7 @@ describe("events: examples", function()
 	it("bad options: usage and exit status 2", function()
 		for _, ex in ipairs({ "events-logger.lua", "event-loop.lua", "event-loop-luv.lua" }) do
 			local ok, out, code = hosts.run(("ip netns exec %s timeout 10 %s examples/%s --nosuch")
-				:format(q(ns), LUA, ex))
+				:format(q(ns), H.lua, ex))
 			assert.is_false(ok)
 			assert.equals(2, code, ex .. ": " .. out)
 			assert.matches("usage:", out)

@@ -1,96 +1,15 @@
--- conntrack.nat: classification and description of translations, on
--- synthetic tuples (#unit) and on the router's table after real traffic
--- through nft snat, masquerade, dnat and redirect rules (and snat+dnat on
--- one flow), cross-checked with the status bits and the conntrack CLI.
-local nat = require "conntrack.nat"
+-- conntrack.nat on the router's table after real traffic through nft snat,
+-- masquerade, dnat and redirect rules (and snat+dnat on one flow),
+-- cross-checked with the status bits and the conntrack CLI.  On synthetic
+-- tuples: spec/unit/41-nat_spec.lua.
+local ct = require "conntrack"
+local hosts = require "hosts"
+local H = require "helpers"
 
-local function entry(o, r, status)
-	return { orig = o, reply = r, status = status or { CONFIRMED = true } }
-end
-
-describe("conntrack.nat #unit", function()
-	it("no translation: the reply is the inverted original", function()
-		local e = entry({ src = "192.0.2.2", dst = "198.51.100.2", sport = 5000, dport = 80 },
-			{ src = "198.51.100.2", dst = "192.0.2.2", sport = 80, dport = 5000 })
-		assert.equals("none", nat.classify(e))
-		assert.same({ kind = "none", orig_src = "192.0.2.2", orig_dst = "198.51.100.2", orig_sport = 5000,
-			orig_dport = 80 }, nat.describe(e))
-		assert.equals("none", nat.tostring(e))
-	end)
-
-	it("source translation: address, port, or both", function()
-		local e = entry({ src = "192.0.2.2", dst = "198.51.100.2", sport = 5000, dport = 80 },
-			{ src = "198.51.100.2", dst = "198.51.100.100", sport = 80, dport = 40003 })
-		assert.equals("snat", nat.classify(e))
-		local d = nat.describe(e)
-		assert.same({ addr = "198.51.100.100", port = 40003 }, d.snat)
-		assert.is_nil(d.dnat)
-		assert.equals("snat 192.0.2.2:5000 -> 198.51.100.100:40003", nat.tostring(e))
-		-- port only (masquerade that had to move the port)
-		e.reply.dst = "192.0.2.2"
-		assert.equals("snat", nat.classify(e))
-		assert.same({ port = 40003 }, nat.describe(e).snat)
-		-- address only
-		e.reply.dst, e.reply.dport = "198.51.100.1", 5000
-		assert.same({ addr = "198.51.100.1" }, nat.describe(e).snat)
-	end)
-
-	it("destination translation: dnat and redirect", function()
-		local e = entry({ src = "192.0.2.2", dst = "203.0.113.10", sport = 5000, dport = 8003 },
-			{ src = "198.51.100.2", dst = "192.0.2.2", sport = 9003, dport = 5000 })
-		assert.equals("dnat", nat.classify(e))
-		assert.same({ addr = "198.51.100.2", port = 9003 }, nat.describe(e).dnat)
-		assert.equals("dnat 203.0.113.10:8003 -> 198.51.100.2:9003", nat.tostring(e))
-		-- a redirect to the router's own port, same address
-		e = entry({ src = "192.0.2.2", dst = "192.0.2.1", sport = 5000, dport = 8004 },
-			{ src = "192.0.2.1", dst = "192.0.2.2", sport = 9004, dport = 5000 })
-		assert.equals("dnat", nat.classify(e))
-		assert.same({ port = 9004 }, nat.describe(e).dnat)
-	end)
-
-	it("both ways at once", function()
-		local e = entry({ src = "192.0.2.2", dst = "203.0.113.10", sport = 5000, dport = 8003 },
-			{ src = "198.51.100.2", dst = "198.51.100.100", sport = 9003, dport = 5000 })
-		assert.equals("both", nat.classify(e))
-		assert.equals("snat 192.0.2.2:5000 -> 198.51.100.100:5000; dnat 203.0.113.10:8003 -> 198.51.100.2:9003",
-			nat.tostring(e))
-	end)
-
-	it("compares whole IPv6 addresses, not their first 32 bits", function()
-		local e = entry({ src = "2001:db8:1::2", dst = "2001:db8:2::2", sport = 7, dport = 53 },
-			{ src = "2001:db8:2::2", dst = "2001:db8:1::3", sport = 53, dport = 7 })
-		assert.equals("snat", nat.classify(e))
-		assert.same({ addr = "2001:db8:1::3" }, nat.describe(e).snat)
-		assert.equals("snat [2001:db8:1::2]:7 -> [2001:db8:1::3]:7", nat.tostring(e))
-		-- texts that are the same address are the same
-		e.reply.dst = "2001:0db8:0001:0000:0000:0000:0000:0002"
-		assert.equals("none", nat.classify(e))
-	end)
-
-	it("ICMP: the echo id plays the port", function()
-		local e = entry({ src = "192.0.2.2", dst = "198.51.100.2", icmp_type = 8, icmp_id = 7 },
-			{ src = "198.51.100.2", dst = "198.51.100.1", icmp_type = 0, icmp_id = 9 })
-		assert.equals("snat", nat.classify(e))
-		assert.same({ addr = "198.51.100.1", port = 9 }, nat.describe(e).snat)
-		-- with only DST_NAT claimed, a changed id belongs to it
-		e = entry({ src = "192.0.2.2", dst = "203.0.113.10", icmp_id = 7 },
-			{ src = "198.51.100.2", dst = "192.0.2.2", icmp_id = 9 }, { DST_NAT = true })
-		assert.equals("dnat", nat.classify(e))
-		assert.same({ addr = "198.51.100.2", port = 9 }, nat.describe(e).dnat)
-	end)
-
-	it("without a reply tuple the status bits decide", function()
-		assert.equals("both", nat.classify { status = { SRC_NAT = true, DST_NAT = true } })
-		assert.equals("dnat", nat.classify { orig = { src = "192.0.2.1" }, status = { DST_NAT = true } })
-		assert.equals("none", nat.classify { status = {} })
-		assert.equals("snat", nat.from_status { status = { SRC_NAT = true } })
-	end)
-end)
+local nat, F = ct.nat, ct.filter
 
 describe("NAT of real traffic through a router", function()
-	local hosts = require "hosts"
-	local H = require "40-helpers"
-	local ct, F, topo, h, A, P
+	local topo, h, A, P
 	local flows = {}
 
 	-- The router's entry of the flow that left the client from sport.
@@ -104,12 +23,11 @@ describe("NAT of real traffic through a router", function()
 	end
 
 	lazy_setup(function()
-		ct = require "conntrack"
-		F = ct.filter
 		topo = hosts.new { nat = { snat = { ports = "40000-40009" }, masquerade = true, dnat = true, redirect = true } }
 		A, P = topo.addr, hosts.port
 		-- one flow with both translations: a DNATed flow to 9003 also SNATed
-		assert(topo:nft("router", "table ip lct_both {\n\tchain post {\n\t\ttype nat hook postrouting priority 200; policy accept;\n"
+		assert(topo:nft("router", "table ip lct_both {\n\tchain post {\n"
+			.. "\t\ttype nat hook postrouting priority 200; policy accept;\n"
 			.. "\t\toifname \"s0\" ip daddr " .. A.server .. " tcp dport " .. P.dnat_to
 			.. " snat ip to " .. A.snat .. "\n\t}\n}"))
 		topo:serve()
@@ -184,8 +102,7 @@ describe("NAT of real traffic through a router", function()
 
 	it("nat filters agree with the CLI's --src-nat / --dst-nat / --any-nat", function()
 		local function cli(args)
-			local _, out = topo:exec("router", "conntrack -L " .. args .. " 2>/dev/null")
-			local lines = H.lines(out)
+			local lines = H.cli_ok(topo.ns.router, "-L " .. args)
 			for i, l in ipairs(lines) do lines[i] = H.untimed(l) end
 			table.sort(lines)
 			return lines
@@ -209,13 +126,13 @@ describe("NAT of real traffic through a router", function()
 
 	it("classifies entries created with explicit reply tuples by their tuples", function()
 		-- busted keeps one finally() per test: both clean-ups go in it
-		local ns = H.netns("nat")
+		local scratch = hosts.scratch()
 		local h2
 		finally(function()
 			if h2 then h2:close() end
-			ns:destroy()
+			scratch:destroy()
 		end)
-		h2 = assert(ct.open { netns = ns.name })
+		h2 = assert(ct.open { netns = scratch.ns.host })
 		assert(h2:create { proto = "udp", src = "192.0.2.9", dst = "198.51.100.9", sport = 1, dport = 53, timeout = 60,
 			reply_src = "198.51.100.9", reply_dst = "198.51.100.100", reply_sport = 53, reply_dport = 40001 })
 		assert(h2:create { proto = "tcp", src = "2001:db8:1::9", dst = "2001:db8:3::10", sport = 2, dport = 8003,

@@ -1,100 +1,17 @@
 -- conntrack.format: the CLI's -L, -o extended and -o save lines, byte for
 -- byte against conntrack 1.4.7 on the same entries (only the clock-driven
 -- timeout and delta-time are blanked); save text loaded back by
--- `conntrack -R` and by h:load; JSON through dkjson.
-local fmt = require "conntrack.format"
+-- `conntrack -R` and by h:load; JSON through dkjson.  On synthetic entries:
+-- spec/unit/42-format_spec.lua.
+local ct = require "conntrack"
+local hosts = require "hosts"
+local H = require "helpers"
 
-describe("conntrack.format #unit", function()
-	local function E(t)
-		t.orig = t.orig or {}
-		t.reply = t.reply or {}
-		return t
-	end
-
-	it("writes save lines as conntrack-tools 1.4.7 does", function()
-		local e = E { family = "ipv4", proto = "tcp", protonum = 6, timeout = 99, state = "ESTABLISHED",
-			status = { SEEN_REPLY = true, ASSURED = true, CONFIRMED = true }, mark = 7,
-			orig = { src = "192.0.2.1", dst = "198.51.100.2", sport = 1000, dport = 80 },
-			reply = { src = "198.51.100.2", dst = "192.0.2.1", sport = 80, dport = 1000 } }
-		assert.equals("-A -t 99 -u SEEN_REPLY,ASSURED -s 192.0.2.1 -d 198.51.100.2 -r 198.51.100.2 -q 192.0.2.1 "
-			.. "-p tcp --sport 1000 --dport 80 --reply-port-src 80 --reply-port-dst 1000 --state ESTABLISHED", fmt.save(e))
-		-- NAT forms need the *_NAT_DONE bit and another address
-		e.status = { SRC_NAT_DONE = true, DST_NAT_DONE = true, EXPECTED = true, FIXED_TIMEOUT = true }
-		e.reply.src, e.reply.dst = "198.51.100.3", "198.51.100.100"
-		e.type = "destroy"
-		assert.equals("-D -t 99 -u EXPECTED,FIXED_TIMEOUT -s 192.0.2.1 -d 198.51.100.2 -g 198.51.100.3 -n 198.51.100.100 "
-			.. "-p tcp --sport 1000 --dport 80 --reply-port-src 80 --reply-port-dst 1000 --state ESTABLISHED", fmt.save(e))
-		e = E { family = "ipv6", proto = "icmpv6", protonum = 58, timeout = 5, status = {}, zone = 3,
-			orig = { src = "2001:db8::1", dst = "2001:db8::2", icmp_type = 128, icmp_code = 0, icmp_id = 5, zone = 3 },
-			reply = { src = "2001:db8::2", dst = "2001:db8::1" } }
-		assert.equals("-A -t 5 -u UNSET -w 3 --orig-zone 3 -s 2001:db8::1 -d 2001:db8::2 -r 2001:db8::2 -q 2001:db8::1 "
-			.. "-p icmpv6 --icmpv6-type 128 --icmpv6-code 0 --icmpv6-id 5", fmt.save(e))
-		e = E { proto = "50", protonum = 50, timeout = 1, status = {},
-			orig = { src = "192.0.2.1", dst = "192.0.2.2" }, reply = { src = "192.0.2.2", dst = "192.0.2.1" } }
-		assert.equals("-A -t 1 -u UNSET -s 192.0.2.1 -d 192.0.2.2 -r 192.0.2.2 -q 192.0.2.1 -p 50", fmt.save(e))
-	end)
-
-	it("reads save lines back as specs", function()
-		local text = table.concat({
-			"-A -t 99 -u SEEN_REPLY,ASSURED -s 192.0.2.1 -d 198.51.100.2 -r 198.51.100.2 -q 192.0.2.1 -p tcp "
-				.. "--sport 1000 --dport 80 --reply-port-src 80 --reply-port-dst 1000 --state ESTABLISHED",
-			"",
-			"# a comment",
-			"-A -t 5 -u UNSET -w 3 -s 2001:db8::1 -d 2001:db8::2 -g 2001:db8::3 -n 2001:db8::4 -p icmpv6 "
-				.. "--icmpv6-type 128 --icmpv6-code 0 --icmpv6-id 5",
-			"-I -t 7 -u ASSURED -s 192.0.2.1 -d 192.0.2.2 -r 192.0.2.2 -q 192.0.2.1 -p sctp --sport 1 --dport 2 "
-				.. "--reply-port-src 2 --reply-port-dst 1 --state ESTABLISHED --orig-vtag 9 --reply-vtag 10",
-			"-D -t 1 -s 192.0.2.1",
-			"-A -t 1 -s 192.0.2.1 --bogus 3",
-			"-A -s 192.0.2.1 -d 192.0.2.2 -p 50",
-			"-A -t 3 -m 42 -l 1,2 -s 192.0.2.1 -d 192.0.2.2 -p 50 -c",
-		}, "\n")
-		local specs, errs, lines = fmt.parse_save(text)
-		assert.equals(3, #specs)
-		assert.same({ timeout = 99, status = { "SEEN_REPLY", "ASSURED" }, src = "192.0.2.1", dst = "198.51.100.2",
-			reply_src = "198.51.100.2", reply_dst = "192.0.2.1", proto = "tcp", sport = 1000, dport = 80,
-			reply_sport = 80, reply_dport = 1000, state = "ESTABLISHED" }, specs[1])
-		assert.same({ timeout = 5, status = {}, zone = 3, src = "2001:db8::1", dst = "2001:db8::2",
-			reply_src = "2001:db8::3", reply_dst = "2001:db8::4", proto = "icmpv6", icmp_type = 128,
-			icmp_code = 0, icmp_id = 5 }, specs[2])
-		assert.same({ timeout = 7, status = { "ASSURED" }, src = "192.0.2.1", dst = "192.0.2.2",
-			reply_src = "192.0.2.2", reply_dst = "192.0.2.1", proto = "sctp", sport = 1, dport = 2,
-			reply_sport = 2, reply_dport = 1, state = "ESTABLISHED" }, specs[3])
-		assert.same({ 1, 4, 5 }, lines)
-		assert.equals(4, #errs)
-		assert.same({ 6, 7, 8, 9 }, { errs[1].line, errs[2].line, errs[3].line, errs[4].line })
-		assert.matches("only %-A/%-I lines", errs[1].message)
-		assert.matches("unsupported option %-%-bogus", errs[2].message)
-		assert.matches("no timeout", errs[3].message)
-		assert.matches("option %-c needs a value", errs[4].message)
-		assert.equals(22, errs[1].errno)
-	end)
-
-	it("makes JSON-ready tables and JSON", function()
-		local json = require "dkjson"
-		local e = E { family = "ipv6", proto = "udp", protonum = 17, timeout = 30,
-			status = { SEEN_REPLY = true, CONFIRMED = true, [20] = true }, labels = { blue = true, [3] = true },
-			orig = { src = "2001:db8:1::2", dst = "2001:db8:2::2", sport = 7, dport = 53, packets = 1, bytes = 80 },
-			reply = { src = "2001:db8:2::2", dst = "2001:db8:2::100", sport = 53, dport = 7 } }
-		local t = fmt.table(e)
-		assert.same({ "CONFIRMED", "SEEN_REPLY", 20 }, t.status)
-		assert.same({ "blue", 3 }, t.labels)
-		assert.equals("snat", t.nat)
-		local back = json.decode(fmt.json(e))
-		assert.same(t.orig, back.orig)
-		assert.same(t.status, back.status)
-		assert.equals("snat", back.nat)
-		-- empty status is an empty array, and indentation is there when asked
-		e.status = {}
-		assert.matches('"status":%[%]', fmt.json(e))
-		assert.matches("\n", fmt.json(e, { indent = true }))
-	end)
-end)
+local fmt = ct.format
 
 describe("formats against the conntrack CLI", function()
-	local H = require "40-helpers"
-	local hosts = require "hosts"
-	local ct, ns, h, topo, router
+	local ns, h, topo
+	H.private(function(_, n, hh) ns, h = n, hh end)
 
 	local function sorted(t)
 		table.sort(t)
@@ -104,12 +21,10 @@ describe("formats against the conntrack CLI", function()
 	-- Lines of the CLI (stdout only) and ours, with the clock blanked.
 	local function blank(line)
 		line = H.untimed(line)
-		line = line:gsub("^(ipv%d%s+%d+%s+%S+%s+%d+%s+)%d+", "%1T")    -- -o extended
 		return (line:gsub("^(%-[AUD] %-t )%d+", "%1T"))                   -- -o save
 	end
-	local function cli(node, args)
-		local out = node:exec("conntrack -L " .. args)
-		local lines = H.lines(out)
+	local function cli(netns, args)
+		local lines = H.cli_ok(netns, "-L " .. args)
 		for i, l in ipairs(lines) do lines[i] = blank(l) end
 		return sorted(lines)
 	end
@@ -120,9 +35,6 @@ describe("formats against the conntrack CLI", function()
 	end
 
 	lazy_setup(function()
-		ct = require "conntrack"
-		ns = H.netns("format")
-		h = assert(ct.open { netns = ns.name })
 		local specs = {
 			{ proto = "tcp", src = "192.0.2.1", dst = "198.51.100.2", sport = 1000, dport = 80, state = "ESTABLISHED",
 				status = { "SEEN_REPLY", "ASSURED" }, mark = 7 },
@@ -151,14 +63,10 @@ describe("formats against the conntrack CLI", function()
 			local ok, reply = topo:tcp_request("client", c[1], c[2], "x")
 			assert(ok and reply == "x", tostring(reply))
 		end
-		router = { exec = function(_, cmd) local _, out = topo:exec("router", cmd .. " 2>/dev/null"); return out end }
 	end)
 
 	lazy_teardown(function()
-		if h then h:close() end
-		if ns then ns:destroy() end
 		if topo then topo:destroy() end
-		hosts.cleanup_all()
 	end)
 
 	it("default: the conntrack -L lines", function()
@@ -176,7 +84,7 @@ describe("formats against the conntrack CLI", function()
 		local rh = assert(ct.open { netns = topo.ns.router })
 		finally(function() rh:close() end)
 		local mine = ours(rh, fmt.save)
-		assert.same(cli(router, "-o save"), mine)
+		assert.same(cli(topo.ns.router, "-o save"), mine)
 		local n, g = 0, 0
 		for _, l in ipairs(mine) do
 			if l:find(" %-n ") then n = n + 1 end
@@ -200,8 +108,7 @@ describe("formats against the conntrack CLI", function()
 
 		assert(h:flush())
 		assert.same({}, cli(ns, ""))
-		local _, ok = ns:exec("conntrack -R " .. H.quote(path))
-		assert.is_true(ok)
+		H.cli_ok(ns, "-R " .. hosts.quote(path))
 		assert.same(before, cli(ns, ""))
 
 		assert(h:flush())

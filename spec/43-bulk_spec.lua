@@ -1,9 +1,15 @@
 -- Bulk operations on a real table in a private namespace: update_where,
 -- delete_where (with entries vanishing in between), filtered flush, load;
 -- outcomes checked with the conntrack CLI.
+local ct = require "conntrack"
+local H = require "helpers"
+
+local F = ct.filter
+local bulk = require "conntrack.bulk"
+
 describe("bulk operations", function()
-	local H = require "40-helpers"
-	local ct, F, bulk, ns, h
+	local ns, h
+	H.private(function(_, n, hh) ns, h = n, hh end)
 
 	-- n tcp + n/3 udp + n/3 IPv6 udp entries; marks 0/7 alternate.
 	local function specs(n)
@@ -23,7 +29,7 @@ describe("bulk operations", function()
 	end
 
 	local function count(args)
-		return #H.lines(ns:conntrack("-L " .. (args or "")))
+		return #H.cli_ok(ns, "-L " .. (args or ""))
 	end
 
 	local function refill(n)
@@ -34,19 +40,6 @@ describe("bulk operations", function()
 		assert.equals(#all, created)
 		return #all
 	end
-
-	lazy_setup(function()
-		ct = require "conntrack"
-		F = ct.filter
-		bulk = require "conntrack.bulk"
-		ns = H.netns("bulk")
-		h = assert(ct.open { netns = ns.name })
-	end)
-
-	lazy_teardown(function()
-		if h then h:close() end
-		if ns then ns:destroy() end
-	end)
 
 	it("load creates entries in batches and reports each failure", function()
 		local total = refill(3000)
@@ -73,7 +66,7 @@ describe("bulk operations", function()
 			timeout = 555 } }, { mode = "add" })
 		assert.equals(1, created)
 		assert.same({}, failures)
-		assert.matches("^udp%s+17 55%d ", ns:conntrack("-L -s 192.0.2.99 -d 198.51.100.99"))
+		assert.matches("^udp%s+17 55%d ", H.cli_ok(ns, "-L -s 192.0.2.99 -d 198.51.100.99")[1])
 		-- text: line numbers for what fails
 		created, failures = h:load("-A -t 60 -u UNSET -s 192.0.2.98 -d 198.51.100.98 -r 198.51.100.98 -q 192.0.2.98 "
 			.. "-p udp --sport 8 --dport 8 --reply-port-src 8 --reply-port-dst 8\n-A -t 60 --bogus 1\n")
@@ -127,7 +120,7 @@ describe("bulk operations", function()
 
 	it("counts entries that vanish between the dump and the request as missing", function()
 		refill(600)
-		local other = assert(ct.open { netns = ns.name })
+		local other = assert(ct.open { netns = ns })
 		finally(function() other:close() end)
 		-- each matching entry is deleted behind the operation's back
 		local sneaky = F.proto "udp" * F.where(function(e) assert(other:delete(e)); return true end)

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Installs the Debian packages the build, the tests and the demo need,
-# only when some are missing.
+# Installs the Debian packages the build, the tests, the demo and the
+# packaging checks need, only when some are missing.  apt's own chatter
+# (debconf's notes on stderr among it) is shown only when apt fails.
 set -e
-PKGS="${DEPS_PKGS:-build-essential pkg-config liblua5.4-dev lua5.4 libnetfilter-conntrack-dev libmnl-dev \
+PKGS="${DEPS_PKGS:-build-essential pkg-config lua-posix lua-socket liblua5.4-dev lua5.4 libnetfilter-conntrack-dev libmnl-dev \
 lua-busted conntrack iproute2 nftables socat procps lua-cqueues lua-luv lua-dkjson \
-liblua5.1-0-dev lua5.1 liblua5.3-dev lua5.3 libluajit-5.1-dev luajit}"
+liblua5.1-0-dev lua5.1 liblua5.3-dev lua5.3 libluajit-5.1-dev luajit luarocks \
+lua-http lua-argparse prometheus tmux}"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -16,5 +18,10 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
-apt-get install -y -q --no-install-recommends $missing >/dev/null
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+run_apt() {
+	apt-get "$@" >"$log" 2>&1 || { cat "$log" >&2; echo "deps: apt-get $1 failed" >&2; exit 1; }
+}
+run_apt update -q
+run_apt install -y -q --no-install-recommends $missing

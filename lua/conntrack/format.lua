@@ -181,7 +181,11 @@ end
 local json
 function M.json(e, opts)
 	if json == nil then
-		json = require "dkjson"
+		local ok, mod = pcall(require, "dkjson")
+		if not ok then
+			core.error("json: needs the dkjson module (Debian: lua-dkjson; LuaRocks: dkjson)")
+		end
+		json = mod
 	end
 	local keyorder = { "type", "family", "proto", "protonum", "state", "timeout", "status", "orig",
 		"reply", "mark", "zone", "labels", "secmark", "use", "id", "start", "stop", "helper",

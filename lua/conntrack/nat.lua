@@ -6,14 +6,17 @@
 --   nat.tostring(e)  -> "snat 192.0.2.2:40000 -> 198.51.100.100:40003" (or "none")
 --   nat.from_status(e) -> the kind the SRC_NAT / DST_NAT status bits claim
 --
--- The kind comes from the tuples: without NAT the reply tuple is the
--- original one inverted.  A reply destination (address or port) other than
--- the original source means the source was translated (SNAT, masquerade);
--- a reply source other than the original destination means the destination
--- was (DNAT, redirect).  Whole addresses are compared, IPv6 included (the
--- conntrack CLI's --src-nat/--dst-nat look at the first 32 bits only).
--- For ICMP the echo id plays the port; a changed id counts as source
--- translation unless the status bits say only DST_NAT happened.
+-- The kind comes from the kernel's SRC_NAT / DST_NAT status bits: they say
+-- what the kernel translates.  The translation comes from the tuples:
+-- without NAT the reply tuple is the original one inverted; a reply
+-- destination (address or port) other than the original source is what the
+-- source became (SNAT, masquerade), a reply source other than the original
+-- destination is where the flow really goes (DNAT, redirect).  Whole
+-- addresses are compared, IPv6 included (the conntrack CLI's
+-- --src-nat/--dst-nat look at the first 32 bits only).  A flow made with a
+-- rewritten reply tuple but no NAT status is not translated by the kernel:
+-- "none".  For ICMP the echo id plays the port.
+-- Only a table without status (no status field at all) is judged by its tuples.
 --
 -- e may be an entry, e:totable(), or any table of the same shape:
 -- { orig = {src=, dst=, sport=, dport=, icmp_id=}, reply = {...}, status = {SRC_NAT=true, ...} }.
@@ -98,8 +101,7 @@ local function changes(e)
 end
 
 function N.classify(e)
-	local o = e.orig
-	if o == nil or e.reply == nil then
+	if e.status ~= nil or e.orig == nil or e.reply == nil then
 		return N.from_status(e)
 	end
 	local saddr, sport, daddr, dport = changes(e)
@@ -116,11 +118,12 @@ function N.describe(e)
 		return { kind = N.from_status(e) }
 	end
 	local saddr, sport, daddr, dport, o = changes(e)
-	local d = { kind = kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil) }
-	if saddr ~= nil or sport ~= nil then
+	local kind = N.classify(e)
+	local d = { kind = kind }
+	if kind == "snat" or kind == "both" then
 		d.snat = { addr = saddr, port = sport }
 	end
-	if daddr ~= nil or dport ~= nil then
+	if kind == "dnat" or kind == "both" then
 		d.dnat = { addr = daddr, port = dport }
 	end
 	d.orig_src, d.orig_dst = o.src, o.dst

@@ -1,5 +1,7 @@
---- Test hosts for the lua-conntrack specs: network namespaces joined by veth
--- pairs, NAT presets written with nft, and bounded real traffic made with socat.
+--- Test hosts for the lua-conntrack specs, examples and benchmarks: network
+-- namespaces joined by veth pairs, NAT presets written with nft, and bounded
+-- real traffic made with socat.  (tools/?.lua is on the LUA_PATH the Makefile
+-- sets; the spec-only helpers built on it are in spec/helpers.lua.)
 --
 -- Plain Lua 5.1 - 5.4, no extra libraries (io.popen / os.execute only).  Needs
 -- root, iproute2, nftables, socat, coreutils `timeout` and `ss`.  Meant to run
@@ -35,6 +37,12 @@
 --   before the output DNAT rule rewrites it).  NAT happens in the client's own
 --   table, on locally generated traffic.
 --
+-- SCRATCH NAMESPACE  hosts.scratch{...}   (lct-<pid>-<n>-host)
+--
+--   one namespace, role "host", nothing in it but lo: a private conntrack
+--   table for entries made through netlink (no traffic, no NAT).  Not
+--   tracked unless track = true.
+--
 -- PORT MAP  (hosts.port; every NAT rule matches tcp and udp on its own
 -- destination port, so one flow of each kind can exist at once)
 --
@@ -65,21 +73,25 @@
 -- connections there: since Linux 4.15 conntrack only hooks into a namespace
 -- once something there needs it.  NAT rules live in "table inet lct_nat".
 --
--- API (roles are "client", "router", "server"; addr may be IPv4 or IPv6)
+-- API (roles are "client", "router", "server", or "host" for a scratch
+-- namespace; addr may be IPv4 or IPv6)
 --   hosts.new{ nat = true | { snat = true|{ports="A-B"}, masquerade = true,
 --              dnat = true, redirect = true }, track = true, timeout = 60 } -> topo
 --   hosts.pair{ nat = true | { snat, dnat, redirect }, ... }                -> topo
+--   hosts.scratch{ track = false, timeout = 60 }                           -> topo
 --   hosts.with(opts, fn)         run fn(topo), always destroy, re-raise errors
 --   hosts.cleanup_all()          destroy every topology this process made
 --   hosts.list()                 names of this process's namespaces that exist
 --   hosts.run(cmd)               -> ok, output, code (sh in the caller's netns,
 --                                   stderr merged); hosts.quote(s); hosts.sleep(s)
 --   hosts.port, hosts.routed_addr, hosts.pair_addr, hosts.pid
---   topo.kind ("routed"|"pair"), topo.ns[role], topo.addr, topo.nat_role
+--   topo.kind ("routed"|"pair"|"scratch"), topo.ns[role], topo.addr (nil for
+--                                a scratch namespace), topo.nat_role
 --   topo:exec(role, cmd)         -> ok, output, code  (sh -c in the namespace)
 --   topo:nft(role, ruleset)      -> ok, output       (nft -f - in the namespace)
 --   topo:conntrack(args [, role]) -> ok, output  (conntrack CLI, default role
---                                   topo.nat_role; "-L" when args is nil)
+--                                   topo.nat_role, "host" for a scratch
+--                                   namespace; "-L" when args is nil)
 --   topo:listen(role, proto, port [, addr [, opts]]) -> listener (:close())
 --   topo:serve([proto])          -> listeners started for the port map
 --   topo:tcp_connect(from, addr, port [, opts]) -> conn
@@ -247,7 +259,7 @@ function Topo:spawn(role, cmd)
 end
 
 -- Stop a background pid (TERM, then KILL) and wait, bounded, until it is gone.
-function Topo:stop(ns, pid)
+local function stop_pid(ns, pid)
 	if not pid_in(ns, pid) then return end
 	run("kill -TERM " .. pid .. " 2>/dev/null")
 	for _ = 1, 20 do
@@ -279,7 +291,7 @@ function Handle:close()
 	if self.closed then return end
 	self.closed = true
 	if self.topo.destroyed then return end
-	self.topo:stop(self.ns, self.pid)
+	stop_pid(self.ns, self.pid)
 	if self.sport and self.kind == "tcp_connect" then
 		-- wait (bounded) until our FIN is acknowledged, so every hop's
 		-- conntrack entry has left ESTABLISHED when close() returns
@@ -570,15 +582,24 @@ local function nat_ruleset(first, post, hook)
 	return table.concat(t, "\n")
 end
 
+local ROLES = {
+	routed = { "client", "router", "server" },
+	pair = { "client", "server" },
+	scratch = { "host" },
+}
+
 local function build(kind, opts)
 	opts = opts or {}
 	local nat = nat_opts(opts.nat)
 	if kind == "pair" and nat.masquerade then
 		error("hosts.pair: masquerade would be a no-op (the client has one primary address); use hosts.new", 3)
 	end
+	if kind == "scratch" and next(nat) then
+		error("hosts.scratch: a lone namespace has no traffic to translate; use hosts.new or hosts.pair", 3)
+	end
 	seq = seq + 1
 	local base = ("lct-%s-%d-"):format(PID, seq)
-	local roles = kind == "routed" and { "client", "router", "server" } or { "client", "server" }
+	local roles = ROLES[kind]
 	local self = setmetatable({
 		kind = kind,
 		roles = roles,
@@ -586,8 +607,8 @@ local function build(kind, opts)
 		pids = {},
 		port_seq = 20000,
 		timeout = opts.timeout or TIMEOUT,
-		addr = kind == "routed" and hosts.routed_addr or hosts.pair_addr,
-		nat_role = kind == "routed" and "router" or "client",
+		addr = kind == "routed" and hosts.routed_addr or kind == "pair" and hosts.pair_addr or nil,
+		nat_role = kind == "routed" and "router" or kind == "pair" and "client" or "host",
 		logfile = "/tmp/" .. base .. "log",
 	}, Topo)
 	self.destroy = function() return destroy(self) end
@@ -598,7 +619,8 @@ local function build(kind, opts)
 	end
 	live[self] = true
 
-	local C, S, R = q(self.ns.client), q(self.ns.server), self.ns.router and q(self.ns.router)
+	local C, S, R = self.ns.client and q(self.ns.client), self.ns.server and q(self.ns.server),
+		self.ns.router and q(self.ns.router)
 	local sh = { "set -e" }
 	for _, r in ipairs(roles) do
 		sh[#sh + 1] = "ip netns add " .. q(self.ns[r])
@@ -626,7 +648,7 @@ local function build(kind, opts)
 		sh[#sh + 1] = ("ip -n %s -6 route add default via 2001:db8:1::1"):format(C)
 		sh[#sh + 1] = ("ip -n %s route add default via 198.51.100.1"):format(S)
 		sh[#sh + 1] = ("ip -n %s -6 route add default via 2001:db8:2::1"):format(S)
-	else
+	elseif kind == "pair" then
 		sh[#sh + 1] = ("ip -n %s link add eth0 type veth peer name eth0 netns %s"):format(C, S)
 		add(C, "eth0", "192.0.2.1/24", "2001:db8:1::1/64", "192.0.2.11/24", "2001:db8:1::11/64")
 		add(S, "eth0", "192.0.2.2/24", "2001:db8:1::2/64")
@@ -675,6 +697,13 @@ function hosts.pair(opts)
 	return build("pair", opts)
 end
 
+--- One namespace of its own, role "host", with only lo, untracked unless
+-- opts.track is true (see the header).
+function hosts.scratch(opts)
+	opts = opts or {}
+	return build("scratch", { track = opts.track == true, timeout = opts.timeout })
+end
+
 --- Run fn(topo, ...) and destroy the topology however fn ends; errors re-raised.
 function hosts.with(opts, fn, ...)
 	local builder = (opts and opts.pair) and hosts.pair or hosts.new
@@ -693,8 +722,8 @@ function hosts.cleanup_all()
 	for _, t in ipairs(list) do destroy(t) end
 	local script = {}
 	for ns in pairs(made) do
-		script[#script + 1] = ("if [ -e /run/netns/%s ]; then ip netns pids %s 2>/dev/null | xargs -r kill -KILL 2>/dev/null; ip netns del %s; fi")
-			:format(ns, q(ns), q(ns))
+		script[#script + 1] = ("if [ -e /run/netns/%s ]; then ip netns pids %s 2>/dev/null"
+			.. " | xargs -r kill -KILL 2>/dev/null; ip netns del %s; fi"):format(ns, q(ns), q(ns))
 	end
 	if #script > 0 then
 		script[#script + 1] = "true"
