@@ -76,6 +76,7 @@ TREE_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/s
 TEST_ENV    = $(call TREE_ENV,$(BUILD))
 
 .PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat check-all-lua lint \
+	fuzz fuzz-asan \
 	demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
@@ -183,6 +184,28 @@ check-asan: deps
 	*) echo "check-asan: ASan missed the probe's leak:" >&2; echo "$$out" >&2; exit 1;; esac
 	$(ASAN_PATHS) tools/netns-run $(ASAN_ENV)=1 $(LUA) spec/smoke.lua
 	$(ASAN_PATHS) LCT_ASAN=1 tools/netns-run $(ASAN_ENV)=0 busted --lua=$(LUA) $(BUSTED_ARGS)
+
+# The API fuzzer (tools/fuzz.lua): N random calls of every public function
+# and method, with callbacks, metatables and finalizers that close the
+# objects in use, in chunks of FUZZ_CHUNK calls each run by a child process
+# so that a crash or a hang is counted with its seed.  Fails on a crash, a
+# hang or a rejection that is neither "fname: ..." raised nor nil, msg,
+# errno returned.  FUZZ_ARGS: --seed S, -j JOBS, --skip PATTERN...
+N           ?= 100000
+FUZZ_CHUNK  ?= 2000
+FUZZ_ARGS   ?=
+fuzz: deps all
+	$(TEST_ENV) tools/netns-run $(LUA) tools/fuzz.lua -n $(N) --chunk $(FUZZ_CHUNK) $(FUZZ_ARGS)
+
+# The fuzzer with the module built with AddressSanitizer (as check-asan):
+# the children run with the ASan runtime preloaded and leak detection on
+# (each closes its Lua state before it exits), the parent without.
+# FUZZ_ASAN_N calls: about a minute.
+FUZZ_ASAN_N ?= 20000
+fuzz-asan: deps
+	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="-fsanitize=address" all
+	$(ASAN_PATHS) tools/netns-run $(LUA) tools/fuzz.lua -n $(FUZZ_ASAN_N) --chunk 1000 \
+		--child-env 'LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=abort_on_error=1:detect_leaks=1' $(FUZZ_ARGS)
 
 # The module must keep building for the other Lua versions OpenWrt and others
 # use; spec/smoke.lua (plain Lua, no busted) runs on each.
