@@ -2,7 +2,8 @@
 -- lua-conntrack (plain Lua: 5.1, 5.3, 5.4, LuaJIT).
 --
 -- As root, inside a private network namespace (it fills and flushes the
--- table of the namespace it runs in):
+-- table of the namespace it runs in), with lua/ and tools/ on LUA_PATH and
+-- the module on LUA_CPATH (make fuzz sets them):
 --   tools/netns-run lua5.4 tools/fuzz.lua [-n CALLS] [--chunk CALLS] [--seed S] [-j JOBS]
 --       [--timeout SECS] [--child-env "VAR=value ..."] [--skip PATTERN]... [--no-callbacks]
 --       [--tame-binary] [--lua INTERPRETER]
@@ -103,15 +104,7 @@ do
 end
 
 -- Never in the host's namespace.
-do
-	local p = io.popen("env -u LD_PRELOAD readlink /proc/self/ns/net /proc/1/ns/net")
-	local mine, init = p:read("*l"), p:read("*l")
-	p:close()
-	if mine == nil or mine == init then
-		io.stderr:write("fuzz.lua: refusing to run in the host's network namespace (use tools/netns-run)\n")
-		os.exit(2)
-	end
-end
+require("hosts").refuse_host_namespace("fuzz.lua")
 
 -- =====================================================================
 -- The parent: chunks in child processes
@@ -122,6 +115,7 @@ local function shquote(s)
 end
 
 local function parent()
+	io.stdout:setvbuf("line")
 	local lua = opt.lua
 	if not lua then
 		local j = -1

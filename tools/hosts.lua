@@ -745,6 +745,27 @@ function hosts.list()
 	return t
 end
 
+--- For plain scripts that flush and fill the table of the namespace they
+-- run in (tools/fuzz.lua, tools/exercise.lua): exits unless this process
+-- is in the namespace tools/netns-run made for it ($LCT_NETNS names it
+-- under /run/netns: the same inode as /proc/self/ns/net).  Comparing with
+-- init's namespace is not enough: a container may hide init's.  stat runs
+-- without an LD_PRELOAD the script may carry (the ASan runtime).
+function hosts.refuse_host_namespace(script)
+	local ns = os.getenv("LCT_NETNS")
+	local same = false
+	if ns and ns:match("^[%w_.-]+$") then
+		local ok, out = run("env -u LD_PRELOAD stat -L -c %i /proc/self/ns/net /run/netns/" .. q(ns))
+		local a, b = out:match("^(%d+)\n(%d+)")
+		same = ok and a ~= nil and a == b
+	end
+	if not same then
+		io.stderr:write(script, ": refusing to run outside the private namespace of tools/netns-run",
+			" (LCT_NETNS)\n")
+		os.exit(2)
+	end
+end
+
 hosts.pid = PID
 hosts.sleep = sleep
 
