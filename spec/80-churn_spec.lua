@@ -1,13 +1,21 @@
 -- Dumps and lists while another process changes the table at full speed:
 -- a child interpreter in the same private namespace creates and deletes
--- flows with the module's batches (about 200 000+ changes/s on the CI
--- machines; the conntrack CLI manages about 70, one process per change).
--- What README promises of a dump under churn, checked on every entry of
--- every dump, list and filtered dump made meanwhile:
+-- flows with the module's batches (measured: 50 000 to 290 000 changes/s
+-- on a 2-core machine, depending on its load; a loop of `conntrack -I/-D`
+-- manages about 70, one process per change).  What README promises of a
+-- dump under churn, checked on every entry of every dump, list and
+-- filtered dump made meanwhile:
 --   * every entry is whole: its fields decode, tostring and totable work;
 --   * a flow that exists for the whole dump is yielded (the stable flows);
 --   * h:list() and h:dump(f, {unique = true}) never yield one flow (original
---     tuple and zone) twice; a plain h:dump may, and the spec counts how often.
+--     tuple and zone) twice.
+-- A plain h:dump may yield a flow twice: when the entry a dump is to resume
+-- from was deleted between two of its chunks, the kernel walks that hash
+-- bucket again from its start.  That takes another flow of this namespace
+-- in the same bucket, so it happens about (deletions per second) / (hash
+-- buckets: 262 144 here) times per second of dumping, whatever the table's
+-- size: about once in three seconds at 100 000 deletions/s.  The spec
+-- prints how often it saw it; it cannot count on it.
 local ct = require "conntrack"
 local H = require "helpers"
 
@@ -22,7 +30,7 @@ local CHURNER = [[
 local ct = require "conntrack"
 local progress, stop, secs = arg[1], arg[2], tonumber(arg[3])
 local h = assert(ct.open())
-local BATCH, LIVE, KINDS = 200, 10, 100
+local BATCH, LIVE, KINDS = 500, 4, 40
 local function batch(k)
 	local t = {}
 	for i = 0, BATCH - 1 do
@@ -72,7 +80,7 @@ describe("a table that changes during dumps", function()
 	H.private(function(t, _, hh) topo, h = t, hh end)
 
 	-- The stable flows: they exist for the whole test.
-	local STABLE_UDP, STABLE_TCP = 3000, 1000
+	local STABLE_UDP, STABLE_TCP = 1500, 500
 	local stable = {}
 	for _, s in ipairs(H.specs(STABLE_UDP)) do stable[#stable + 1] = s end
 	for _, s in ipairs(H.specs(STABLE_TCP, STABLE_UDP, "tcp")) do stable[#stable + 1] = s end
@@ -142,11 +150,12 @@ describe("a table that changes during dumps", function()
 		local function problem(what)
 			if #problems < 20 then problems[#problems + 1] = what end
 		end
-		-- What one dump or list yielded: every entry whole, no flow twice
+		-- What one dump or list yields (take() gives its entries one at a
+		-- time, the dump's as they come): every entry whole, no flow twice
 		-- (unless dups_ok), every stable flow that want(spec) selects present.
-		local function check(name, got, dups_ok, want)
+		local function check(name, take, dups_ok, want)
 			local keys, n = {}, 0
-			for _, e in ipairs(got) do
+			for e in take do
 				n = n + 1
 				local why = broken(e)
 				if why then
@@ -177,28 +186,36 @@ describe("a table that changes during dumps", function()
 				problem(name .. ": " .. tostring(msg))
 				return
 			end
-			check(name, l, dups_ok, want)
+			local i = 0
+			check(name, function() i = i + 1 return l[i] end, dups_ok, want)
 		end
 		local function dump(name, filter, how, dups_ok, want)
 			local it, st = h:dump(filter, how)
-			local l = {}
-			for e in it, st do l[#l + 1] = e end
-			removed = removed + (st.duplicates or 0)
-			check(name, l, dups_ok, want)
+			check(name, function() return it(st) end, dups_ok, want)
+			removed = removed + st.duplicates
 		end
 
+		-- Bounded: about 8 s of dumps (at least 3 rounds, at most 200).
 		local udp = function(s) return s.proto == "udp" end
+		local filtered = {
+			function() list("h:list(src 192.0.2.0/24)", F.src "192.0.2.0/24", false) end,
+			function()
+				dump("h:dump(udp dport 53, unique)", F.proto "udp" * F.dport(53), { unique = true }, false, udp)
+			end,
+			function()
+				dump("h:dump(Lua filter, unique)", F.where(function(e) return e.orig.sport >= 1024 end),
+					{ unique = true }, false)
+			end,
+			-- the churner's flows only: no stable flow expected
+			function() list("h:list{src = 203.0.113.0/24}", { src = "203.0.113.0/24" }, false, function() return false end) end,
+		}
 		local rounds, start = 0, H.now()
-		while rounds < 12 or (H.now() - start < 4 and rounds < 60) do
+		while rounds < 3 or (H.now() - start < 8 and rounds < 200) do
 			rounds = rounds + 1
 			list("h:list()", nil, false)
 			dump("h:dump(nil, {unique = true})", nil, { unique = true }, false)
 			dump("h:dump()", nil, nil, true)
-			list("h:list(src 192.0.2.0/24)", F.src "192.0.2.0/24", false)
-			dump("h:dump(udp dport 53, unique)", F.proto "udp" * F.dport(53), { unique = true }, false, udp)
-			dump("h:dump(Lua filter, unique)", F.where(function(e) return e.orig.sport >= 1024 end),
-				{ unique = true }, false)
-			list("h:list{src = 203.0.113.0/24}", { src = "203.0.113.0/24" }, false, function() return false end)
+			filtered[rounds % #filtered + 1]()
 		end
 		local after = changes()
 		assert(io.open(stop, "w")):close()

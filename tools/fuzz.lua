@@ -148,7 +148,7 @@ local function parent()
 			limit, env, lua, script, seed, n, extra, trace and " --trace" or "")
 	end
 
-	local total = { calls = 0, ok = 0, raised = 0, refused = 0, cb = 0 }
+	local total = { calls = 0, ok = 0, raised = 0, refused = 0, cb = 0, closed = 0, events = 0 }
 	local crashes, hangs, died = {}, {}, {}
 	local viol, misn, vorder, morder = {}, {}, {}, {}
 	local called = {}
@@ -225,6 +225,8 @@ local function parent()
 				total.raised = total.raised + tonumber(f[4])
 				total.refused = total.refused + tonumber(f[5])
 				total.cb = total.cb + tonumber(f[6])
+				total.closed = total.closed + tonumber(f[7] or 0)
+				total.events = total.events + tonumber(f[8] or 0)
 			end
 		end
 		if status == 124 or status == 137 then
@@ -239,8 +241,12 @@ local function parent()
 				:format(seed, status - 128, seed, n, tail(lines, 12), last))
 		elseif status ~= 0 or not done then
 			died[#died + 1] = seed
-			print(("DIED  seed %d: exit %s; replay: fuzz.lua --child %d %d --trace; output:\n%s")
-				:format(seed, tostring(status), seed, n, tail(lines, 30)))
+			if #died <= 3 then
+				print(("DIED  seed %d: exit %s; replay: fuzz.lua --child %d %d --trace; output:\n%s")
+					:format(seed, tostring(status), seed, n, tail(lines, 30)))
+			else
+				print(("DIED  seed %d: exit %s"):format(seed, tostring(status)))
+			end
 		end
 	end
 
@@ -301,12 +307,12 @@ local function parent()
 	for _, sig in ipairs(morder) do
 		nm = nm + misn[sig].count
 	end
-	print(("fuzz: %s: %d calls (%d chunks from seed %d, %d functions and methods; %d returned, %d raised, " ..
-		"%d refused, %d callback errors) in %d s: %d crashes, %d hangs, %d convention violations (%d kinds), " ..
-		"%d misnamed (%d kinds), %d abnormal exits")
+	print(("fuzz: %d returned, %d raised (%d of them on a closed object), %d refused, %d callback errors; " ..
+		"%d events read"):format(total.ok, total.raised, total.closed, total.refused, total.cb, total.events))
+	print(("fuzz: %s: %d calls (%d chunks from seed %d, %d functions and methods) in %d s: %d crashes, " ..
+		"%d hangs, %d convention violations (%d kinds), %d misnamed (%d kinds), %d abnormal exits")
 		:format(opt.env and (lua .. " [" .. opt.env:match("^%S*") .. "]") or lua, total.calls, chunks, seed0,
-			#names, total.ok, total.raised, total.refused, total.cb, os.time() - t0, #crashes, #hangs, nv,
-			#vorder, nm, #morder, #died))
+			#names, os.time() - t0, #crashes, #hangs, nv, #vorder, nm, #morder, #died))
 	os.exit((#crashes + #hangs + #died + nv) == 0 and 0 or 1)
 end
 
@@ -351,7 +357,9 @@ local callbacks = opt.callbacks
 -- ---------------------------------------------------------------------
 -- Reports
 
-local stats = { calls = 0, ok = 0, raised = 0, refused = 0, cb = 0 }
+-- closed: rejections because the object was closed (often by a callback
+-- in the middle of the call); events: flow events the subscriptions read.
+local stats = { calls = 0, ok = 0, raised = 0, refused = 0, cb = 0, closed = 0, events = 0 }
 local called = {}
 local reported = {}
 local callno = 0
@@ -493,6 +501,9 @@ local function check(label, names, n, args, res, rn)
 			return
 		end
 		stats.raised = stats.raised + 1
+		if err:find("attempt to use a closed", 1, true) then
+			stats.closed = stats.closed + 1
+		end
 		local name, rest = named(err)
 		if #err > 1000 then
 			report("VIOL", label, ("message of %d bytes: %s"):format(#err, rest), n, args)
@@ -526,6 +537,18 @@ local function check(label, names, n, args, res, rn)
 		return
 	end
 	stats.ok = stats.ok + 1
+	if label:find("sub:", 1, true) or label:find("events", 1, true) then
+		local r = res[2]
+		if type(r) == "table" and getmetatable(r) == nil then
+			for _, ev in ipairs(r) do
+				if ct.type(ev) == "entry" then
+					stats.events = stats.events + 1
+				end
+			end
+		elseif ct.type(r) == "entry" then
+			stats.events = stats.events + 1
+		end
+	end
 	for i = 2, rn do
 		POOLED(res[i])
 	end
@@ -2466,6 +2489,7 @@ for name, c in pairs(called) do
 	parts[#parts + 1] = name .. "=" .. c
 end
 io.write(concat(parts, "\t"), "\n")
-io.write(("DONE\t%d\t%d\t%d\t%d\t%d\n"):format(stats.calls, stats.ok, stats.raised, stats.refused, stats.cb))
+io.write(("DONE\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n"):format(stats.calls, stats.ok, stats.raised, stats.refused,
+	stats.cb, stats.closed, stats.events))
 io.stdout:flush()
 os.exit(0, true)
