@@ -129,6 +129,7 @@ describe("a table that changes during dumps", function()
 		local dir = os.tmpname()
 		os.remove(dir)
 		assert(os.execute("mkdir -p " .. dir) ~= false)
+		finally(function() os.execute("rm -rf " .. dir) end)
 		local script, progress, stop = dir .. "/churner.lua", dir .. "/progress", dir .. "/stop"
 		local f = assert(io.open(script, "w"))
 		f:write(CHURNER)
@@ -225,7 +226,6 @@ describe("a table that changes during dumps", function()
 			os.execute("sleep 0.05")
 			final = H.read(progress)
 		until (final and final:find("done", 1, true)) or H.now() - t1 > 10
-		os.execute("rm -rf " .. dir)
 
 		local total, secs = (final or ""):match("^(%d+) (%d+) done")
 		print(("\n80-churn: %s: %d dumps and lists (%d entries) while the churner made %s changes in %s s" ..

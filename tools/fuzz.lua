@@ -169,8 +169,24 @@ local function parent()
 		return status, lines
 	end
 
+	-- The last n lines of a child's output; of a sanitizer's report, its
+	-- first line, the first frames and its summary instead.
 	local function tail(lines, n)
 		local out = {}
+		for k, l in ipairs(lines) do
+			if l:find("ERROR: AddressSanitizer", 1, true) or l:find("ERROR: LeakSanitizer", 1, true) then
+				out[1] = "    | " .. l
+				for j = k + 1, #lines do
+					if lines[j]:match("^%s+#%d+ ") and #out < 10 then
+						out[#out + 1] = "    | " .. lines[j]
+					elseif lines[j]:match("^SUMMARY") then
+						out[#out + 1] = "    | " .. lines[j]
+						break
+					end
+				end
+				return concat(out, "\n")
+			end
+		end
 		for k = math.max(1, #lines - n + 1), #lines do
 			out[#out + 1] = "    | " .. lines[k]
 		end
