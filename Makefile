@@ -201,7 +201,7 @@ fuzz: deps all
 # the children run with the ASan runtime preloaded and leak detection on
 # (each closes its Lua state before it exits), the parent without.
 # FUZZ_ASAN_N calls: about a minute.
-FUZZ_ASAN_N ?= 20000
+FUZZ_ASAN_N ?= 40000
 fuzz-asan: deps
 	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="-fsanitize=address" all
 	$(ASAN_PATHS) tools/netns-run $(LUA) tools/fuzz.lua -n $(FUZZ_ASAN_N) --chunk 1000 \
