@@ -325,7 +325,8 @@ local function parent()
 	end
 	print(("fuzz: %d returned, %d raised (%d of them on a closed object), %d refused, %d callback errors; " ..
 		"%d events read"):format(total.ok, total.raised, total.closed, total.refused, total.cb, total.events))
-	print(("fuzz: %s: %d calls (%d chunks from seed %d, %d functions and methods) in %d s: %d crashes, " ..
+	print(("fuzz: %s: %d calls (of the chunks that ran to their end; %d chunks from seed %d, %d functions " ..
+		"and methods) in %d s: %d crashes, " ..
 		"%d hangs, %d convention violations (%d kinds), %d misnamed (%d kinds), %d abnormal exits")
 		:format(opt.env and (lua .. " [" .. opt.env:match("^%S*") .. "]") or lua, total.calls, chunks, seed0,
 			#names, os.time() - t0, #crashes, #hangs, nv, #vorder, nm, #morder, #died))
