@@ -444,6 +444,11 @@ static void lct_read(lua_State *L, int t, int kinds, const char *fname,
 static void lct_finish(lua_State *L, int kinds, const char *fname,
 		       struct lct_spec *s, struct lct_pending *p);
 
+int lct_field_in(int id, int kinds)
+{
+	return id >= 0 && id < F_N && (lct_fields[id].kinds & kinds) != 0;
+}
+
 int lct_field_id(const char *name)
 {
 	int i;

@@ -828,6 +828,7 @@ static void lct_totable_closure(lua_State *L, const struct lct_class *c, lua_CFu
 {
 	int i;
 
+	luaL_checkstack(L, LCT_EF_COUNT + TF_N + 4, "conntrack: totable");
 	luaL_getmetatable(L, c->name);
 	lua_getfield(L, -1, "methods");
 	for (i = 0; i < LCT_EF_COUNT; i++)

@@ -365,6 +365,7 @@ struct lct_reader {
 	uint64_t fields;		/* ids seen */
 };
 int lct_field_id(const char *name);	/* -1 when not a spec field */
+int lct_field_in(int id, int kinds);	/* does a field of these kinds have that id? */
 void lct_reader_init(struct lct_reader *r);
 /* The value at the top as field id (as a table's field would be read). */
 void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *s,

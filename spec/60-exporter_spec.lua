@@ -6,7 +6,7 @@
 -- loopback of this run's namespace, the tables read through --netns).
 local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 local J = require "jobhelp"
 local json = require "dkjson"
 
@@ -89,11 +89,12 @@ describe("exporter.lua", function()
 	local topo, A, h
 
 	setup(function()
-		topo, A, h = H.open_scratch(ct)
+		topo, A, h = H.scratch()
 		fill(h)
 	end)
 	teardown(function()
-		H.close_scratch(topo, h)
+		if h then h:close() end
+		if topo then topo:destroy() end
 	end)
 
 	it("--help prints the usage; bad options exit 2 with the usage", function()

@@ -4,7 +4,7 @@
 -- captured).
 local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 local J = require "jobhelp"
 
 local q = hosts.quote
@@ -187,8 +187,7 @@ describe("top.lua", function()
 	end)
 
 	it("says when accounting is off, and --acct turns it on", function()
-		local stopo, ns, h = H.open_scratch(ct)
-		-- (not H.close_scratch: its cleanup_all would also remove the router)
+		local stopo, ns, h = H.scratch()
 		finally(function()
 			h:close()
 			stopo:destroy()

@@ -4,7 +4,7 @@
 -- the disagreement, in text on every Lua and in JSON.
 local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 local J = require "jobhelp"
 local json = require "dkjson"
 

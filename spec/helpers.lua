@@ -39,6 +39,9 @@
 --   H.assert_private()    refuses to run in the host's own namespace
 --   H.private(set)        in a describe: a scratch namespace and a handle on
 --                         it for the block, set(topo, ns, h), set() after
+--   H.scratch()           -> topo, ns, h: the same, made now; the caller ends it
+--                         (h:close(), topo:destroy())
+--   H.sh(ns, cmd)         a shell command's output inside namespace ns, and ok
 -- Entries and specs
 --   H.key(e), H.keyset(list or dump) -> set, n, H.sorted(set)
 --   H.select(list, pred)  the entries for which pred holds
@@ -372,6 +375,21 @@ end
 -- nothing tracked there but what a test creates) and a handle bound to it,
 -- made in setup and removed in teardown.  set(topo, ns, h) receives them
 -- (the block's own locals), and set() again with nothing once they are gone.
+function H.scratch()
+	local topo = hosts.scratch()
+	local h, msg = require("conntrack").open{ netns = topo.ns.host }
+	if not h then
+		topo:destroy()
+		error(msg, 2)
+	end
+	return topo, topo.ns.host, h
+end
+
+function H.sh(ns, cmd)
+	local ok, out = hosts.run(ns and ("ip netns exec " .. hosts.quote(ns) .. " sh -c " .. hosts.quote(cmd)) or cmd)
+	return out, ok
+end
+
 function H.private(set)
 	local busted = require "busted"
 	local topo, h

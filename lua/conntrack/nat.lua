@@ -101,7 +101,7 @@ local function changes(e)
 end
 
 function N.classify(e)
-	if e.status ~= nil or e.orig == nil or e.reply == nil then
+	if type(e) ~= "table" or e.status ~= nil or e.orig == nil or e.reply == nil then
 		return N.from_status(e)
 	end
 	local saddr, sport, daddr, dport = changes(e)
