@@ -42,8 +42,7 @@ ones are refused.  Uses lua-dkjson for JSON.
 do
 	local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")
 	if here then
-		package.path = here .. "/?.lua;" .. package.path
-		local ok, tb = pcall(require, "toolbox")
+		local ok, tb = pcall(dofile, here .. "/toolbox.lua")
 		if ok then tb.tree(here) end
 	end
 end

@@ -30,8 +30,7 @@ stty (the terminal's mode).
 ]==]
 
 local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
-package.path = here .. "/?.lua;" .. package.path
-local tb = require "toolbox"
+local tb = dofile(here .. "/toolbox.lua")
 tb.tree(here)
 
 local argparse = require "argparse"
