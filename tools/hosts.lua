@@ -119,13 +119,17 @@
 --   topo:conntrack(args [, role]) -> ok, output  (conntrack CLI, default role
 --                                   topo.nat_role, "host" for a scratch
 --                                   namespace; "-L" when args is nil)
---   topo:listen(role, proto, port [, addr [, opts]]) -> listener (:close())
+--   topo:listen(role, proto, port [, addr [, opts]]) -> listener (:close());
+--        opts.one_peer: the first peer only (no fork)
 --   topo:serve([proto])          -> listeners started for the port map
 --   topo:tcp_connect(from, addr, port [, opts]) -> conn
 --        conn.sport, conn:close(), conn:alive(); opts.hold (s, default 10),
 --        opts.sport, opts.send (default true: send "lct\n" and wait for the echo)
 --   topo:tcp_request(from, addr, port, payload [, opts]) -> ok, reply, sport
 --   topo:udp_send(from, addr, port, payload [, count [, opts]]) -> ok, replies, sport
+--   topo:stream(from, proto, addr, port [, opts]) -> s: numbered lines every
+--        0.1 s on one connection / socket; s:echoed(), s:last(), s:alive(),
+--        s:close(); opts.sport, opts.hold, opts.interval
 --   topo:destroy() / topo.destroy()   kill everything, delete namespaces;
 --                                idempotent; true or nil, msg.  Also runs from
 --                                __close (local t <close> = ...) and __gc.
@@ -348,7 +352,7 @@ local function handle(topo, role, pid, fields)
 	return h
 end
 
-local function listen_cmd(proto, port, addr, life)
+local function listen_cmd(proto, port, addr, life, one)
 	local a
 	if proto == "tcp" then
 		if addr then
@@ -357,15 +361,17 @@ local function listen_cmd(proto, port, addr, life)
 		else
 			a = ("TCP6-LISTEN:%d,ipv6only=0"):format(port)
 		end
-		a = a .. ",reuseaddr,fork"
+		a = a .. ",reuseaddr" .. (one and "" or ",fork")
 	elseif proto == "udp" then
+		-- one peer: UDP-LISTEN answers the first sender only, from then on
+		local kind = one and "LISTEN" or "RECVFROM"
 		if addr then
-			a = is6(addr) and ("UDP6-RECVFROM:%d,bind=[%s]"):format(port, addr)
-				or ("UDP4-RECVFROM:%d,bind=%s"):format(port, addr)
+			a = is6(addr) and ("UDP6-%s:%d,bind=[%s]"):format(kind, port, addr)
+				or ("UDP4-%s:%d,bind=%s"):format(kind, port, addr)
 		else
-			a = ("UDP6-RECVFROM:%d,ipv6only=0"):format(port)
+			a = ("UDP6-%s:%d,ipv6only=0"):format(kind, port)
 		end
-		a = a .. ",fork"
+		a = a .. (one and "" or ",fork")
 	else
 		error("hosts: proto must be \"tcp\" or \"udp\", got " .. tostring(proto), 3)
 	end
@@ -378,10 +384,12 @@ local function listening_check(proto, port)
 end
 
 --- Start an echo responder (tcp: echo the stream; udp: echo each datagram).
--- opts.timeout: lifetime in seconds; opts.wait = false: do not wait until bound.
+-- opts.timeout: lifetime in seconds; opts.wait = false: do not wait until
+-- bound; opts.one_peer: serve the first peer only (tcp: one connection, no
+-- other accepted; udp: datagrams from any other address ignored).
 function Topo:listen(role, proto, port, addr, opts)
 	opts = opts or {}
-	local pid = self:spawn(role, listen_cmd(proto, port, addr, opts.timeout or self.timeout))
+	local pid = self:spawn(role, listen_cmd(proto, port, addr, opts.timeout or self.timeout, opts.one_peer))
 	local l = handle(self, role, pid, { proto = proto, port = port, addr = addr })
 	if opts.wait ~= false and not self:wait_for(role, listening_check(proto, port)) then
 		error(("hosts: %s listener on %s port %d not ready after %ss\n%s")
@@ -450,6 +458,53 @@ function Topo:tcp_connect(from, addr, port, opts)
 			:format(from, addr, port, sport, self:log()), 2)
 	end
 	return c
+end
+
+--- A long conversation: one numbered line ("0\n", "1\n" ...) every
+-- opts.interval seconds (default 0.1), over one TCP connection or one UDP
+-- socket (proto "tcp" or "udp", from port opts.sport), what comes back
+-- written to a file, for opts.hold seconds (default the topology's
+-- timeout).  Against an echo listener, each number back went there and
+-- back.  Returns once the first one is back (error after 2 s) a stream:
+-- s.sport, s:echoed() (the numbers back, in order of arrival), s:last()
+-- (the highest, -1 for none), s:alive(), s:close().
+function Topo:stream(from, proto, addr, port, opts)
+	opts = opts or {}
+	local hold, interval = opts.hold or self.timeout, opts.interval or 0.1
+	local sport = opts.sport or self:next_port()
+	local out = ("%s.stream-%d"):format(self.logfile, sport)
+	local gen = ("i=0; while [ $i -lt %d ]; do echo $i; i=$((i+1)); sleep %s; done")
+		:format(math.floor(hold / interval), interval)
+	local cmd = ("timeout %s sh -c %s"):format(hold, q(gen .. " | socat -T " .. hold + 1 .. " - "
+		.. connect_addr(proto:upper(), addr, port, sport) .. " > " .. q(out)))
+	local pid = self:spawn(from, cmd)
+	local st = handle(self, from, pid, { kind = "stream", sport = sport, proto = proto, file = out })
+	function st.echoed()
+		local nums, f = {}, io.open(out)
+		if f then
+			for n in f:read("*a"):gmatch("(%d+)\n") do nums[#nums + 1] = tonumber(n) end
+			f:close()
+		end
+		return nums
+	end
+	function st.last()
+		local m = -1
+		for _, n in ipairs(st.echoed()) do
+			if n > m then m = n end
+		end
+		return m
+	end
+	local close = st.close
+	function st.close()
+		close(st)
+		os.remove(out)
+	end
+	if not self:wait_for(from, "grep -q . " .. q(out)) then
+		st.close()
+		error(("hosts: stream %s -> %s port %d (sport %d) got nothing back\n%s")
+			:format(proto, addr, port, sport, self:log()), 2)
+	end
+	return st
 end
 
 --- One-shot TCP request: send payload, half-close, read the reply until the
