@@ -6,7 +6,7 @@ set -e
 PKGS="${DEPS_PKGS:-build-essential pkg-config lua-posix lua-socket liblua5.4-dev lua5.4 libnetfilter-conntrack-dev libmnl-dev \
 lua-busted conntrack iproute2 nftables socat procps lua-cqueues lua-luv lua-dkjson \
 liblua5.1-0-dev lua5.1 liblua5.3-dev lua5.3 libluajit-5.1-dev luajit luarocks \
-lua-http lua-argparse prometheus tmux}"
+lua-http lua-argparse lua-cjson conntrackd prometheus tmux}"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
