@@ -255,12 +255,16 @@ describe("replicate.lua", function()
 	-- TCP to the port forward (DNAT and SNAT), UDP to the server (SNAT).
 	local function failover(lua, replicate)
 		local topo, ha, hb, done = routers()
-		finally(done)
+		local pair
+		-- (busted keeps one finally per test: the last)
+		finally(function()
+			if pair then pair.stop() end
+			done()
+		end)
 		for _, l in ipairs({ { "tcp", 8000 }, { "udp", 8000 }, { "tcp", hosts.port.dnat_to } }) do
 			topo:listen("server", l[1], l[2], nil, { one_peer = true })
 		end
-		local pair = replicate and start_pair(topo, lua)
-		if pair then finally(pair.stop) end
+		pair = replicate and start_pair(topo, lua)
 		local log = function() return pair and pair.log() or "" end
 		local streams = {
 			tcp = topo:stream("client", "tcp", T.server, 8000),

@@ -805,6 +805,9 @@ local function build(kind, opts)
 			sh[#sh + 1] = ("ip -n %s link add br0 type bridge forward_delay 0"):format(ns)
 		end
 		for _, r in ipairs({ { RA, "pa" }, { RB, "pb" } }) do
+			-- a failover takes links down: IPv6 addresses must outlive it
+			sh[#sh + 1] = ("ip netns exec %s sysctl -qw net.ipv6.conf.all.keep_addr_on_down=1 "
+				.. "net.ipv6.conf.default.keep_addr_on_down=1"):format(r[1])
 			sh[#sh + 1] = ("ip -n %s link add c0 type veth peer name %s netns %s"):format(r[1], r[2], C)
 			sh[#sh + 1] = ("ip -n %s link add s0 type veth peer name %s netns %s"):format(r[1], r[2], S)
 			sh[#sh + 1] = ("ip netns exec %s sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
