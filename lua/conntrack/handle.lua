@@ -306,13 +306,19 @@ function H.install(methods)
 			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got '" .. tostring(mode) .. "')")
 		end
 		if type(specs) == "string" then
+			if core.type(h) == "closed handle" then
+				raise("load: attempt to use a closed handle")
+			end
 			return core.load_text(h, specs, mode, hw.batch)
 		elseif type(specs) ~= "table" then
 			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
 				type(specs) .. ")")
 		end
-		if core.type(h) ~= "handle" then
-			cbatch(h, mode or "create", {})	-- raises naming the problem (closed handle, bad self)
+		local t = core.type(h)
+		if t == "closed handle" then
+			raise("load: attempt to use a closed handle")
+		elseif t ~= "handle" then
+			raise("load: bad self (conntrack handle expected, got " .. type(h) .. ")")
 		end
 		local size = hw.batch or 512
 		local ok, existing, failures = 0, 0, {}
