@@ -367,8 +367,24 @@ function H.install(methods)
 	local event_keys = { types = true, rcvbuf = true, netns = true, filter = true,
 		kernel_filter = true, timeout = true, table = true }
 
-	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}
+	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}:
+	-- the filter all(proto(...), src(...), dst(...), marks); its errors name
+	-- the option ("subscribe: bad argument 'kernel_filter.src' (...)").
+	local kernel_filter_of
 	local function kernel_filter(fname, kf)
+		local ok, f = pcall(kernel_filter_of, fname, kf)
+		if ok then
+			return f
+		end
+		local k, arg, why = tostring(f):match("filter%.(%a+): bad argument '([%w_]+)' (%(.*%))$")
+		if k then
+			local name = (k == "mark" or k == "marks") and (arg == "mark_mask" and "mark.mask"
+				or arg == "mark" and "mark.value" or "mark") or k
+			raise(fname .. ": bad argument 'kernel_filter." .. name .. "' " .. why)
+		end
+		error(f, 0)
+	end
+	function kernel_filter_of(fname, kf)
 		if type(kf) ~= "table" then
 			raise(fname .. ": bad argument 'kernel_filter' (table expected, got " .. type(kf) .. ")")
 		end
@@ -436,8 +452,9 @@ function H.install(methods)
 			c = c and F.all(kernel_filter(fname, opts.kernel_filter), c) or
 				kernel_filter(fname, opts.kernel_filter)
 		end
-		if c then
-			o.matcher = core.matcher(c:description(), fname)
+		local desc = c and c:description()
+		if desc then
+			o.matcher = core.matcher(desc, fname)
 		end
 		o.filter = lua
 		return core.subscribe(h, o, fname)
@@ -450,7 +467,8 @@ function H.install(methods)
 	local function events(h, opts)
 		local timeout = type(opts) == "table" and opts.timeout or nil
 		if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-			raise("events: bad argument 'timeout' (seconds >= 0 expected)")
+			raise("events: bad argument 'timeout' (seconds >= 0 expected, got "
+				.. (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")")
 		end
 		local sub, msg = subscribe(h, opts, "events")
 		if not sub then
