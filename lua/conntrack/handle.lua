@@ -232,9 +232,11 @@ function H.install(methods)
 				elseif e == false then
 					break
 				end
-				if (not pred or pred(e)) and changes and not alters(e, changes) then
+				if pred and not pred(e) then
+					-- not selected (the predicate runs once per entry: it may have effects)
+				elseif changes and not alters(e, changes) then
 					res.unchanged = res.unchanged + 1
-				elseif not pred or pred(e) then
+				else
 					n, seen = n + 1, seen + 1
 					chunk[n] = e
 					if n >= size then
