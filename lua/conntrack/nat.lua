@@ -151,10 +151,11 @@ local function hostport(a, p)
 	return a or ""
 end
 
---- One line: "snat A:P -> A':P'", "dnat ...", "snat ...; dnat ..." or "none".
+--- One line: "snat A:P -> A':P'", "dnat ...", "snat ...; dnat ..." or "none"
+-- (a flow the kernel does not translate is "none", whatever its tuples say).
 function N.tostring(e)
 	local d = N.describe(e)
-	if d.snat == nil and d.dnat == nil then
+	if d.kind == "none" or (d.snat == nil and d.dnat == nil) then
 		return d.kind
 	end
 	local parts = {}
