@@ -234,8 +234,10 @@ describe("errors: bad input raises naming the function and the field", function(
 	end
 
 	it("flush options", function()
-		raises(function() h:flush("all") end, "flush: bad argument 'filter' (filter, table or function expected, got string)")
-		raises(function() h:flush{ family = "inet" } end, "flush: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got 'inet'")
+		raises(function() h:flush("all") end,
+			"flush: bad argument 'filter' (filter, table or function expected, got string)")
+		raises(function() h:flush{ family = "inet" } end,
+			"flush: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got 'inet'")
 		raises(function() h:flush{ mark = -1 } end, "flush: bad argument 'mark' (")
 		raises(function() h:flush{ mark = 0 / 0 } end, "flush: bad argument 'mark' (")
 		raises(function() h:flush{ mark_mask = 1 } end, "flush: bad argument 'mark_mask' (needs 'mark')")
@@ -282,7 +284,8 @@ describe("errors: bad input raises naming the function and the field", function(
 
 	it("open options", function()
 		raises(function() ct.open("ns") end, "open: bad argument 'opts' (table expected, got string)")
-		raises(function() ct.open{ rcvbuf = -1 } end, "open: bad argument 'rcvbuf' (integer 4096..1073741824 expected, got -1)")
+		raises(function() ct.open{ rcvbuf = -1 } end,
+			"open: bad argument 'rcvbuf' (integer 4096..1073741824 expected, got -1)")
 		raises(function() ct.open{ rcvbuf = 1e5 + 0.5 } end, "open: bad argument 'rcvbuf' (integer")
 		raises(function() ct.open{ netns = "ns\0x" } end, "open: bad argument 'netns' (embedded NUL")
 		raises(function() ct.open{ rcvbuf = "big" } end, "open: bad argument 'rcvbuf' (")

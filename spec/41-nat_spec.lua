@@ -124,7 +124,8 @@ describe("NAT of real traffic through a router", function()
 		assert.equals(1, #ours(F.nat("dnat", ":" .. P.redirect_to)))
 	end)
 
-	it("entries created with explicit reply tuples: not translated (as the CLI says); their tables without status by tuples", function()
+	it("entries created with explicit reply tuples: not translated (as the CLI says); "
+		.. "their tables without status by tuples", function()
 		-- busted keeps one finally() per test: both clean-ups go in it
 		local scratch = hosts.scratch()
 		local h2

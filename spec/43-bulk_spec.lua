@@ -76,9 +76,10 @@ describe("bulk operations", function()
 		assert.same({}, failures)
 		assert.matches("^udp%s+17 [56]%d ", H.cli_ok(ns, "-L -s 192.0.2.99 -d 198.51.100.99")[1])
 		-- text: line numbers for what fails
-		created, existing, failures = h:load("-A -t 60 -u UNSET -s 192.0.2.98 -d 198.51.100.98 -r 198.51.100.98 -q 192.0.2.98 "
-			.. "-p udp --sport 8 --dport 8 --reply-port-src 8 --reply-port-dst 8\n-A -t 60 --bogus 1\n")
+		created, existing, failures = h:load("-A -t 60 -u UNSET -s 192.0.2.98 -d 198.51.100.98 -r 198.51.100.98 "
+			.. "-q 192.0.2.98 -p udp --sport 8 --dport 8 --reply-port-src 8 --reply-port-dst 8\n-A -t 60 --bogus 1\n")
 		assert.equals(1, created)
+		assert.equals(0, existing)
 		assert.equals(1, #failures)
 		assert.equals(2, failures[1].line)
 	end)

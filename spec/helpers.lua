@@ -505,13 +505,13 @@ function H.specs(n, first, proto)
 end
 
 --- The tuple part of a spec (what get/update/delete take).
-local TUPLE_KEYS = { "family", "proto", "src", "dst", "sport", "dport", "icmp_type", "icmp_code",
+local TUPLE_ORDER = { "family", "proto", "src", "dst", "sport", "dport", "icmp_type", "icmp_code",
 	"icmp_id", "zone", "orig_zone", "reply_zone", "srckey", "dstkey" }
 
 --- The tuple of a spec: the keys get and delete take (a spec's other keys raise there).
 function H.tuple(s)
 	local t = {}
-	for _, k in ipairs(TUPLE_KEYS) do
+	for _, k in ipairs(TUPLE_ORDER) do
 		t[k] = s[k]
 	end
 	return t

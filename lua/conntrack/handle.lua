@@ -232,11 +232,11 @@ function H.install(methods)
 				elseif e == false then
 					break
 				end
-				if pred and not pred(e) then
-					-- not selected (the predicate runs once per entry: it may have effects)
-				elseif changes and not alters(e, changes) then
+				-- the predicate runs once per entry: it may have effects
+				local take = not pred or pred(e)
+				if take and changes and not alters(e, changes) then
 					res.unchanged = res.unchanged + 1
-				else
+				elseif take then
 					n, seen = n + 1, seen + 1
 					chunk[n] = e
 					if n >= size then
@@ -468,7 +468,7 @@ function H.install(methods)
 
 	local function events(h, opts)
 		local timeout = type(opts) == "table" and opts.timeout or nil
-		if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
+		if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
 			raise("events: bad argument 'timeout' (seconds >= 0 expected, got "
 				.. (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")")
 		end
