@@ -42,6 +42,10 @@
 --   H.scratch()           -> topo, ns, h: the same, made now; the caller ends it
 --                         (h:close(), topo:destroy())
 --   H.sh(ns, cmd)         a shell command's output inside namespace ns, and ok
+--   H.finally(finally)    -> add: in a test, given busted's finally, add(fn)
+--                         registers a cleanup; all run, last first, when the
+--                         test ends (finally itself keeps only the last
+--                         function given in a test)
 -- Entries and specs
 --   H.key(e), H.keyset(list or dump) -> set, n, H.sorted(set)
 --   H.select(list, pred)  the entries for which pred holds
@@ -388,6 +392,14 @@ end
 function H.sh(ns, cmd)
 	local ok, out = hosts.run(ns and ("ip netns exec " .. hosts.quote(ns) .. " sh -c " .. hosts.quote(cmd)) or cmd)
 	return out, ok
+end
+
+function H.finally(finally)
+	local fns = {}
+	finally(function()
+		for i = #fns, 1, -1 do pcall(fns[i]) end
+	end)
+	return function(fn) fns[#fns + 1] = fn end
 end
 
 function H.private(set)
