@@ -211,17 +211,7 @@ end)
 
 describe("NAT kind on real traffic: the kernel's bits, not the CLI's guesses", function()
 	local topo, A, h
-
-	setup(function()
-		topo = hosts.new{ nat = true }
-		A = topo.addr
-		topo:serve("udp")
-		h = assert(ct.open{ netns = topo.ns.router })
-	end)
-	teardown(function()
-		if h then h:close() end
-		if topo then topo:destroy() end
-	end)
+	H.routed({ nat = true, serve = "udp" }, function(t, hh) topo, A, h = t, t and t.addr, hh end)
 
 	it("un-NATed ICMP flows carry SRC_NAT_DONE and DST_NAT_DONE: the CLI's -n and -g list them, ct.nat says none;"
 		.. " an un-NATed UDP flow is listed by neither", function()

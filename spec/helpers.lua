@@ -41,6 +41,10 @@
 --                         it for the block, set(topo, ns, h), set() after
 --   H.scratch()           -> topo, ns, h: the same, made now; the caller ends it
 --                         (h:close(), topo:destroy())
+--   H.routed(opts, set)   in a describe: hosts.new(opts) for the block, echo
+--                         listeners for opts.serve ("tcp", "udp", true: both;
+--                         taken out of opts) and a handle on the router;
+--                         set(topo, h), set() after
 --   H.sh(ns, cmd)         a shell command's output inside namespace ns, and ok
 --   H.finally(finally)    -> add: in a test, given busted's finally, add(fn)
 --                         registers a cleanup; all run, last first, when the
@@ -402,24 +406,48 @@ function H.finally(finally)
 	return function(fn) fns[#fns + 1] = fn end
 end
 
-function H.private(set)
+-- setup: make() -> topo, h; teardown: both ended; set(topo, h), then set().
+local function for_block(make, set)
 	local busted = require "busted"
 	local topo, h
 	busted.setup(function()
-		topo = hosts.scratch()
-		local msg
-		h, msg = require("conntrack").open{ netns = topo.ns.host }
-		if not h then
-			topo:destroy()
-			error(msg, 0)
-		end
-		set(topo, topo.ns.host, h)
+		topo, h = make()
+		set(topo, h)
 	end)
 	busted.teardown(function()
 		if h then h:close() end
 		if topo then topo:destroy() end
 		h, topo = nil, nil
 		set()
+	end)
+end
+
+local function open_on(topo, role)
+	local h, msg = require("conntrack").open{ netns = topo.ns[role] }
+	if not h then
+		topo:destroy()
+		error(msg, 0)
+	end
+	return topo, h
+end
+
+function H.routed(opts, set)
+	for_block(function()
+		local o = {}
+		for k, v in pairs(opts or {}) do o[k] = v end
+		local serve = o.serve
+		o.serve = nil
+		local topo = hosts.new(o)
+		if serve then topo:serve(serve ~= true and serve or nil) end
+		return open_on(topo, "router")
+	end, set)
+end
+
+function H.private(set)
+	for_block(function()
+		return open_on(hosts.scratch(), "host")
+	end, function(topo, h)
+		if topo then set(topo, topo.ns.host, h) else set() end
 	end)
 end
 
