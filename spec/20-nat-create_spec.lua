@@ -24,11 +24,7 @@ local function head(src, dst, sport, dport)
 	return ("src=%s dst=%s sport=%d dport=%d"):format(src, dst, sport, dport)
 end
 
--- A -L line with its ticking columns blanked and the reference count
--- (-G and get() print use=2, -L use=1) left out.
-local function norm(line)
-	return (H.untimed(line):gsub(" use=%d+$", ""))
-end
+local norm = H.comparable
 
 local NAT_BITS = { "SRC_NAT", "DST_NAT", "SRC_NAT_DONE", "DST_NAT_DONE" }
 

@@ -11,11 +11,7 @@ local E = ct.errno
 
 H.assert_private()
 
--- A -L line without its ticking columns and the reference count (-G and
--- get() say use=2 where -L says use=1).
-local function norm(line)
-	return (H.untimed(line):gsub(" use=%d+$", ""))
-end
+local norm = H.comparable
 
 local C, S = "192.0.2.1", "198.51.100.2"
 

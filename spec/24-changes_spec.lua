@@ -23,9 +23,7 @@ H.assert_private()
 
 local C, S = "192.0.2.1", "198.51.100.2"
 
-local function norm(line)
-	return (H.untimed(line):gsub(" use=%d+", ""))
-end
+local norm = H.comparable
 
 local function tcp(sport, extra)
 	local s = { src = C, dst = S, proto = "tcp", sport = sport, dport = 80, timeout = 100, state = "ESTABLISHED" }

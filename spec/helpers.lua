@@ -31,6 +31,8 @@
 --   H.find(lines, ...)    first line holding every plain fragment
 --   H.parse(line)         the fields of a `conntrack -L` line
 --   H.untimed(line)       a -L line with its ticking columns blanked
+--   H.comparable(line)    H.untimed, and the reference count left out (-G and
+--                         get() print use=2 where -L prints use=1)
 --   H.same_line(mod, cli) both lines, read until a tick did not split them
 --   H.cli_events(topo, role [, extra [, life]]) -> w: `conntrack -E` running;
 --                         w.stop() once it printed all so far, then w.lines()
@@ -286,6 +288,10 @@ function H.untimed(line)
 	line = line:gsub("^(%S+%s+%d+%s+)%d+", "%1T")
 	line = line:gsub("^(ipv%d%s+%d+%s+%S+%s+%d+%s+)%d+", "%1T")
 	return (line:gsub("delta%-time=%d+", "delta-time=D"))
+end
+
+function H.comparable(line)
+	return (H.untimed(line):gsub(" use=%d+", ""))
 end
 
 --- Calls mod() and cli() (each returning a line) until the module's line,
