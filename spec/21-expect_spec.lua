@@ -179,7 +179,8 @@ describe("expectations: the module and conntrack ... expect", function()
 			assert.equals(1, #lines)
 			assert.equals(1, #H.cli_ok(ns, "-L expect"))
 			assert.equals(2, h:expect_count())
-			local x6 = assert(h:expect_get{ src = "2001:db8:1::1", dst = "2001:db8:2::2", proto = "tcp", sport = 0, dport = 30007 })
+			local x6 = assert(h:expect_get{ src = "2001:db8:1::1", dst = "2001:db8:2::2", proto = "tcp", sport = 0,
+				dport = 30007 })
 			assert.equals("ipv6", x6.family)
 			assert.equals(xline(assert(H.find(lines, "src=2001:db8:1::1 "))), xline(tostring(x6)))
 			assert.is_true(h:expect_flush{ helper = "irc" })
@@ -227,7 +228,8 @@ describe("expectations: the module and conntrack ... expect", function()
 		assert.is_true(st.total.delete >= 1)
 	end)
 
-	it("flags, class, fn, the NAT part and the master's zone: what the kernel keeps, read back and printed as the CLI does",
+	it("flags, class, fn, the NAT part and the master's zone: what the kernel keeps, read back and printed"
+		.. " as the CLI does",
 		function()
 			master(h, 11)
 			master(h, 12)
@@ -248,8 +250,9 @@ describe("expectations: the module and conntrack ... expect", function()
 			assert.is_nil(ok)
 			assert.equals("expect_create: Invalid argument", msg)
 			assert.equals(E.EINVAL, errno)
-			ok, _, errno = h:expect_create(xspec(16, { nat_dir = "orig", nat_src = "198.51.100.100", nat_sport = 1 }))
+			ok, msg, errno = h:expect_create(xspec(16, { nat_dir = "orig", nat_src = "198.51.100.100", nat_sport = 1 }))
 			assert.is_nil(ok)
+			assert.equals("expect_create: Invalid argument", msg)
 			assert.equals(E.EINVAL, errno)
 
 			local lines = H.cli_ok(ns, "-L expect")
@@ -410,7 +413,8 @@ table inet lct_ftp {
 		local x = fetch(A.server, sub, on_exit)
 		assert.equals(A.client, x.master.src)
 		assert.equals(21, x.master.dport)
-		assert.same({ src = A.client, dst = A.server, sport = 0 }, { src = x.tuple.src, dst = x.tuple.dst, sport = x.tuple.sport })
+		assert.same({ src = A.client, dst = A.server, sport = 0 },
+			{ src = x.tuple.src, dst = x.tuple.dst, sport = x.tuple.sport })
 		assert.is_true(x.tuple.dport >= 30000 and x.tuple.dport <= 30009, tostring(x.tuple.dport))
 		assert.same({ src = "255.255.255.255", dst = "255.255.255.255", sport = 0, dport = 65535 }, plain(x.mask))
 		assert.equals("ftp", x.helper)

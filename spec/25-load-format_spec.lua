@@ -8,8 +8,6 @@
 local ct = require "conntrack"
 local H = require "helpers"
 
-local F = ct.filter
-
 H.assert_private()
 
 local function udp(sport, extra)
