@@ -4,7 +4,7 @@
 -- another network namespace.  Plain Lua 5.1 - 5.4 and LuaJIT.
 --
 --   local here = arg[0]:match("^(.*)/[^/]*$") or "."
---   package.path = here .. "/?.lua;" .. package.path
+--   package.path = package.path .. ";" .. here .. "/?.lua"   -- after the module
 --   local tb = require "toolbox"
 --   tb.tree(here)                     -- this checkout's conntrack module
 --   local o = tb.parse(parser)        -- argparse, exit status 2 on bad options

@@ -35,8 +35,8 @@ local function fill(h)
 	for n = 1, 20 do
 		local t = { src = "192.0.2.1", dst = "203.0.113." .. n, proto = "tcp", sport = 4000, dport = 443,
 			timeout = 600, state = "SYN_SENT" }
-		if n <= 2 then t.reply_src = "198.51.100." .. (8 + n) end
-		if n == 3 then t.reply_dst = "198.51.100.100" end
+		if n <= 2 then t.dnat = "198.51.100." .. (8 + n) end
+		if n == 3 then t.snat = "198.51.100.100" end
 		add(t)
 	end
 	local ok, missing, fails = h:batch("create", items)
@@ -243,7 +243,7 @@ describe("exporter.lua", function()
 					timeout = 600 }
 				assert(h:create(made[i]))
 			end
-			for i = 1, 3 do assert(h:delete(made[i])) end
+			for i = 1, 3 do assert(h:delete(H.tuple(made[i]))) end
 			local got = J.poll(10, function()
 				local t = J.metrics(scrape())
 				local d = J.value(t, "conntrack_events_total", { netns = A, type = "destroy" })

@@ -551,9 +551,16 @@ function H.specs(n, first, proto)
 end
 
 --- The tuple part of a spec (what get/update/delete take).
+local TUPLE_KEYS = { "family", "proto", "src", "dst", "sport", "dport", "icmp_type", "icmp_code",
+	"icmp_id", "zone", "orig_zone", "reply_zone", "srckey", "dstkey" }
+
+--- The tuple of a spec: the keys get and delete take (a spec's other keys raise there).
 function H.tuple(s)
-	return { src = s.src, dst = s.dst, proto = s.proto, sport = s.sport, dport = s.dport,
-		family = s.family }
+	local t = {}
+	for _, k in ipairs(TUPLE_KEYS) do
+		t[k] = s[k]
+	end
+	return t
 end
 
 -- Events -----------------------------------------------------------------------

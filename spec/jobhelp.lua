@@ -14,7 +14,7 @@
 --   J.get(url)                       -> body, status (luasocket)
 --   J.poll(secs, fn)                 -> fn()'s first true value, tried every 0.1 s for secs
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 
 local J = {}
 local q = hosts.quote

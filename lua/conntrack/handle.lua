@@ -232,9 +232,11 @@ function H.install(methods)
 				elseif e == false then
 					break
 				end
-				if (not pred or pred(e)) and changes and not alters(e, changes) then
+				if pred and not pred(e) then
+					-- not selected (the predicate runs once per entry: it may have effects)
+				elseif changes and not alters(e, changes) then
 					res.unchanged = res.unchanged + 1
-				elseif not pred or pred(e) then
+				else
 					n, seen = n + 1, seen + 1
 					chunk[n] = e
 					if n >= size then
@@ -306,13 +308,19 @@ function H.install(methods)
 			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got '" .. tostring(mode) .. "')")
 		end
 		if type(specs) == "string" then
+			if core.type(h) == "closed handle" then
+				raise("load: attempt to use a closed handle")
+			end
 			return core.load_text(h, specs, mode, hw.batch)
 		elseif type(specs) ~= "table" then
 			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
 				type(specs) .. ")")
 		end
-		if core.type(h) ~= "handle" then
-			cbatch(h, mode or "create", {})	-- raises naming the problem (closed handle, bad self)
+		local t = core.type(h)
+		if t == "closed handle" then
+			raise("load: attempt to use a closed handle")
+		elseif t ~= "handle" then
+			raise("load: bad self (conntrack handle expected, got " .. type(h) .. ")")
 		end
 		local size = hw.batch or 512
 		local ok, existing, failures = 0, 0, {}
@@ -361,8 +369,24 @@ function H.install(methods)
 	local event_keys = { types = true, rcvbuf = true, netns = true, filter = true,
 		kernel_filter = true, timeout = true, table = true }
 
-	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}
+	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}:
+	-- the filter all(proto(...), src(...), dst(...), marks); its errors name
+	-- the option ("subscribe: bad argument 'kernel_filter.src' (...)").
+	local kernel_filter_of
 	local function kernel_filter(fname, kf)
+		local ok, f = pcall(kernel_filter_of, fname, kf)
+		if ok then
+			return f
+		end
+		local k, arg, why = tostring(f):match("filter%.(%a+): bad argument '([%w_]+)' (%(.*%))$")
+		if k then
+			local name = (k == "mark" or k == "marks") and (arg == "mark_mask" and "mark.mask"
+				or arg == "mark" and "mark.value" or "mark") or k
+			raise(fname .. ": bad argument 'kernel_filter." .. name .. "' " .. why)
+		end
+		error(f, 0)
+	end
+	function kernel_filter_of(fname, kf)
 		if type(kf) ~= "table" then
 			raise(fname .. ": bad argument 'kernel_filter' (table expected, got " .. type(kf) .. ")")
 		end
@@ -430,8 +454,9 @@ function H.install(methods)
 			c = c and F.all(kernel_filter(fname, opts.kernel_filter), c) or
 				kernel_filter(fname, opts.kernel_filter)
 		end
-		if c then
-			o.matcher = core.matcher(c:description(), fname)
+		local desc = c and c:description()
+		if desc then
+			o.matcher = core.matcher(desc, fname)
 		end
 		o.filter = lua
 		return core.subscribe(h, o, fname)
@@ -444,7 +469,8 @@ function H.install(methods)
 	local function events(h, opts)
 		local timeout = type(opts) == "table" and opts.timeout or nil
 		if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-			raise("events: bad argument 'timeout' (seconds >= 0 expected)")
+			raise("events: bad argument 'timeout' (seconds >= 0 expected, got "
+				.. (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")")
 		end
 		local sub, msg = subscribe(h, opts, "events")
 		if not sub then
