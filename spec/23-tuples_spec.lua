@@ -263,6 +263,14 @@ describe("tuples: zones, keys, tags, reply tuples, protocol names, LISTEN", func
 		assert.equals(3, #h:list(F.state "LISTEN"))
 		assert.equals(3, #h:list{ state = "LISTEN" })
 		assert.equals(3, #h:list(F.state "SYN_SENT2"))
+		-- an update to LISTEN, by the module and by the CLI
+		T.dport = 5
+		assert.is_true(h:update(T, { state = "LISTEN" }))
+		assert.equals("SYN_SENT2", assert(h:get(T)).state)
+		assert.is_true(h:update(T, { state = "ESTABLISHED" }))
+		H.cli_ok(ns, "-U -s 192.0.2.1 -d 198.51.100.2 -p tcp --sport 1 --dport 5 --state LISTEN")
+		assert.equals("SYN_SENT2", assert(h:get(T)).state)
+		assert.is_true(h:update(T, { state = "ESTABLISHED" }))
 		-- the CLI's filter
 		assert.equals(3, #H.cli_ok(ns, "-L -p tcp --state LISTEN"))
 		assert.equals(3, #H.cli_ok(ns, "-L -p tcp --state SYN_SENT2"))
