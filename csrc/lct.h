@@ -385,7 +385,7 @@ struct lct_xspec {
 	int has_nat, nat_dir;
 	uint32_t timeout, flags, class;
 	uint16_t zone;
-	char helper[16], fn[16];
+	char helper[16], fn[32];	/* fn: "nat-follow-master" is 17 */
 };
 #define LCT_X_TIMEOUT	1
 #define LCT_X_ZONE	2
