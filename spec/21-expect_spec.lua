@@ -197,12 +197,34 @@ describe("expectations: the module and conntrack ... expect", function()
 
 	-- Linux flushes every expectation whatever the request's family (its
 	-- flush iterates without looking at it; the CLI takes no -f with -F
-	-- expect): expect_flush{family = ...} must select them itself (a dump of
-	-- that family, which the kernel does filter, and a delete of each) or
-	-- refuse the option.  Today it flushes both families.
-	pending("expect_flush{family = \"ipv6\"} leaves the IPv4 expectations [module defect: the kernel ignores"
-		.. " the family of an expectation flush; reproduce: master and expectation in each family, then"
-		.. " h:expect_flush{family = \"ipv6\"}; h:expect_count() is 0, not 1]")
+	-- expect): expect_flush{family = ...} selects them itself.
+	it("expect_flush{family = ...} flushes that family only (the kernel's flush would take both)", function()
+		local v6 = { src = "2001:db8:1::1", dst = "2001:db8:2::2" }
+		local x6 = { src = v6.src, dst = v6.dst, tuple_src = v6.src, tuple_dst = v6.dst,
+			mask_src = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", mask_dst = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" }
+		for i = 11, 12 do
+			master(h, i)
+			assert.is_true(h:expect_create(xspec(i)))
+			master(h, i + 10, v6)
+			assert.is_true(h:expect_create(xspec(i + 10, x6)))
+		end
+		assert.equals(4, h:expect_count())
+		assert.is_true(h:expect_flush{ family = "ipv6" })
+		assert.equals(2, h:expect_count())
+		assert.same({}, H.cli_ok(ns, "-L expect -f ipv6"))
+		assert.equals(2, #H.cli_ok(ns, "-L expect -f ipv4"))
+		-- with a helper too: none of irc, both of ftp
+		assert.is_true(h:expect_flush{ family = "ipv4", helper = "irc" })
+		assert.equals(2, h:expect_count())
+		assert.is_true(h:expect_flush{ family = "ipv4", helper = "ftp" })
+		assert.equals(0, h:expect_count())
+		local ok, msg = pcall(h.expect_flush, h, { family = "inet" })
+		assert.is_false(ok)
+		assert.matches("expect_flush: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got 'inet')", msg, 1, true)
+		ok, msg = pcall(h.expect_flush, h, { family = "ipv4", colour = 1 })
+		assert.is_false(ok)
+		assert.matches("expect_flush: bad argument 'colour' (unknown option)", msg, 1, true)
+	end)
 
 	it("expect_stats: the counters of conntrack -S expect, per CPU", function()
 		for i = 8, 10 do

@@ -5,6 +5,7 @@
 
 local ct = require "conntrack"
 local H = require "helpers"
+local hosts = require "hosts"
 
 local F = ct.filter
 local E = ct.errno
@@ -162,12 +163,38 @@ describe("tuples: zones, keys, tags, reply tuples, protocol names, LISTEN", func
 
 	-- The CLI writes byte-swapped tags in -o save and swaps them back in -R,
 	-- so its own save text restores the true tags; ct.load reads the text's
-	-- numbers as the true values, so the same text restores swapped tags.
-	pending("ct.load of the CLI's -o save text restores the SCTP tags conntrack -R restores [module defect:"
-		.. " reproduce: create orig_vtag = 0x01020304; text = conntrack -L -o save (--orig-vtag 67305985);"
-		.. " flush; h:load(text); e.orig_vtag is 0x04030201 (conntrack -R of the text: 0x01020304); the"
-		.. " loader cannot tell our save text from the CLI's: README must pick one reading, or the"
-		.. " save format mark its own]")
+	-- numbers as the true values (our save text writes them), so the CLI's
+	-- text restores swapped tags.  README says so.
+	it("ct.load reads SCTP tags as written: the CLI's -o save text restores them swapped, conntrack -R restores"
+		.. " them right, and ours loads back right", function()
+		local V1, V2 = 0x01020304, 0x0a0b0c0d
+		local key = { src = C, dst = S, proto = "sctp", sport = 5000, dport = 5001 }
+		assert.is_true(h:create{ src = C, dst = S, proto = "sctp", sport = 5000, dport = 5001, timeout = 100,
+			state = "ESTABLISHED", orig_vtag = V1, reply_vtag = V2 })
+		local theirs = assert(H.find(H.cli_ok(ns, "-L -o save"), "--orig-vtag"))
+		local ours = ct.format.save(assert(h:get(key)))
+		local function tags()
+			local e = assert(h:get(key))
+			return { e.orig_vtag, e.reply_vtag }
+		end
+		local function restore_cli(text)
+			local path = os.tmpname()
+			local f = assert(io.open(path, "w"))
+			f:write(text, "\n")
+			f:close()
+			H.cli_ok(ns, "-R " .. hosts.quote(path))
+			os.remove(path)
+		end
+		assert(h:flush())
+		assert.equals(1, (h:load(theirs .. "\n")))
+		assert.same({ bswap32(V1), bswap32(V2) }, tags())
+		assert(h:flush())
+		restore_cli(theirs)
+		assert.same({ V1, V2 }, tags())
+		assert(h:flush())
+		assert.equals(1, (h:load(ours .. "\n")))
+		assert.same({ V1, V2 }, tags())
+	end)
 
 	it("DCCP: gone from Linux 6.16+, a create makes a generic flow without ports, state or role, in the module"
 		.. " and in the CLI alike", function()
