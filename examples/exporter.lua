@@ -48,7 +48,8 @@ loop, also for the subscriptions) and lua-argparse (options).
 ]]
 
 local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
-local tb = dofile(here .. "/toolbox.lua")
+package.path = package.path .. ";" .. here .. "/?.lua"  -- last: examples/conntrack.lua is the command, not the module
+local tb = require "toolbox"
 tb.tree(here)
 
 -- Debian 12 installs lua-http and the pure-Lua modules it needs (fifo,

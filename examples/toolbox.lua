@@ -4,10 +4,8 @@
 -- another network namespace.  Plain Lua 5.1 - 5.4 and LuaJIT.
 --
 --   local here = arg[0]:match("^(.*)/[^/]*$") or "."
---   local tb = dofile(here .. "/toolbox.lua")  -- by its file: examples/?.lua
---                                     -- on package.path would make
---                                     -- require "conntrack" find the CLI
---                                     -- (examples/conntrack.lua)
+--   package.path = package.path .. ";" .. here .. "/?.lua"   -- after the module
+--   local tb = require "toolbox"
 --   tb.tree(here)                     -- this checkout's conntrack module
 --   local o = tb.parse(parser)        -- argparse, exit status 2 on bad options
 local T = {}

@@ -30,7 +30,8 @@ stty (the terminal's mode).
 ]==]
 
 local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
-local tb = dofile(here .. "/toolbox.lua")
+package.path = package.path .. ";" .. here .. "/?.lua"  -- last: examples/conntrack.lua is the command, not the module
+local tb = require "toolbox"
 tb.tree(here)
 
 local argparse = require "argparse"
