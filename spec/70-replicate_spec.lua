@@ -202,9 +202,8 @@ describe("replicate.lua", function()
 				state = "ESTABLISHED", status = EST, helper = "ftp" },
 			{ src = "2001:db8:1::2", dst = "2001:db8:2::2", proto = "tcp", sport = 1006, dport = 80, timeout = 300,
 				state = "ESTABLISHED", status = EST, snat = "[2001:db8:3::100]:41006" },
-			-- (ICMP without NAT: the module's create refuses snat alone on ICMP)
 			{ src = "192.0.2.2", dst = "198.51.100.2", proto = "icmp", icmp_type = 8, icmp_code = 0, icmp_id = 1007,
-				timeout = 30 },
+				timeout = 30, snat = "203.0.113.100" },
 			{ src = "192.0.2.2", dst = "198.51.100.2", proto = "sctp", sport = 1008, dport = 5000, timeout = 300,
 				state = "ESTABLISHED", orig_vtag = 0x1008, reply_vtag = 0x8001 },
 			{ src = "192.0.2.2", dst = "198.51.100.2", proto = "udp", sport = 1009, dport = 53, timeout = 100,
