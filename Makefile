@@ -77,7 +77,7 @@ TEST_ENV    = $(call TREE_ENV,$(BUILD))
 
 .PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat check-all-lua lint \
 	fuzz fuzz-asan check-valgrind \
-	demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd test-tools clean \
+	demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd bench-replicate test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
 all: $(MODULE)
@@ -255,6 +255,12 @@ bench-rpcd: deps
 	$(MAKE) -s -C bench
 	$(MAKE) -s LUA_VERSION=5.1 all
 	$(TEST_ENV) tools/netns-run $(LUA) bench/rpcd.lua $(BENCH_ARGS)
+
+# examples/replicate.lua beside conntrackd: a burst of new flows on one
+# router, the time until the other holds them (bench/replicate.lua).
+bench-replicate: deps
+	$(MAKE) all
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/replicate.lua $(BENCH_ARGS)
 
 bench-cli: deps
 	$(MAKE) all

@@ -361,8 +361,9 @@ static int lct_f_pton(lua_State *L)
 	int f = lct_pton(s, n, a);
 
 	if (f == 0) {
-		lua_pushnil(L);
 		lua_pushfstring(L, "malformed address %s", lct_shortval(L, 1));
+		lua_pushnil(L);
+		lua_insert(L, -2);
 		return 2;
 	}
 	lua_pushstring(L, lct_family_name(f));
@@ -392,8 +393,9 @@ static int lct_f_cidr(lua_State *L)
 	const char *s = luaL_checklstring(L, 1, &n);
 
 	if (lct_cidr_parse(s, n, &c) < 0) {
-		lua_pushnil(L);
 		lua_pushfstring(L, "malformed address or prefix %s", lct_shortval(L, 1));
+		lua_pushnil(L);
+		lua_insert(L, -2);
 		return 2;
 	}
 	lua_pushstring(L, lct_family_name(c.family));

@@ -84,8 +84,7 @@ struct lct_line {
 	const char *fname;
 	struct lct_spec *s;
 	struct lct_reader r;
-	int nat;		/* V_SNAT or V_DNAT seen */
-	struct lct_tok natv;
+	struct lct_tok nat[2];	/* -n (snat), -g (dnat) values; n == 0 when absent */
 	int tidx;		/* the table being filled, when tables */
 };
 
@@ -176,8 +175,7 @@ static void lct_line_value(lua_State *L, struct lct_line *ln, const char *field,
 	case V_SNAT:
 	case V_DNAT:
 		/* the reply address too */
-		ln->nat = kind;
-		ln->natv = *v;
+		ln->nat[kind == V_DNAT] = *v;
 		lua_pushlstring(L, v->p, v->n);
 		break;
 	default:
@@ -196,13 +194,20 @@ static void lct_line_value(lua_State *L, struct lct_line *ln, const char *field,
  * NAT forms (-n/-g): the flow was translated to that address and the
  * reply's port, and the kernel is asked to set the translation up.
  */
-static void lct_line_nat(lua_State *L, struct lct_line *ln)
+static void lct_line_nat(lua_State *L, struct lct_line *ln, int dnat)
 {
-	int port = ln->nat == V_SNAT ? ln->r.port[1][1] : ln->r.port[1][0];
-	int v6 = memchr(ln->natv.p, ':', ln->natv.n) != NULL;
-	const char *field = ln->nat == V_SNAT ? "snat" : "dnat";
+	const struct lct_tok *v = &ln->nat[dnat];
+	int port = dnat ? ln->r.port[1][0] : ln->r.port[1][1];
+	int v6 = memchr(v->p, ':', v->n) != NULL;
+	const char *field = dnat ? "dnat" : "snat";
 
-	lua_pushlstring(L, ln->natv.p, ln->natv.n);
+	if (ln->tables) {
+		/* the reply's port, as the table holds it */
+		lct_rawfield(L, ln->tidx, dnat ? "reply_sport" : "reply_dport");
+		port = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+		lua_pop(L, 1);
+	}
+	lua_pushlstring(L, v->p, v->n);
 	if (port >= 0)
 		lua_pushfstring(L, v6 ? "[%s]:%d" : "%s:%d", lua_tostring(L, -1), port);
 	if (ln->tables) {
@@ -269,15 +274,21 @@ static int lct_line_parse(lua_State *L)
 		if (i + 1 >= nt)
 			return lct_error(L, "%s: option %.*s needs a value", ln->fname,
 					 (int)tok[i].n, tok[i].p);
-		if (ln->op == 'D' && lct_save_opts[k].kind != V_STR && lct_save_opts[k].kind != V_PROTO &&
-		    lct_save_opts[k].kind != V_INT)
+		if (ln->op == 'D' && !lct_field_in(lct_field_id(lct_save_opts[k].field), LCT_K_TUPLE))
 			continue;	/* a delete names the flow: the rest is left out */
 		lct_line_value(L, ln, lct_save_opts[k].field, lct_save_opts[k].kind, &tok[i + 1]);
 	}
-	if (ln->nat && ln->op != 'D')
-		lct_line_nat(L, ln);
-	if (ln->tables)
+	for (i = 0; i < 2; i++)
+		if (ln->nat[i].n > 0 && ln->op != 'D')
+			lct_line_nat(L, ln, i);
+	if (ln->tables) {
+		/* checked as the load would read it */
+		struct lct_spec chk;
+
+		lct_spec_read(L, ln->tidx, ln->op == 'U' ? LCT_K_TUPLE | LCT_K_CHANGES :
+			      ln->op == 'D' ? LCT_K_TUPLE : LCT_K_SPEC, ln->fname, &chk);
 		return 1;
+	}
 	lct_reader_finish(L, ln->op == 'U' ? LCT_K_TUPLE : ln->op == 'D' ? LCT_K_TUPLE : LCT_K_SPEC,
 			  ln->fname, ln->s, &ln->r);
 	return 0;

@@ -7,7 +7,7 @@
 -- checks what lua-conntrack does instead.
 
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 
 H.assert_private()
 
@@ -112,7 +112,8 @@ end
 
 describe("conntrack.lua against conntrack 1.4.7", function()
 	setup(function()
-		topo, ns = H.scratch()
+		topo = hosts.scratch()
+		ns = topo.ns.host
 	end)
 	teardown(function()
 		if topo then topo:destroy() end

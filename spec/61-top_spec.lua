@@ -2,9 +2,8 @@
 -- (sorts, filters, the header against the CLI), accounting turned on when
 -- asked, and the live view in a real terminal (tmux: keys sent, the pane
 -- captured).
-local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 local J = require "jobhelp"
 
 local q = hosts.quote
@@ -187,8 +186,7 @@ describe("top.lua", function()
 	end)
 
 	it("says when accounting is off, and --acct turns it on", function()
-		local stopo, ns, h = H.open_scratch(ct)
-		-- (not H.close_scratch: its cleanup_all would also remove the router)
+		local stopo, ns, h = H.scratch()
 		finally(function()
 			h:close()
 			stopo:destroy()

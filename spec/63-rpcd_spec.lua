@@ -10,7 +10,7 @@
 -- and flushes that the CLI sees, and bad arguments answered with errors.
 local ct = require "conntrack"
 local hosts = require "hosts"
-local H = require "cthelp"
+local H = require "helpers"
 local J = require "jobhelp"
 local json = require "dkjson"
 
@@ -68,7 +68,7 @@ describe("rpcd-conntrack.lua", function()
 	local topo, ns, h
 
 	setup(function()
-		topo, ns, h = H.open_scratch(ct)
+		topo, ns, h = H.scratch()
 		for first = 0, N - 1, 10000 do
 			local items = {}
 			for i = first, first + 9999 do items[#items + 1] = spec(i) end
@@ -77,7 +77,8 @@ describe("rpcd-conntrack.lua", function()
 		end
 	end)
 	teardown(function()
-		H.close_scratch(topo, h)
+		if h then h:close() end
+		if topo then topo:destroy() end
 	end)
 
 	it("--help and misuse", function()
@@ -243,7 +244,7 @@ describe("rpcd-conntrack.lua", function()
 		assert.equals(0, #H.cli_ok(ns, "-L -p udp --dport 53"))
 		assert.equals(N - N / 8, tonumber(H.cli_ok(ns, "-C")[1]))
 		-- a mark above 2^31 as rpcd hands an int32 over: negative
-		assert(h:update(spec(0), { mark = 0xfffffff0 }))
+		assert(h:update(H.tuple(spec(0)), { mark = 0xfffffff0 }))
 		doc = call(ns, "count", { mark = 0xfffffff0 - 2 ^ 32 })
 		assert.equals(1, doc.count)
 		assert(h:create{ src = "2001:db8::1", dst = "2001:db8::2", proto = "udp", sport = 1, dport = 2, timeout = 100 })

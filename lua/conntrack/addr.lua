@@ -7,7 +7,8 @@
 --   addr.matcher(spec)     -> fn(text) -> boolean, family, canonical spec
 --                             spec: "192.0.2.1", "192.0.2.0/24", "2001:db8::/32"
 --   addr.split_hostport(s) -> addr|nil, port|nil, why|nil
---                             ("ip", "ip:port", "[v6]:port", "[v6]", ":port")
+--                             ("ip", "ip:port", "[v6]:port", "[v6]", ":port";
+--                             the address may be a prefix: "192.0.2.0/24")
 local core = require "conntrack.core"
 
 if debug and debug.getinfo then
@@ -114,7 +115,7 @@ function A.split_hostport(s)
 	if a == "" then
 		a = nil
 	end
-	if a and not core.pton(a) then
+	if a and not core.cidr(a) then
 		return nil, nil, "malformed address '" .. a .. "'"
 	end
 	if a == nil and port == nil then

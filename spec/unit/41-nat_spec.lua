@@ -1,10 +1,12 @@
 -- conntrack.nat, unit part (no kernel, no privileges): classification and
 -- description of translations on synthetic tuples.  Real traffic through
 -- NAT rules: spec/41-nat_spec.lua.
+local ct = require "conntrack"
 local nat = require "conntrack.nat"
 
+-- A table without status is judged by its tuples; with status, by its bits.
 local function entry(o, r, status)
-	return { orig = o, reply = r, status = status or { CONFIRMED = true } }
+	return { orig = o, reply = r, status = status }
 end
 
 describe("conntrack.nat", function()
@@ -12,7 +14,7 @@ describe("conntrack.nat", function()
 		local e = entry({ src = "192.0.2.2", dst = "198.51.100.2", sport = 5000, dport = 80 },
 			{ src = "198.51.100.2", dst = "192.0.2.2", sport = 80, dport = 5000 })
 		assert.equals("none", nat.classify(e))
-		assert.same({ kind = "none", orig_src = "192.0.2.2", orig_dst = "198.51.100.2", orig_sport = 5000,
+		assert.same({ kind = "none", tuples = "none", orig_src = "192.0.2.2", orig_dst = "198.51.100.2", orig_sport = 5000,
 			orig_dport = 80 }, nat.describe(e))
 		assert.equals("none", nat.tostring(e))
 	end)
@@ -83,5 +85,33 @@ describe("conntrack.nat", function()
 		assert.equals("dnat", nat.classify { orig = { src = "192.0.2.1" }, status = { DST_NAT = true } })
 		assert.equals("none", nat.classify { status = {} })
 		assert.equals("snat", nat.from_status { status = { SRC_NAT = true } })
+	end)
+
+	it("the kind is the kernel's SRC_NAT / DST_NAT bits; the translation, the tuples", function()
+		-- a flow made with a rewritten reply tuple and no NAT status: the
+		-- kernel never translates it, so it is no NAT (issue 10)
+		local spec = { src = "192.0.2.2", dst = "203.0.113.10", proto = "tcp", sport = 5000, dport = 8003,
+			reply_src = "198.51.100.2", reply_sport = 9003, timeout = 30 }
+		local e = ct.entry(spec)
+		assert.equals("none", nat.classify(e))
+		assert.equals("none", nat.tostring(e))
+		-- what the tuples alone claim stays readable
+		assert.equals("dnat", nat.from_tuples(e))
+		assert.equals("dnat", nat.describe(e).tuples)
+		assert.same({ addr = "198.51.100.2", port = 9003 }, nat.describe(e).dnat)
+		spec.status = { "DST_NAT", "DST_NAT_DONE" }
+		e = ct.entry(spec)
+		assert.equals("dnat", nat.classify(e))
+		assert.same({ addr = "198.51.100.2", port = 9003 }, nat.describe(e).dnat)
+		-- an un-NATed ICMP flow with only the *_NAT_DONE bits (the CLI calls it NAT)
+		e = ct.entry { src = "192.0.2.2", dst = "198.51.100.2", proto = "icmp", icmp_type = 8, icmp_id = 7,
+			timeout = 30, status = { "SRC_NAT_DONE", "DST_NAT_DONE" } }
+		assert.equals("none", nat.classify(e))
+		-- a table with status: the bits too
+		e = entry({ src = "192.0.2.2", dst = "198.51.100.2", sport = 5000, dport = 80 },
+			{ src = "198.51.100.2", dst = "198.51.100.100", sport = 80, dport = 40003 }, { CONFIRMED = true })
+		assert.equals("none", nat.classify(e))
+		e.status.SRC_NAT = true
+		assert.equals("snat", nat.classify(e))
 	end)
 end)

@@ -48,35 +48,39 @@ describe("conntrack.format", function()
 			"-A -s 192.0.2.1 -d 192.0.2.2 -p 50",
 			"-A -t 3 -m 42 -l 1,2 -s 192.0.2.1 -d 192.0.2.2 -p 50 -c",
 		}, "\n")
-		local specs, errs, lines = fmt.parse_save(text)
+		local specs, errs, lines, ops = fmt.parse_save(text)
 		assert.equals(3, #specs)
+		assert.same({ "-A", "-A", "-I" }, ops)
 		assert.same({ timeout = 99, status = { "SEEN_REPLY", "ASSURED" }, src = "192.0.2.1", dst = "198.51.100.2",
 			reply_src = "198.51.100.2", reply_dst = "192.0.2.1", proto = "tcp", sport = 1000, dport = 80,
 			reply_sport = 80, reply_dport = 1000, state = "ESTABLISHED" }, specs[1])
+		-- the NAT forms (-g, -n) ask for the translation (issue 10)
 		assert.same({ timeout = 5, status = {}, zone = 3, src = "2001:db8::1", dst = "2001:db8::2",
 			reply_src = "2001:db8::3", reply_dst = "2001:db8::4", proto = "icmpv6", icmp_type = 128,
-			icmp_code = 0, icmp_id = 5 }, specs[2])
+			icmp_code = 0, icmp_id = 5, dnat = "2001:db8::3", snat = "2001:db8::4" }, specs[2])
 		assert.same({ timeout = 7, status = { "ASSURED" }, src = "192.0.2.1", dst = "192.0.2.2",
 			reply_src = "192.0.2.2", reply_dst = "192.0.2.1", proto = "sctp", sport = 1, dport = 2,
-			reply_sport = 2, reply_dport = 1, state = "ESTABLISHED" }, specs[3])
+			reply_sport = 2, reply_dport = 1, state = "ESTABLISHED", orig_vtag = 9, reply_vtag = 10 }, specs[3])
 		assert.same({ 1, 4, 5 }, lines)
 		assert.equals(4, #errs)
 		assert.same({ 6, 7, 8, 9 }, { errs[1].line, errs[2].line, errs[3].line, errs[4].line })
-		assert.matches("only %-A/%-I lines", errs[1].message)
-		assert.matches("unsupported option %-%-bogus", errs[2].message)
-		assert.matches("no timeout", errs[3].message)
-		assert.matches("option %-c needs a value", errs[4].message)
+		-- a -D line names a flow by its whole tuple (as conntrack -R runs it)
+		assert.matches("^load: line 6: bad argument 'proto' %(missing%)", errs[1].message)
+		assert.matches("^load: line 7: unsupported option %-%-bogus", errs[2].message)
+		assert.matches("^load: line 8: bad argument 'timeout' %(missing", errs[3].message)
+		assert.matches("^load: line 9: option %-c needs a value", errs[4].message)
 		assert.equals(22, errs[1].errno)
 	end)
 
 	it("makes JSON-ready tables and JSON", function()
 		local json = require "dkjson"
 		local e = E { family = "ipv6", proto = "udp", protonum = 17, timeout = 30,
-			status = { SEEN_REPLY = true, CONFIRMED = true, [20] = true }, labels = { blue = true, [3] = true },
+			status = { SEEN_REPLY = true, CONFIRMED = true, SRC_NAT = true, [20] = true },
+			labels = { blue = true, [3] = true },
 			orig = { src = "2001:db8:1::2", dst = "2001:db8:2::2", sport = 7, dport = 53, packets = 1, bytes = 80 },
 			reply = { src = "2001:db8:2::2", dst = "2001:db8:2::100", sport = 53, dport = 7 } }
 		local t = fmt.table(e)
-		assert.same({ "CONFIRMED", "SEEN_REPLY", 20 }, t.status)
+		assert.same({ "CONFIRMED", "SEEN_REPLY", "SRC_NAT", 20 }, t.status)
 		assert.same({ "blue", 3 }, t.labels)
 		assert.equals("snat", t.nat)
 		local back = json.decode(fmt.json(e))
