@@ -234,10 +234,15 @@ end
 check(FMT.xml_header():find("<conntrack>", 1, true) and FMT.xml_footer() == "</conntrack>", "xml header and footer")
 local text = {}
 for _, x in ipairs(all) do
-	text[#text + 1] = FMT.save(x)
+	-- (Linux 6.16 dropped DCCP tracking: such a flow keeps no ports, and
+	-- its line cannot be read back)
+	if x.proto ~= "dccp" then
+		text[#text + 1] = FMT.save(x)
+	end
 end
 local parsed, perrs, plines, pops = FMT.parse_save(table.concat(text, "\n") .. "\n-A -t bogus\n")
-check(#parsed >= 1 and #perrs == 1 and #plines == #parsed and #pops == #parsed, "parse_save")
+check(#parsed >= 1 and #perrs == 1 and #plines == #parsed and #pops == #parsed,
+	"parse_save: " .. #perrs .. " errors: " .. tostring(perrs[1] and perrs[1].message))
 
 area("addresses")
 check(addr.parse("192.0.2.1") == "ipv4", "addr.parse")
