@@ -226,12 +226,12 @@ local function parent()
 					set[sig] = v
 					order[#order + 1] = sig
 				end
-				v.count = v.count + tonumber(f[7] or 1)
+				v.count = v.count + (tonumber(f[7]) or 1)
 			elseif f[1] == "CALLED" then
 				for k = 2, #f do
 					local name, c = f[k]:match("^(.-)=(%d+)$")
 					if name then
-						called[name] = (called[name] or 0) + tonumber(c)
+						called[name] = (called[name] or 0) + (tonumber(c) or 0)
 					end
 				end
 			elseif f[1] == "DONE" then
@@ -476,7 +476,8 @@ local function report(kind, label, msg, n, args)
 		r.count = r.count + 1
 		return
 	end
-	reported[sig] = { count = 1, kind = kind, line = { kind, sig, tostring(callno), label, oneline(msg, 300),
+	reported[sig] = { count = 1, kind = kind, line = { kind, oneline(sig, 400), tostring(callno), label,
+		oneline(msg, 300),
 		args_desc(n, args) } }
 	reported[#reported + 1] = sig
 	if tracing then
@@ -2494,19 +2495,24 @@ for _ = 1, 10 do
 	escaped(err)
 end
 
--- The report: one line per kind of problem, then the calls made.
+-- The report: one line per kind of problem, then the calls made, in one
+-- write, so that nothing on stderr lands in the middle of a line.
+local out = {}
 for _, sig in ipairs(reported) do
 	local r = reported[sig]
 	local line = r.line
 	line[#line + 1] = tostring(r.count)
-	io.write(concat(line, "\t"), "\n")
+	out[#out + 1] = concat(line, "\t")
 end
 local parts = { "CALLED" }
 for name, c in pairs(called) do
 	parts[#parts + 1] = name .. "=" .. c
 end
-io.write(concat(parts, "\t"), "\n")
-io.write(("DONE\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n"):format(stats.calls, stats.ok, stats.raised, stats.refused,
-	stats.cb, stats.closed, stats.events))
+out[#out + 1] = concat(parts, "\t")
+out[#out + 1] = ("DONE\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n"):format(stats.calls, stats.ok, stats.raised, stats.refused,
+	stats.cb, stats.closed, stats.events)
+local text = concat(out, "\n")
+io.stdout:setvbuf("full", #text + 1)
+io.stdout:write(text)
 io.stdout:flush()
 os.exit(0, true)
