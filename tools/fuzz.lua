@@ -187,8 +187,13 @@ local function parent()
 				return concat(out, "\n")
 			end
 		end
-		for k = math.max(1, #lines - n + 1), #lines do
-			out[#out + 1] = "    | " .. lines[k]
+		for k = #lines, 1, -1 do
+			if #out >= n then
+				break
+			end
+			if not lines[k]:match("^L %d+ ") then
+				table.insert(out, 1, "    | " .. lines[k])
+			end
 		end
 		return concat(out, "\n")
 	end
@@ -245,16 +250,25 @@ local function parent()
 				total.events = total.events + tonumber(f[8] or 0)
 			end
 		end
+		-- the labels of the last calls the child began
+		local began = {}
+		for _, l in ipairs(lines) do
+			if l:match("^L %d+ ") then
+				began[#began + 1] = l
+			end
+		end
+		began = concat(began, "\n    ", math.max(1, #began - 2))
 		if status == 124 or status == 137 then
 			local _, last = retrace(seed, n)
 			hangs[#hangs + 1] = seed
-			print(("HANG  seed %d (%d calls, over %d s); replay: fuzz.lua --child %d %d --trace; last calls:\n%s")
-				:format(seed, n, limit, seed, n, last))
+			print(("HANG  seed %d (%d calls, over %d s); replay: fuzz.lua --child %d %d --trace; last calls begun:" ..
+				"\n    %s\n  and of the replay:\n%s"):format(seed, n, limit, seed, n, began, last))
 		elseif status and status > 128 then
 			local _, last = retrace(seed, n)
 			crashes[#crashes + 1] = seed
-			print(("CRASH seed %d: signal %d; replay: fuzz.lua --child %d %d --trace; output:\n%s\n  last calls (rerun):\n%s")
-				:format(seed, status - 128, seed, n, tail(lines, 12), last))
+			print(("CRASH seed %d: signal %d; replay: fuzz.lua --child %d %d --trace; output:\n%s\n" ..
+				"  last calls begun:\n    %s\n  and of the replay:\n%s")
+				:format(seed, status - 128, seed, n, tail(lines, 12), began, last))
 		elseif status ~= 0 or not done then
 			died[#died + 1] = seed
 			if #died <= 3 then
@@ -598,7 +612,8 @@ local function call(label, names, f, ...)
 	local n, args = select("#", ...), { ... }
 	if tracing then
 		io.stderr:write("T ", callno, " ", label, "(", args_desc(n, args), ")\n")
-		io.stderr:flush()
+	else
+		io.stderr:write("L ", callno, " ", label, "\n")	-- the last ones tell where a crash or hang was
 	end
 	incall = incall + 1
 	local res = left(pcall(f, ...))
