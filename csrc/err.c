@@ -88,9 +88,18 @@ int lct_argerror(lua_State *L, const char *fname, const char *arg,
 		 const char *fmt, ...)
 {
 	va_list ap;
+	char name[64];
+	size_t n = strlen(arg);
 
+	/* a field name comes from the caller's table: a long one is cut */
+	if (n < 48) {
+		memcpy(name, arg, n + 1);
+	} else {
+		memcpy(name, arg, 40);
+		memcpy(name + 40, "...", 4);
+	}
 	va_start(ap, fmt);
-	lua_pushfstring(L, "%s: bad argument '%s' (", fname, arg);
+	lua_pushfstring(L, "%s: bad argument '%s' (", fname, name);
 	return lct_raise(L, lua_tostring(L, -1), ")", fmt, ap);
 }
 
@@ -121,7 +130,9 @@ int lct_pusherr(lua_State *L, const char *op, int err)
  */
 const char *lct_shortval(lua_State *L, int idx)
 {
-	char buf[128], *p = buf;
+	/* quotes, 40 bytes of 4 characters at most ("\xff"), the length note */
+	enum { SHOWN = 40, NOTE = 40 };
+	char buf[2 + SHOWN * 4 + NOTE + 1], *p = buf;
 	const char *s;
 	size_t n, i;
 
@@ -137,7 +148,7 @@ const char *lct_shortval(lua_State *L, int idx)
 	}
 	s = lua_tolstring(L, idx, &n);
 	*p++ = '\'';
-	for (i = 0; i < n && i < 40; i++) {
+	for (i = 0; i < n && i < SHOWN; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
@@ -148,8 +159,11 @@ const char *lct_shortval(lua_State *L, int idx)
 		}
 	}
 	*p++ = '\'';
-	if (n > 40)
-		p += snprintf(p, 24, "... (%u bytes)", (unsigned int)n);
+	if (n > SHOWN) {
+		int k = snprintf(p, NOTE, "... (%lu bytes)", (unsigned long)n);
+
+		p += k > 0 && k < NOTE ? k : 0;
+	}
 	*p = '\0';
 	lua_pushstring(L, buf);
 	return lua_tostring(L, -1);

@@ -92,6 +92,7 @@ int lct_f_open(lua_State *L)
 	}
 	h = lct_newuserdata(L, sizeof(*h));
 	memset(h, 0, offsetof(struct lct_handle, rx));
+	memset(h->tx, 0, sizeof(h->tx));	/* attribute padding is never written */
 	h->nsfd = nsfd;
 	lct_class_set(L, &lct_handle_key);
 	/* From here on __gc owns nsfd. */
@@ -259,7 +260,7 @@ int lct_update_status(lua_State *L, struct lct_handle *h, const char *fname, int
 	if (msg != NULL) {
 		lct_status_got(L, msg, &cur);
 	} else {
-		char buf[LCT_TXBUF];
+		char buf[LCT_TXBUF] = { 0 };	/* padding included */
 		struct lct_spec t;
 		struct nlmsghdr *nlh = lct_nl_req(buf, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
 						  NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));

@@ -246,6 +246,9 @@ int lct_xfer_next(struct lct_xfer *x, const struct nlmsghdr **m)
 int lct_batch_init(struct lct_batch *bt, char *buf)
 {
 	memset(bt, 0, offsetof(struct lct_batch, fail));
+	/* libmnl 1.0.4 leaves attribute padding as it finds it: zeroes, so
+	 * that no uninitialised byte goes to the kernel */
+	memset(buf, 0, LCT_BATCH_BYTES);
 	bt->b = mnl_nlmsg_batch_start(buf, LCT_BATCH_BYTES);
 	return bt->b == NULL ? ENOMEM : 0;
 }
