@@ -66,7 +66,7 @@ end
 -- loadfile(this)({library = true}) returns the tool's parts instead of
 -- running it; {library = "getopt"} only the command-line grammar, which
 -- needs no module.
-local first = ...
+local LIB = ...
 
 local floor, concat, format = math.floor, table.concat, string.format
 local unpack = table.unpack or unpack
@@ -300,11 +300,22 @@ end
 local GetoptPosix = {}
 GetoptPosix.__index = GetoptPosix
 
+-- luaposix's getopt (Debian 12's 33.4) leaves one value on the stack per
+-- word and per long option without asking Lua for room (no
+-- lua_checkstack): past about twenty, Lua 5.1 and 5.3 write beyond their
+-- stack and corrupt the heap.  Called from a function whose frame holds
+-- ROOM values, its values stay inside the stack Lua made for that frame;
+-- longer command lines use the Lua getopt_long.
+local ROOM = 190
 local posix_getopt
 do
 	local ok, m = pcall(require, "posix.getopt")
 	if ok and type(m) == "table" and type(m.getopt) == "function" then
-		posix_getopt = m.getopt
+		local slots = {}
+		for i = 1, ROOM do slots[i] = "_" .. i end
+		local call = (loadstring or load)("local getopt, a, b, c, d, e = ... local it = getopt(a, b, c, d, e) " ..
+			"local " .. table.concat(slots, ", ") .. " return it")
+		posix_getopt = function(...) return call(m.getopt, ...) end
 	end
 end
 
@@ -362,13 +373,17 @@ function GetoptPosix:next()
 end
 
 local function getopt_new(argv, shortopts, longopts, impl)
+	-- room for the words, the long options and those -p adds (at most 13)
+	if impl == nil and posix_getopt and #argv + #(longopts or {}) + 13 + 8 > ROOM then
+		impl = "lua"
+	end
 	if (impl == nil and posix_getopt) or impl == "posix" then
 		return getopt_posix(argv, shortopts, longopts)
 	end
 	return getopt_lua(argv, shortopts, longopts)
 end
 
-if type(first) == "table" and first.library == "getopt" then
+if type(LIB) == "table" and LIB.library == "getopt" then
 	return { getopt = getopt_new, posix = posix_getopt ~= nil }
 end
 
@@ -2184,45 +2199,68 @@ local LOAD_REFUSED = { list = "-L", get = "-G", event = "-E", version = "-V", he
 	exp_flush = "-F expect", exp_event = "-E expect", count = "-C", exp_count = "-C expect",
 	stats = "-S", exp_stats = "-S expect" }
 
--- The lines `-o save` writes for a flow (-A or -I, no zones, no secmark):
--- each is a command line the CLI's rules accept as it stands, and the
--- module's save-text reader reads it as the CLI does.  Anchored at a
--- line's start; blank lines and comments too.
-local SAVE_HEAD = "^%-[AI] %-t %d+ %-u [%u_,]+ %-s [%x:.]+ %-d [%x:.]+ %-[rg] [%x:.]+ %-[qn] [%x:.]+ %-p "
-local SAVE_PORTS = " %-%-sport %d+ %-%-dport %d+ %-%-reply%-port%-src %d+ %-%-reply%-port%-dst %d+"
-local SAVE_LINES = {
-	SAVE_HEAD .. "tcp" .. SAVE_PORTS .. " %-%-state [%u_%d]+\n",
-	SAVE_HEAD .. "udp" .. SAVE_PORTS .. "\n",
-	SAVE_HEAD .. "udplite" .. SAVE_PORTS .. "\n",
-	SAVE_HEAD .. "sctp" .. SAVE_PORTS .. " %-%-state [%u_]+ %-%-orig%-vtag %d+ %-%-reply%-vtag %d+\n",
-	SAVE_HEAD .. "icmp %-%-icmp%-type %d+ %-%-icmp%-code %d+ %-%-icmp%-id %d+\n",
-	SAVE_HEAD .. "icmpv6 %-%-icmpv6%-type %d+ %-%-icmpv6%-code %d+ %-%-icmpv6%-id %d+\n",
-	SAVE_HEAD .. "gre %-%-srckey %d+ %-%-dstkey %d+ %-%-reply%-key%-src %d+ %-%-reply%-key%-dst %d+\n",
-	"^#[^\n]*\n", "^\n",
+-- Files of -A and -I lines (as -o save writes them) go to the module's
+-- save-text reader as they stand, when each line means the same to it and
+-- to conntrack: no option conntrack refuses on a create that the reader
+-- would take (the reader refuses the others, and every bad value: such a
+-- line then goes to the command-line parser, which says what conntrack
+-- says, or reads it as conntrack does), each protocol's required options
+-- present, no quoting.  The checks are plain searches, a few per line.
+-- Each refused option as {text searched, what must stand before it}: the
+-- search starts from a character rare in save text (memchr finds it, a
+-- space would stop it twenty times a line).
+local SAVE_REFUSED = { { "f ", " -" }, { "family ", " --" }, { "l ", " -" }, { "label ", " --" },
+	{ "label-del ", " --" }, { "helper ", " --" }, { "-c ", " " }, { "secmark ", " --" },
+	{ '"', "" }, { "\t", "" }, { "\r", "" } }
+local SAVE_NEEDS = {
+	tcp = { " --state " }, sctp = { " --state ", " --orig-vtag ", " --reply-vtag " },
+	dccp = { " --state ", " --role " }, icmp = { " --icmp-type ", " --icmp-code " },
+	icmpv6 = { " --icmpv6-type ", " --icmpv6-code " },
 }
 
 -- Is every line of text (ending in "\n") such a line?
 local function plain_save(text)
-	local find, pos, len, nlines = string.find, 1, #text, #SAVE_LINES
-	while pos <= len do
-		local e
-		for i = 1, nlines do
-			e = select(2, find(text, SAVE_LINES[i], pos))
-			if e then break end
+	local find, match, sub = string.find, string.match, string.sub
+	for _, o in ipairs(SAVE_REFUSED) do
+		local at, before = 1, o[2]
+		while true do
+			at = find(text, o[1], at, true)
+			if not at then break end
+			if sub(text, at - #before, at - 1) == before then return false end
+			at = at + 1
 		end
-		if not e then return false end
+	end
+	local pos, len = 1, #text
+	while pos <= len do
+		local e = find(text, "\n", pos, true)
+		local b1, b2, b3 = byte(text, pos, pos + 2)
+		-- "-A " or "-I "; else a comment or a blank line
+		if b1 == 45 and (b2 == 65 or b2 == 73) and b3 == 32 then
+			local _, p = find(text, " -p ", pos, true)
+			if not p or p > e then return false end
+			local needs = SAVE_NEEDS[match(text, "^%w*", p + 1)]
+			if needs then
+				for i = 1, #needs do
+					local q = find(text, needs[i], p, true)
+					if not q or q > e then return false end
+				end
+			end
+		elseif b1 ~= 35 and b1 ~= 10 then
+			return false
+		end
 		pos = e + 1
 	end
 	return true
 end
 
--- The n-th line of text.
-local function nth_line(text, n)
-	local i = 0
-	for line in (text:gsub("\n?$", "\n", 1)):gmatch("([^\n]*)\n") do
+-- The lines of text whose numbers are keys of want, by number.
+local function lines_of(text, want)
+	local found, i = {}, 0
+	for line in text:gmatch("([^\n]*)\n") do
 		i = i + 1
-		if i == n then return line end
+		if want[i] then found[i] = line end
 	end
+	return found
 end
 
 local run_command
@@ -2247,17 +2285,61 @@ local function parse_lines(text)
 	return cmds
 end
 
--- The first failure of a load, in the CLI's words: a line the module could
--- not read gets the command-line parser's message (exit 2), a refusal the
--- kernel's (exit 1).
-local function load_failed(text, f)
-	local line = f.line and nth_line(text, f.line) or ""
-	if f.errno == E.EINVAL and f.message:find("bad argument", 1, true) then
-		local argv = split_line(line)
-		argv[0] = NAME
-		parse(argv)
+-- The run of creations with the same command from cmds[i] on, in one
+-- batch: the index after it, and its first failure {command =, line =,
+-- message =, errno =} or nil.
+local function create_run(h, cmds, i)
+	local specs, kind, from = {}, cmds[i].command, i
+	while cmds[i] and cmds[i].command == kind do
+		specs[#specs + 1] = create_spec(cmds[i])
+		i = i + 1
 	end
-	kernel_fail(line:match("^%s*%-I") and "create" or "add", f.message, f.errno)
+	local ok, done, miss, fails = pcall(h.batch, h, kind, specs)
+	if not ok then raised(kind, done) end
+	if not done then kernel_fail(kind, miss, fails) end
+	local f = fails[1]
+	if f then
+		return i, { command = kind, line = cmds[from + f.index - 1].lineno or 0, message = f.message,
+			errno = f.errno }
+	end
+	return i
+end
+
+local function line_command(line)
+	local argv = split_line(line)
+	argv[0] = NAME
+	return parse(argv)
+end
+
+-- After h:load(text) of lines -o save writes: a line the module's reader
+-- refused goes to the command-line parser, which gives conntrack's message
+-- (exit 2; the other lines are loaded) or reads it as conntrack does, and
+-- it is created from that; then the first refusal of the kernel, in file
+-- order, in conntrack's words (exit 1).
+local function load_failures(h, text, failures)
+	local want = {}
+	for _, f in ipairs(failures) do want[f.line or 0] = f end
+	local lines = lines_of(text, want)
+	local retry, first = {}, nil
+	for n, f in pairs(want) do
+		local line = lines[n] or ""
+		if f.message:find("^load: line %d+: ") then
+			local c = line_command(line)
+			c.lineno = n
+			retry[#retry + 1] = c
+		elseif not first or n < first.line then
+			first = f
+			f.command = line:match("^%s*%-I") and "create" or "add"
+		end
+	end
+	table.sort(retry, function(x, y) return x.lineno < y.lineno end)
+	local i = 1
+	while i <= #retry do
+		local f
+		i, f = create_run(h, retry, i)
+		if f and (not first or f.line < first.line) then first = f end
+	end
+	if first then kernel_fail(first.command, first.message, first.errno) end
 end
 
 -- Creations: runs of -I/-A lines in batches; the others one by one, in
@@ -2279,7 +2361,7 @@ local function load_file(name, h)
 		local ok, done, existing, failures = pcall(h.load, h, text)
 		if not ok then raised("create", done) end
 		if not done then kernel_fail("create", existing, failures) end
-		if failures[1] then load_failed(text, failures[1]) end
+		if failures[1] then load_failures(h, text, failures) end
 		return 0
 	end
 	local cmds = parse_lines(text)
@@ -2287,16 +2369,9 @@ local function load_file(name, h)
 	while i <= #cmds do
 		local c = cmds[i]
 		if (c.command == "create" or c.command == "add") and c.table == "conntrack" then
-			-- a run of creations with the same command, in one batch
-			local specs, kind = {}, c.command
-			while cmds[i] and cmds[i].command == kind do
-				specs[#specs + 1] = create_spec(cmds[i])
-				i = i + 1
-			end
-			local ok, done, miss, fails = pcall(h.batch, h, kind, specs)
-			if not ok then raised(kind, done) end
-			if not done then kernel_fail(kind, miss, fails) end
-			if fails[1] then kernel_fail(kind, fails[1].message, fails[1].errno) end
+			local failed
+			i, failed = create_run(h, cmds, i)
+			if failed then kernel_fail(failed.command, failed.message, failed.errno) end
 		else
 			run_command(h, c)
 			i = i + 1
@@ -2359,7 +2434,7 @@ local function main(argv)
 	return OTHER
 end
 
-if type(first) == "table" and first.library then
+if type(LIB) == "table" and LIB.library then
 	return { parse = parse, getopt = getopt_new, split_line = split_line, plain_save = plain_save,
 		build_filter = build_filter, parse_addr = parse_addr, posix = posix_getopt ~= nil, main = main }
 end
