@@ -13,6 +13,8 @@
 --   -R FILE (the N lines of -o save)   target: ours >= 3x the CLI's rate
 --   -E, each tool alone, with its defaults, during N creations and a flush
 --   (2N events): the events each prints (target: all of them)
+-- and the module alone doing the same work in the same rounds (a dump with
+-- tostring, delete_where, ct.load of the text): the floor of the command.
 -- The interpreter is $LUA (make bench-cli sets it), else lua5.4.
 -- It refuses to run outside tools/netns-run: it flushes the table.
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
@@ -54,6 +56,9 @@ end
 
 local function cli(...) return { "conntrack", ... } end
 local function lua(...) return { luabin, tool, ... } end
+-- The module alone doing the same work (no command line, no checks): what
+-- the command cannot beat.
+local function module(code) return { luabin, "-e", "local ct = require 'conntrack' " .. code } end
 
 -- -E: prog listening alone while ctfill makes N flows and conntrack -F
 -- removes them; returns the event lines it printed.
@@ -70,8 +75,9 @@ local function events(prog, N)
 	end
 	if not up then B:die(prog .. ": no events") end
 	flush()
+	-- the events of bench/ctfill's flows (to 203.0.113.0/24), not the probes'
 	local function lines()
-		return select(2, slurp(outf):gsub("\n", "\n"))
+		return select(2, slurp(outf):gsub("dst=203%.0%.113%.", ""))
 	end
 	local before = lines()
 	capture(q(here .. "/ctfill") .. " " .. N .. " 2>&1")
@@ -96,20 +102,23 @@ local function bench(N)
 	local quarter = math.floor(N / 4)
 	local tasks = {
 		{ name = "-L", setup = function() if count() ~= N then fill(N) end end, work = N, time = true,
-		  cli = cli("-L"), lua = lua("-L"), target = 0.6 },
+		  cli = cli("-L"), lua = lua("-L"), target = 0.6,
+		  floor = module("io.stdout:setvbuf('full') local w = io.write for e in ct.dump() do w(tostring(e), '\\n') end") },
 		{ name = "-D -p udp (a quarter)", setup = function() fill(N) end, work = quarter,
-		  cli = cli("-D", "-p", "udp"), lua = lua("-D", "-p", "udp"), target = 3 },
+		  cli = cli("-D", "-p", "udp"), lua = lua("-D", "-p", "udp"), target = 3,
+		  floor = module("assert(ct.delete_where(ct.filter.proto 'udp'))") },
 		{ name = "-R FILE (" .. N .. " lines)", setup = flush, work = N,
-		  cli = cli("-R", savefile), lua = lua("-R", savefile), target = 3 },
+		  cli = cli("-R", savefile), lua = lua("-R", savefile), target = 3,
+		  floor = module("assert(ct.load(io.open(" .. string.format("%q", savefile) .. "):read('*a')))") },
 	}
 	print(string.format("\n### %d entries, %s, median of %d runs (each process: wall time, CPU time)\n",
 		N, luabin, runs))
-	print("| command | conntrack | lua-conntrack | ratio (wall) | ratio (CPU) | target |")
-	print("| --- | ---: | ---: | ---: | ---: | --- |")
+	print("| command | conntrack | lua-conntrack | ratio (wall) | ratio (CPU) | target | the module alone: wall, ratio |")
+	print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
 	for _, t in ipairs(tasks) do
-		local s = { cli = { wall = {}, cpu = {} }, lua = { wall = {}, cpu = {} } }
+		local s = { cli = { wall = {}, cpu = {} }, lua = { wall = {}, cpu = {} }, floor = { wall = {}, cpu = {} } }
 		for round = 0, runs do
-			for _, k in ipairs({ "cli", "lua" }) do
+			for _, k in ipairs({ "cli", "lua", "floor" }) do
 				t.setup()
 				local w, c = timed(t[k])
 				if round > 0 then
@@ -118,18 +127,20 @@ local function bench(N)
 				end
 			end
 		end
-		local cw, lw = median(s.cli.wall), median(s.lua.wall)
+		local cw, lw, fw = median(s.cli.wall), median(s.lua.wall), median(s.floor.wall)
 		local cc, lc = median(s.cli.cpu), median(s.lua.cpu)
 		if t.time then
 			local r = lw / cw
-			print(string.format("| %s | %.0f ms (CPU %.0f ms) | %.0f ms (CPU %.0f ms) | %.2fx time | %.2fx | <= %.1fx: %s |",
-				t.name, cw / 1e6, cc / 1e6, lw / 1e6, lc / 1e6, r, lc / cc, t.target, r <= t.target and "met" or "MISSED"))
+			print(string.format("| %s | %.0f ms (CPU %.0f ms) | %.0f ms (CPU %.0f ms) | %.2fx time | %.2fx " ..
+				"| <= %.1fx: %s | %.0f ms, %.2fx |",
+				t.name, cw / 1e6, cc / 1e6, lw / 1e6, lc / 1e6, r, lc / cc, t.target,
+				r <= t.target and "met" or "MISSED", fw / 1e6, fw / cw))
 		else
 			local r = cw / lw
 			print(string.format("| %s | %.0f /s (%.0f ms, CPU %.0f ms) | %.0f /s (%.0f ms, CPU %.0f ms) " ..
-				"| %.2fx rate | %.2fx | >= %.0fx: %s |",
+				"| %.2fx rate | %.2fx | >= %.0fx: %s | %.0f ms, %.2fx |",
 				t.name, t.work / (cw / 1e9), cw / 1e6, cc / 1e6, t.work / (lw / 1e9), lw / 1e6, lc / 1e6, r, cc / lc,
-				t.target, r >= t.target and "met" or "MISSED"))
+				t.target, r >= t.target and "met" or "MISSED", fw / 1e6, cw / fw))
 		end
 	end
 	-- -E: each listener alone, with its defaults.

@@ -44,6 +44,10 @@ conntrack 1.4.7 is wrong:
     (conntrack: "0 expectations have been shown.", exit 1).
   * -G by the reply tuple alone finds the flow (conntrack: "invalid
     parameters").
+  * --srckey/--dstkey (GRE) and -c select entries (conntrack's comparison
+    leaves them out).
+  * An optional argument in the same word ("-Lexpect", "-n192.0.2.1",
+    "--label-del=foo") is used; conntrack drops it.
   * Numbers are checked: "--dport abc" or "-t 1x" is an error, not 0.
   * -E: the module's 32 MiB buffer by default, so a burst is not lost; -b
     sets the buffer of the event socket (conntrack sets another socket's).
@@ -1500,7 +1504,11 @@ local function cmd_list(h, c)
 	end
 	local n = 0
 	each(h, f, how, "list", function(e)
-		if n == 0 and xml then emit(xml.head) end
+		if n == 0 then
+			if xml then emit(xml.head) end
+			-- the entries' own __tostring, without tostring()'s lookup each time
+			if line == tostring then line = getmetatable(e).__tostring end
+		end
 		n = n + 1
 		emit(line(e))
 	end)
