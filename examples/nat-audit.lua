@@ -19,7 +19,7 @@ addresses and routes (`ip`):
 Flows translated both ways are in a group of both names ("port forward +
 masquerade").  Untranslated flows are counted; --all lists them too.
 
-A flow disagrees when the kind its tuples show (ct.nat.classify) is not
+A flow disagrees when the kind its tuples show (ct.nat.from_tuples) is not
 the one its SRC_NAT / DST_NAT status bits claim (ct.nat.from_status): a
 NAT entry made by a program that gave a reply tuple but no NAT, or state
 copied between hosts without its bits.  They are listed at the end;
@@ -33,7 +33,7 @@ Uses lua-argparse (options), lua-dkjson (JSON) and iproute2 (`ip`).
 ]==]
 
 local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
-package.path = here .. "/?.lua;" .. package.path
+package.path = package.path .. ";" .. here .. "/?.lua"  -- last: examples/conntrack.lua is the command, not the module
 local tb = require "toolbox"
 tb.tree(here)
 
@@ -64,22 +64,6 @@ end
 -- The namespace's addresses and routes --------------------------------------
 
 local ip = tb.in_netns(o.netns) .. "ip "
-
--- Every address of the namespace: set of address text.
-local function local_addresses()
-	local ok, out = tb.sh(ip .. "-j addr show")
-	local doc = ok and json.decode(out)
-	if type(doc) ~= "table" then
-		return nil
-	end
-	local set = {}
-	for _, link in ipairs(doc) do
-		for _, a in ipairs(link.addr_info or {}) do
-			if a["local"] then set[a["local"]] = true end
-		end
-	end
-	return set
-end
 
 -- The preferred source address of the namespace's route to each address of
 -- peers (one `ip -batch` for all): address -> source.
@@ -116,11 +100,11 @@ for e in h:dump(filter) do
 	local d = nat.describe(e)
 	local claimed = nat.from_status(e)
 	local item = { e = e, d = d }
-	if d.kind ~= claimed then
+	if d.tuples ~= claimed then
 		item.claimed = claimed
 		disagree[#disagree + 1] = item
 	end
-	if d.kind == "none" then
+	if d.tuples == "none" then
 		untranslated[#untranslated + 1] = item
 	else
 		translated[#translated + 1] = item
@@ -128,7 +112,7 @@ for e in h:dump(filter) do
 	end
 end
 
-local locals = local_addresses()
+local locals = tb.local_addresses(o.netns)
 local prefsrc = preferred_sources(peers)
 
 -- The group names of a translated flow.
@@ -201,7 +185,7 @@ if o.json then
 	local function doc_flow(item)
 		local t = ct.format.table(item.e)
 		t.group = item.group
-		t.translation = item.d.kind ~= "none" and translation(item) or nil
+		t.translation = item.d.tuples ~= "none" and translation(item) or nil
 		t.claimed = item.claimed
 		return t
 	end
@@ -218,7 +202,7 @@ if o.json then
 	end
 	for i, item in ipairs(disagree) do
 		local t = doc_flow(item)
-		t.tuples = item.d.kind
+		t.tuples = item.d.tuples
 		doc.disagreements[i] = t
 	end
 	print(json.encode(doc, { indent = true, keyorder = {
@@ -256,8 +240,8 @@ else
 		print()
 		print(("disagreeing with the status bits: %s"):format(plural(#disagree, "flow")))
 		for _, item in ipairs(disagree) do
-			local what = item.d.kind ~= "none" and (", " .. translation(item)) or ""
-			print(line(item, ("tuples: %s%s; status bits: %s"):format(item.d.kind, what, item.claimed)))
+			local what = item.d.tuples ~= "none" and (", " .. translation(item)) or ""
+			print(line(item, ("tuples: %s%s; status bits: %s"):format(item.d.tuples, what, item.claimed)))
 		end
 	end
 end

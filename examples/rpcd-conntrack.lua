@@ -42,7 +42,7 @@ ones are refused.  Uses lua-dkjson for JSON.
 do
 	local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")
 	if here then
-		package.path = here .. "/?.lua;" .. package.path
+		package.path = package.path .. ";" .. here .. "/?.lua"  -- last: examples/conntrack.lua is the command, not the module
 		local ok, tb = pcall(require, "toolbox")
 		if ok then tb.tree(here) end
 	end

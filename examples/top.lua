@@ -30,7 +30,7 @@ stty (the terminal's mode).
 ]==]
 
 local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "."
-package.path = here .. "/?.lua;" .. package.path
+package.path = package.path .. ";" .. here .. "/?.lua"  -- last: examples/conntrack.lua is the command, not the module
 local tb = require "toolbox"
 tb.tree(here)
 

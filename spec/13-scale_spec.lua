@@ -190,7 +190,7 @@ describe("scale: 100 000 entries", function()
 				-- delete 200 flows and create 200 new ones while the dump runs
 				local del, add = {}, {}
 				for j = 1, 200 do
-					del[j] = spec((n * 31 + j * 7919) % N)
+					del[j] = H.tuple(spec((n * 31 + j * 7919) % N))
 					next_new = next_new + 1
 					add[j] = { src = "192.0.2." .. (next_new % 250 + 1), dst = "203.0.113.2", proto = "udp",
 						sport = 10000 + math.floor(next_new / 250), dport = 53, timeout = 600 }

@@ -222,9 +222,10 @@ describe("events: changes made through the conntrack CLI", function()
 	it("tostring(ev) is the line `conntrack -E` prints for the same change", function()
 		local w = H.cli_events(topo, "host")
 		local sub = assert(ct.subscribe{ netns = ns })
-		finally(function() sub:close() end)
+		local on_exit = H.finally(finally)   -- busted keeps one finally per test
+		on_exit(function() sub:close() end)
 		local h = assert(ct.open{ netns = ns })
-		finally(function() h:close() end)
+		on_exit(function() h:close() end)
 		-- through the module
 		local s = spec_tcp(3001)
 		assert.is_true(h:create(s))
@@ -595,7 +596,7 @@ describe("events: bad input raises, naming the function and the argument", funct
 		raises("subscribe: bad argument 'types' %(unknown event type 'foo'%)", ct.subscribe, { types = { "foo" } })
 		raises("subscribe: bad argument 'types' %(unknown event type 'foo'%)", ct.subscribe, { types = "foo" })
 		raises("subscribe: bad argument 'types' %(empty%)", ct.subscribe, { types = {} })
-		raises("bad argument 'types' %(unknown event type 'number'%)", ct.subscribe, { types = { 1 } })
+		raises("bad argument 'types' %(unknown event type 1%)", ct.subscribe, { types = { 1 } })
 		raises("bad argument 'types' %(unknown event type 'foo'%)", ct.events, { types = { "foo" } })
 	end)
 
@@ -613,15 +614,15 @@ describe("events: bad input raises, naming the function and the argument", funct
 	end)
 
 	it("kernel_filter", function()
-		raises("subscribe: bad argument 'kernel_filter.src' %(malformed address '1.2.3'%)",
+		raises("subscribe: bad argument 'kernel_filter.src' %(malformed address or prefix '1.2.3'%)",
 			ct.subscribe, { kernel_filter = { src = "1.2.3" } })
-		raises("bad argument 'kernel_filter.src' %(malformed address '192.0.2.0/33'%)",
+		raises("bad argument 'kernel_filter.src' %(malformed address or prefix '192.0.2.0/33'%)",
 			ct.subscribe, { kernel_filter = { src = "192.0.2.0/33" } })
-		raises("bad argument 'kernel_filter.dst' %(malformed address '2001:db8::/129'%)",
+		raises("bad argument 'kernel_filter.dst' %(malformed address or prefix '2001:db8::/129'%)",
 			ct.subscribe, { kernel_filter = { dst = { "2001:db8::/129" } } })
-		raises("bad argument 'kernel_filter.dst' %(malformed address '192.0.2.0/'%)",
+		raises("bad argument 'kernel_filter.dst' %(malformed address or prefix '192.0.2.0/'%)",
 			ct.subscribe, { kernel_filter = { dst = { "192.0.2.0/" } } })
-		raises("bad argument 'kernel_filter.src' %(address strings expected%)",
+		raises("bad argument 'kernel_filter.src' %(address or prefix string expected, got number%)",
 			ct.subscribe, { kernel_filter = { src = { 1 } } })
 		raises("bad argument 'kernel_filter' %(table expected, got string%)",
 			ct.subscribe, { kernel_filter = "tcp" })
@@ -636,24 +637,26 @@ describe("events: bad input raises, naming the function and the argument", funct
 		raises("bad argument 'kernel_filter.mark'", ct.subscribe, { kernel_filter = { mark = 5 } })
 		local many = {}
 		for i = 1, 65 do many[i] = "192.0.2." .. i end
-		raises("bad argument 'kernel_filter.src' %(more than 64 addresses%)",
-			ct.subscribe, { kernel_filter = { src = many } })
+		-- past what the kernel's socket filter can hold, the rest is matched in C
+		local s = assert(ct.subscribe{ netns = ns, kernel_filter = { src = many } })
+		s:close()
 	end)
 
 	it("timeout", function()
-		raises("events: bad argument 'timeout' %(seconds >= 0 expected%)", ct.events, { timeout = -1 })
+		raises("events: bad argument 'timeout' %(seconds >= 0 expected, got ", ct.events, { timeout = -1 })
+		raises("events: bad argument 'timeout' %(seconds >= 0 expected, got string%)", ct.events, { timeout = "1" })
 		raises("events: bad argument 'timeout'", ct.events, { timeout = "1" })
 		raises("events: bad argument 'timeout'", ct.events, { timeout = 0 / 0 })
 		raises("wait: bad argument 'timeout'", sub.wait, sub, 0 / 0)
-		raises("next: bad argument 'timeout' %(seconds >= 0 expected%)", sub.next, sub, -1)
-		raises("wait: bad argument 'timeout' %(seconds >= 0 expected%)", sub.wait, sub, -0.5)
+		raises("next: bad argument 'timeout' %(seconds >= 0 expected, got ", sub.next, sub, -1)
+		raises("wait: bad argument 'timeout' %(seconds >= 0 expected, got ", sub.wait, sub, -0.5)
 		raises("next: bad argument 'timeout'", sub.next, sub, "soon")
 	end)
 
 	it("opts, filter, max, self", function()
 		raises("subscribe: bad argument 'opts' %(table expected, got string%)", ct.subscribe, "x")
 		raises("events: bad argument 'filter' %(function or filter expected, got number%)", ct.events, { filter = 5 })
-		raises("read: bad argument 'max' %(positive integer expected%)", sub.read, sub, 0)
+		raises("read: bad argument 'max' %(integer 1..2147483647 expected, got 0%)", sub.read, sub, 0)
 		raises("read: bad argument 'max'", sub.read, sub, "all")
 		raises("read: bad self %(conntrack subscription expected, got table%)", sub.read, {})
 		raises("next: bad self", sub.next, nil)
@@ -686,7 +689,7 @@ describe("events: bad input raises, naming the function and the argument", funct
 	end)
 
 	it("a negative prefix length is malformed, not /32", function()
-		raises("bad argument 'kernel_filter.src' %(malformed address '192.0.2.0/%-1'%)",
+		raises("bad argument 'kernel_filter.src' %(malformed address or prefix '192.0.2.0/%-1'%)",
 			ct.subscribe, { kernel_filter = { src = "192.0.2.0/-1" } })
 	end)
 end)

@@ -74,6 +74,14 @@ describe("events: kernel_filter", function()
 		assert.same({ "u4", "u6" }, names)
 	end)
 
+	it("more addresses than the kernel's socket filter holds: the same events, the rest matched in C", function()
+		local many = { "192.0.2.2" }
+		for i = 1, 70 do many[#many + 1] = "203.0.113." .. (100 + i) end
+		many[#many + 1] = "2001:db8:9::1"
+		local names = run{ kernel_filter = { src = many } }
+		assert.same({ "t6x", "m7", "m0x107" }, names)
+	end)
+
 	it("src: an IPv4 CIDR, an IPv6 CIDR, both", function()
 		local names, sub = run{ kernel_filter = { src = "192.0.2.0/24", proto = "tcp" } }
 		-- (proto tcp, and only IPv4 entries judged here: the tests below
@@ -114,13 +122,16 @@ describe("events: kernel_filter", function()
 		assert.same({ "m0x107" }, names)
 	end)
 
-	it("a filter object's event_pushdown() becomes the kernel filter", function()
-		local obj = {}
-		function obj.match(_, e) return e.proto == "udp" end
-		function obj.event_pushdown() return { proto = "udp" } end
-		local names, sub = run{ filter = obj }
+	it("a filter's C part becomes the socket filter; an object with :match runs in Lua", function()
+		local F = ct.filter
+		local names, sub = run{ filter = F.proto "udp" }
 		assert.same({ "u4", "u6" }, names)
 		assert.is_true(sub.kernel_filtered)
+		local obj = {}
+		function obj.match(_, e) return e.proto == "udp" end
+		names, sub = run{ filter = obj }
+		assert.same({ "u4", "u6" }, names)
+		assert.is_false(sub.kernel_filtered)
 		-- an explicit kernel_filter replaces the pushdown, and both apply:
 		-- icmp in the kernel, udp in Lua, so nothing passes
 		names = run{ filter = obj, kernel_filter = { proto = "icmp" } }

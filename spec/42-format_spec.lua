@@ -112,8 +112,9 @@ describe("formats against the conntrack CLI", function()
 		assert.same(before, cli(ns, ""))
 
 		assert(h:flush())
-		local created, failures = h:load(table.concat(lines, "\n"))
+		local created, existing, failures = h:load(table.concat(lines, "\n"))
 		assert.same({}, failures)
+		assert.equals(0, existing)
 		assert.equals(#lines, created)
 		assert.same(before, cli(ns, ""))
 

@@ -4,7 +4,6 @@
 -- it serves several namespaces at once, counts their events, and a real
 -- Prometheus server scrapes it (the exporter and Prometheus both on the
 -- loopback of this run's namespace, the tables read through --netns).
-local ct = require "conntrack"
 local hosts = require "hosts"
 local H = require "helpers"
 local J = require "jobhelp"
@@ -17,7 +16,7 @@ local q = hosts.quote
 --   udp 192.0.2.1 -> 198.51.100.2:53                  4 flows  (endpoint Y)
 --   udp 2001:db8:1::1 -> [2001:db8:2::1]:53            3 flows  (endpoint Z)
 --   tcp SYN_SENT 192.0.2.1 -> 203.0.113.N:443, N=1..20 20 flows, one endpoint each;
---       N = 1, 2 DNATed (their reply comes from 198.51.100.9, .10), N = 3 SNATed
+--       N = 1, 2 DNATed (to 198.51.100.9, .10), N = 3 SNATed (to 198.51.100.100), NAT on create
 local function fill(h)
 	local items = {}
 	local function add(t) items[#items + 1] = t end
@@ -35,8 +34,8 @@ local function fill(h)
 	for n = 1, 20 do
 		local t = { src = "192.0.2.1", dst = "203.0.113." .. n, proto = "tcp", sport = 4000, dport = 443,
 			timeout = 600, state = "SYN_SENT" }
-		if n <= 2 then t.reply_src = "198.51.100." .. (8 + n) end
-		if n == 3 then t.reply_dst = "198.51.100.100" end
+		if n <= 2 then t.dnat = "198.51.100." .. (8 + n) end
+		if n == 3 then t.snat = "198.51.100.100" end
 		add(t)
 	end
 	local ok, missing, fails = h:batch("create", items)
@@ -165,6 +164,29 @@ describe("exporter.lua", function()
 		end
 	end)
 
+	it("exports the expectations, as many as conntrack -C expect counts", function()
+		local stopo, S, sh = H.scratch()
+		finally(function()
+			sh:close()
+			stopo:destroy()
+		end)
+		local function scrape()
+			local ok, out, err = J.run(nil, nil, "exporter.lua", "--once --netns " .. q(S))
+			assert.is_true(ok, err)
+			return J.value(J.metrics(out), "conntrack_expectations", { netns = S })
+		end
+		assert.equals(0, tonumber(H.cli_ok(S, "-C expect")[1]))
+		assert.equals(0, scrape())
+		-- an FTP control flow (the helper attached on create) and what it expects
+		assert(sh:create{ src = "192.0.2.1", dst = "198.51.100.1", proto = "tcp", sport = 1021, dport = 21,
+			timeout = 600, state = "ESTABLISHED", status = { "SEEN_REPLY", "ASSURED" }, helper = "ftp" })
+		assert(sh:expect_create{ src = "192.0.2.1", dst = "198.51.100.1", proto = "tcp", sport = 1021, dport = 21,
+			tuple_src = "192.0.2.1", tuple_dst = "198.51.100.1", tuple_sport = 0, tuple_dport = 40000,
+			timeout = 200 })
+		assert.equals(1, tonumber(H.cli_ok(S, "-C expect")[1]))
+		assert.equals(1, scrape())
+	end)
+
 	it("--top-by src counts sources; --top 0 leaves the endpoint families out", function()
 		local ok, out, err = J.run(nil, nil, "exporter.lua", "--once --top-by src --top 2 --netns " .. q(A))
 		assert.is_true(ok, err)
@@ -243,7 +265,7 @@ describe("exporter.lua", function()
 					timeout = 600 }
 				assert(h:create(made[i]))
 			end
-			for i = 1, 3 do assert(h:delete(made[i])) end
+			for i = 1, 3 do assert(h:delete(H.tuple(made[i]))) end
 			local got = J.poll(10, function()
 				local t = J.metrics(scrape())
 				local d = J.value(t, "conntrack_events_total", { netns = A, type = "destroy" })

@@ -2,7 +2,6 @@
 -- (sorts, filters, the header against the CLI), accounting turned on when
 -- asked, and the live view in a real terminal (tmux: keys sent, the pane
 -- captured).
-local ct = require "conntrack"
 local hosts = require "hosts"
 local H = require "helpers"
 local J = require "jobhelp"

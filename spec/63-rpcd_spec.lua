@@ -244,7 +244,7 @@ describe("rpcd-conntrack.lua", function()
 		assert.equals(0, #H.cli_ok(ns, "-L -p udp --dport 53"))
 		assert.equals(N - N / 8, tonumber(H.cli_ok(ns, "-C")[1]))
 		-- a mark above 2^31 as rpcd hands an int32 over: negative
-		assert(h:update(spec(0), { mark = 0xfffffff0 }))
+		assert(h:update(H.tuple(spec(0)), { mark = 0xfffffff0 }))
 		doc = call(ns, "count", { mark = 0xfffffff0 - 2 ^ 32 })
 		assert.equals(1, doc.count)
 		assert(h:create{ src = "2001:db8::1", dst = "2001:db8::2", proto = "udp", sport = 1, dport = 2, timeout = 100 })

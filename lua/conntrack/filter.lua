@@ -31,7 +31,9 @@
 -- Combinators: all(...), any(...), none(...), negate(f); operators
 --   a * b  == all(a, b)    a + b == any(a, b)    -a == negate(a)    a - b == all(a, negate(b))
 -- Plain tables are read as all() of their fields (the names above, plus
--- mark_mask, status_mask, labels and where); functions as where(fn).  F.coerce(x) does that.
+-- mark_mask, status_mask, labels and where); functions as where(fn); an
+-- object with a match method as where(function(e) return obj:match(e) end).
+-- F.coerce(x) does that.
 --
 -- Where a filter runs (f:plan(), f:explain()): every block but nat, where and
 -- named labels is a leaf of the C matcher (conntrack.core), which checks each
@@ -718,7 +720,10 @@ coerce = function(x, fname)
 		return x
 	end
 	local tx = type(x)
-	if tx == "table" then
+	if tx == "table" and x.match ~= nil and not F.is_field("match") then
+		-- an object of the caller's with :match(e): a predicate, in Lua
+		return F.where(function(e) return x:match(e) end, "object:match")
+	elseif tx == "table" then
 		local prev = caller
 		caller = fname or prev
 		local ok, f = pcall(from_table, x)
@@ -967,7 +972,7 @@ function Filter:explain()
 	local p = self:plan()
 	local k = p.matcher and p.matcher:kernel() or nil
 	if k then
-		k.flush_exact = nil
+		k.flush_exact, k.dump_exact = nil, nil
 		if next(k) == nil then
 			k = nil
 		end

@@ -7,7 +7,8 @@
 --   h:flush([filter [, how]]) -> true | nil, msg, errno
 --   h:delete_where(filter [, how])          -> deleted, missing, failures | nil, msg, errno
 --   h:update_where(filter, changes [, how]) -> updated, missing, failures | nil, msg, errno
---   h:load(specs or save text [, how])      -> created, failures | nil, msg, errno
+--   h:load(specs or save text [, how])      -> created, existing, failures | nil, msg, errno
+--   h:expect_flush([{family =, helper =}])  -> true | nil, msg, errno
 --   h:subscribe([opts]), h:events([opts])
 --
 -- how (every field optional): pushdown = false (the kernel gets no filter:
@@ -154,12 +155,26 @@ local function plan(fname, filter)
 	return p.matcher, p.residual
 end
 
+-- The kernel zeroes the counters of every entry it sends: with a filter it
+-- cannot apply whole, C or Lua would drop entries already zeroed and their
+-- counts would be lost unseen (the CLI refuses -z with any filter).
+local function check_zero(fname, dhow, m, pred)
+	if not (dhow and dhow.zero) or (m == nil and pred == nil) then
+		return
+	end
+	if pred or dhow.pushdown == false or not m:kernel().dump_exact then
+		raise(fname .. ": bad argument 'zero' (the kernel zeroes every entry it sends, and this filter "
+			.. "is not all in the kernel: f:explain() says which part is)")
+	end
+end
+
 function H.install(methods)
 	local cdump, clist, cflush, cbatch = methods.dump, methods.list, methods.flush, methods.batch
 
 	function methods.dump(h, filter, how)
 		local _, dhow = check_how("dump", how)
 		local m, pred = plan("dump", filter)
+		check_zero("dump", dhow, m, pred)
 		local it, st, ctl, closer = cdump(h, m, dhow)
 		if not pred then
 			return it, st, ctl, closer
@@ -176,6 +191,7 @@ function H.install(methods)
 	function methods.list(h, filter, how)
 		local _, dhow = check_how("list", how)
 		local m, pred = plan("list", filter)
+		check_zero("list", dhow, m, pred)
 		local all, msg, errno = clist(h, m, dhow)
 		if not all or not pred then
 			return all, msg, errno
@@ -232,9 +248,11 @@ function H.install(methods)
 				elseif e == false then
 					break
 				end
-				if (not pred or pred(e)) and changes and not alters(e, changes) then
+				-- the predicate runs once per entry: it may have effects
+				local take = not pred or pred(e)
+				if take and changes and not alters(e, changes) then
 					res.unchanged = res.unchanged + 1
-				elseif not pred or pred(e) then
+				elseif take then
 					n, seen = n + 1, seen + 1
 					chunk[n] = e
 					if n >= size then
@@ -306,13 +324,19 @@ function H.install(methods)
 			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got '" .. tostring(mode) .. "')")
 		end
 		if type(specs) == "string" then
+			if core.type(h) == "closed handle" then
+				raise("load: attempt to use a closed handle")
+			end
 			return core.load_text(h, specs, mode, hw.batch)
 		elseif type(specs) ~= "table" then
 			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
 				type(specs) .. ")")
 		end
-		if core.type(h) ~= "handle" then
-			cbatch(h, mode or "create", {})	-- raises naming the problem (closed handle, bad self)
+		local t = core.type(h)
+		if t == "closed handle" then
+			raise("load: attempt to use a closed handle")
+		elseif t ~= "handle" then
+			raise("load: bad self (conntrack handle expected, got " .. type(h) .. ")")
 		end
 		local size = hw.batch or 512
 		local ok, existing, failures = 0, 0, {}
@@ -356,13 +380,75 @@ function H.install(methods)
 		return true
 	end
 
+	-- ---- expectations --------------------------------------------------------
+
+	-- Linux flushes every expectation whatever the request's family: one
+	-- family is flushed as a dump and a delete of each expectation of it.
+	local cxflush = methods.expect_flush
+	function methods.expect_flush(h, opts)
+		if type(opts) ~= "table" or rawget(opts, "family") == nil then
+			return cxflush(h, opts)
+		end
+		local t = core.type(h)
+		if t == "closed handle" then
+			raise("expect_flush: attempt to use a closed handle")
+		elseif t ~= "handle" then
+			raise("expect_flush: bad self (conntrack handle expected, got " .. type(h) .. ")")
+		end
+		for k in pairs(opts) do
+			if k ~= "family" and k ~= "helper" then
+				raise("expect_flush: bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
+					.. " (unknown option)")
+			end
+		end
+		local family, helper = rawget(opts, "family"), rawget(opts, "helper")
+		if family ~= "ipv4" and family ~= "ipv6" then
+			raise("expect_flush: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got "
+				.. (type(family) == "string" and ("'" .. family .. "'") or type(family)) .. ")")
+		end
+		if helper ~= nil and (type(helper) ~= "string" or #helper == 0 or #helper > 15) then
+			raise("expect_flush: bad argument 'helper' (helper name expected, got " .. type(helper) .. ")")
+		end
+		local all, msg, errno = clist(h, nil, { table = "expect" })
+		if not all then
+			return nil, (msg:gsub("^list", "expect_flush")), errno
+		end
+		for i = 1, #all do
+			local x = all[i]
+			if x.family == family and (helper == nil or x.helper == helper) then
+				local ok, dmsg, derr = h:expect_delete(x)
+				-- one that ended meanwhile is flushed all the same
+				if not ok and derr ~= core.errno.ENOENT then
+					return nil, (dmsg:gsub("^expect_delete", "expect_flush")), derr
+				end
+			end
+		end
+		return true
+	end
+
 	-- ---- events ----------------------------------------------------------
 
 	local event_keys = { types = true, rcvbuf = true, netns = true, filter = true,
 		kernel_filter = true, timeout = true, table = true }
 
-	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}
+	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}:
+	-- the filter all(proto(...), src(...), dst(...), marks); its errors name
+	-- the option ("subscribe: bad argument 'kernel_filter.src' (...)").
+	local kernel_filter_of
 	local function kernel_filter(fname, kf)
+		local ok, f = pcall(kernel_filter_of, fname, kf)
+		if ok then
+			return f
+		end
+		local k, arg, why = tostring(f):match("filter%.(%a+): bad argument '([%w_]+)' (%(.*%))$")
+		if k then
+			local name = (k == "mark" or k == "marks") and (arg == "mark_mask" and "mark.mask"
+				or arg == "mark" and "mark.value" or "mark") or k
+			raise(fname .. ": bad argument 'kernel_filter." .. name .. "' " .. why)
+		end
+		error(f, 0)
+	end
+	function kernel_filter_of(fname, kf)
 		if type(kf) ~= "table" then
 			raise(fname .. ": bad argument 'kernel_filter' (table expected, got " .. type(kf) .. ")")
 		end
@@ -430,8 +516,9 @@ function H.install(methods)
 			c = c and F.all(kernel_filter(fname, opts.kernel_filter), c) or
 				kernel_filter(fname, opts.kernel_filter)
 		end
-		if c then
-			o.matcher = core.matcher(c:description(), fname)
+		local desc = c and c:description()
+		if desc then
+			o.matcher = core.matcher(desc, fname)
 		end
 		o.filter = lua
 		return core.subscribe(h, o, fname)
@@ -443,8 +530,9 @@ function H.install(methods)
 
 	local function events(h, opts)
 		local timeout = type(opts) == "table" and opts.timeout or nil
-		if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-			raise("events: bad argument 'timeout' (seconds >= 0 expected)")
+		if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
+			raise("events: bad argument 'timeout' (seconds >= 0 expected, got "
+				.. (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")")
 		end
 		local sub, msg = subscribe(h, opts, "events")
 		if not sub then

@@ -2,9 +2,11 @@
 --
 --   local nat = require "conntrack.nat"      -- also ct.nat
 --   nat.classify(e)  -> "none" | "snat" | "dnat" | "both"
---   nat.describe(e)  -> { kind = ..., snat = {addr=, port=} | nil, dnat = {addr=, port=} | nil }
+--   nat.describe(e)  -> { kind = ..., tuples = the kind the tuples show,
+--                         snat = {addr=, port=} | nil, dnat = {addr=, port=} | nil (from the tuples) }
 --   nat.tostring(e)  -> "snat 192.0.2.2:40000 -> 198.51.100.100:40003" (or "none")
 --   nat.from_status(e) -> the kind the SRC_NAT / DST_NAT status bits claim
+--   nat.from_tuples(e) -> the kind the tuples show (what a reply tuple made by hand claims)
 --
 -- The kind comes from the kernel's SRC_NAT / DST_NAT status bits: they say
 -- what the kernel translates.  The translation comes from the tuples:
@@ -100,12 +102,21 @@ local function changes(e)
 	return saddr, sport, daddr, dport, o, r
 end
 
-function N.classify(e)
-	if type(e) ~= "table" or e.status ~= nil or e.orig == nil or e.reply == nil then
+--- The kind the tuples show, whatever the status bits say (the status
+-- decides only without a reply tuple).
+function N.from_tuples(e)
+	if e.orig == nil or e.reply == nil then
 		return N.from_status(e)
 	end
 	local saddr, sport, daddr, dport = changes(e)
 	return kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil)
+end
+
+function N.classify(e)
+	if type(e) ~= "table" or e.status ~= nil or e.orig == nil or e.reply == nil then
+		return N.from_status(e)
+	end
+	return N.from_tuples(e)
 end
 
 --- What was translated.  snat: the address/port the peer sees instead of
@@ -118,12 +129,11 @@ function N.describe(e)
 		return { kind = N.from_status(e) }
 	end
 	local saddr, sport, daddr, dport, o = changes(e)
-	local kind = N.classify(e)
-	local d = { kind = kind }
-	if kind == "snat" or kind == "both" then
+	local d = { kind = N.classify(e), tuples = kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil) }
+	if saddr ~= nil or sport ~= nil then
 		d.snat = { addr = saddr, port = sport }
 	end
-	if kind == "dnat" or kind == "both" then
+	if daddr ~= nil or dport ~= nil then
 		d.dnat = { addr = daddr, port = dport }
 	end
 	d.orig_src, d.orig_dst = o.src, o.dst
@@ -141,10 +151,11 @@ local function hostport(a, p)
 	return a or ""
 end
 
---- One line: "snat A:P -> A':P'", "dnat ...", "snat ...; dnat ..." or "none".
+--- One line: "snat A:P -> A':P'", "dnat ...", "snat ...; dnat ..." or "none"
+-- (a flow the kernel does not translate is "none", whatever its tuples say).
 function N.tostring(e)
 	local d = N.describe(e)
-	if d.snat == nil and d.dnat == nil then
+	if d.kind == "none" or (d.snat == nil and d.dnat == nil) then
 		return d.kind
 	end
 	local parts = {}

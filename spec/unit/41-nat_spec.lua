@@ -14,7 +14,7 @@ describe("conntrack.nat", function()
 		local e = entry({ src = "192.0.2.2", dst = "198.51.100.2", sport = 5000, dport = 80 },
 			{ src = "198.51.100.2", dst = "192.0.2.2", sport = 80, dport = 5000 })
 		assert.equals("none", nat.classify(e))
-		assert.same({ kind = "none", orig_src = "192.0.2.2", orig_dst = "198.51.100.2", orig_sport = 5000,
+		assert.same({ kind = "none", tuples = "none", orig_src = "192.0.2.2", orig_dst = "198.51.100.2", orig_sport = 5000,
 			orig_dport = 80 }, nat.describe(e))
 		assert.equals("none", nat.tostring(e))
 	end)
@@ -95,6 +95,10 @@ describe("conntrack.nat", function()
 		local e = ct.entry(spec)
 		assert.equals("none", nat.classify(e))
 		assert.equals("none", nat.tostring(e))
+		-- what the tuples alone claim stays readable
+		assert.equals("dnat", nat.from_tuples(e))
+		assert.equals("dnat", nat.describe(e).tuples)
+		assert.same({ addr = "198.51.100.2", port = 9003 }, nat.describe(e).dnat)
 		spec.status = { "DST_NAT", "DST_NAT_DONE" }
 		e = ct.entry(spec)
 		assert.equals("dnat", nat.classify(e))
