@@ -1297,17 +1297,11 @@ local function printer(c, kind)
 	if kind ~= "delete" and (o.labels or c.labels or c.label_add or c.label_del) then
 		list[#list + 1] = "labels"
 	end
+	-- events only: the time each was received, before the line or in <when>
+	if o.timestamp and c.command == "event" then list[#list + 1] = "timestamp" end
 	local opts = concat(list, ",")
 	if opts == "" then
 		return tostring
-	end
-	if o.xml and o.timestamp and c.command == "event" then
-		-- the time of day goes after the flow's meta elements, before its helper
-		return function(e)
-			local s = e:format(opts)
-			local at = s:find("<helper>", 1, true) or (#s - #"</flow>" + 1)
-			return s:sub(1, at - 1) .. when(e.time or now()) .. s:sub(at)
-		end
 	end
 	return function(e) return e:format(opts) end
 end
@@ -2032,7 +2026,6 @@ local function cmd_event(_, c)
 		warn(format("NOTICE: Netlink socket buffer size has been set to %d bytes.", sub.rcvbuf))
 	end
 	local line = printer(c, "list")
-	local stamp = c.output.timestamp and not c.output.xml
 	local xml, head = c.output.xml and XML.conntrack, false
 	local n = 0
 	listen(sub, function(ev)
@@ -2044,10 +2037,6 @@ local function cmd_event(_, c)
 			return
 		end
 		local s = line(ev)
-		if stamp then
-			local t = ev.time
-			s = format("[%d.%06d]\t", floor(t), floor((t - floor(t)) * 1e6)) .. s
-		end
 		if xml and not head then
 			head = true
 			emit(xml.head)
