@@ -265,7 +265,7 @@ bench-replicate: deps
 bench-cli: deps
 	$(MAKE) all
 	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/cli.lua $(BENCH_ARGS)
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/cli.lua $(BENCH_ARGS)
 
 bench-events: deps
 	$(MAKE) all

@@ -5,19 +5,24 @@
 --
 -- For each table size N (default 100000), on the table bench/ctfill makes (a
 -- quarter udp, the rest tcp), each variant a process of its own under
--- bench/timeit (wall time of the whole process), interleaved over R rounds
--- after a warm-up, medians printed as markdown:
+-- bench/timeit (wall time of the whole process, and its CPU time), the two
+-- tools interleaved over R rounds after a warm-up, medians printed as
+-- markdown:
 --   -L > /dev/null                     target: ours <= 0.6x the CLI's time
 --   -D -p udp > /dev/null (a quarter)  target: ours >= 3x the CLI's rate
---   -R FILE (N lines of -o save)       target: ours >= 3x the CLI's rate
---   -E during 100000 creations + flush  (200 000 events): events received
+--   -R FILE (the N lines of -o save)   target: ours >= 3x the CLI's rate
+--   -E, each tool alone, with its defaults, during N creations and a flush
+--   (2N events): the events each prints (target: all of them)
+-- and the module alone doing the same work in the same rounds (a dump with
+-- tostring, delete_where, ct.load of the text): the floor of the command.
+-- The interpreter is $LUA (make bench-cli sets it), else lua5.4.
 -- It refuses to run outside tools/netns-run: it flushes the table.
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local luabin = os.getenv("LUA") or "lua5.4"
 package.path = here .. "/?.lua;" .. package.path
 local L = require "benchlib"
 local B = L.new("bench/cli")
-local q, sh, capture, slurp = L.q, L.sh, L.capture, L.slurp
+local q, sh, capture, slurp, median = L.q, L.sh, L.capture, L.slurp, L.median
 
 local sizes, runs = B:options(arg, "100000", 4)
 B:need_netns("run me through tools/netns-run: I flush the conntrack table")
@@ -38,25 +43,58 @@ local function fill(N)
 	if count() ~= N then B:die("ctfill did not make " .. N .. " entries") end
 end
 
--- Wall nanoseconds of argv (stdout to /dev/null).
-local function timed(argv, stdin)
+-- Wall and CPU (user + system) nanoseconds of argv, stdout to /dev/null.
+local function timed(argv)
 	local cmd = { q(here .. "/timeit"), "-o", "/dev/null" }
 	for _, a in ipairs(argv) do cmd[#cmd + 1] = q(a) end
-	local res = capture(table.concat(cmd, " ") .. (stdin and (" < " .. q(stdin)) or "") .. " 2>" .. q(tmperr))
-	local wall, _, code = res:match("^(%d+) (%d+) (%d+)")
+	local res = capture(table.concat(cmd, " ") .. " 2>" .. q(tmperr))
+	local wall, _, code, user, sys = res:match("^(%d+) (%d+) (%d+) (%d+) (%d+)")
 	if not wall then B:die("timeit failed: " .. slurp(tmperr)) end
 	if tonumber(code) ~= 0 then B:die(table.concat(argv, " ") .. ": exit " .. code .. ": " .. slurp(tmperr)) end
-	return tonumber(wall)
-end
-
-local function median(t)
-	table.sort(t)
-	local m = math.floor(#t / 2)
-	return #t % 2 == 1 and t[m + 1] or (t[m] + t[m + 1]) / 2
+	return tonumber(wall), tonumber(user) + tonumber(sys)
 end
 
 local function cli(...) return { "conntrack", ... } end
 local function lua(...) return { luabin, tool, ... } end
+-- The module alone doing the same work (no command line, no checks): what
+-- the command cannot beat.
+local function module(code) return { luabin, "-e", "local ct = require 'conntrack' " .. code } end
+
+-- -E: prog listening alone while ctfill makes N flows and conntrack -F
+-- removes them; returns the event lines it printed.
+local function events(prog, N)
+	flush()
+	local outf = os.tmpname()
+	local pid = capture("sh -c " .. q("exec " .. prog .. " > " .. outf .. " 2>/dev/null") .. " & echo $!"):match("%d+")
+	-- subscribed once a probe event shows
+	local up = false
+	for i = 1, 200 do
+		sh("conntrack -I -s 192.0.2.250 -d 192.0.2.251 -p udp --sport " .. (40000 + i) .. " --dport 9 -t 5 >/dev/null 2>&1")
+		if slurp(outf):find("192.0.2.250", 1, true) then up = true break end
+		sh("sleep 0.05")
+	end
+	if not up then B:die(prog .. ": no events") end
+	flush()
+	-- the events of bench/ctfill's flows (to 203.0.113.0/24), not the probes'
+	local function lines()
+		return select(2, slurp(outf):gsub("dst=203%.0%.113%.", ""))
+	end
+	local before = lines()
+	capture(q(here .. "/ctfill") .. " " .. N .. " 2>&1")
+	flush()
+	-- the output stops growing (bounded: 60 s)
+	local last, still = -1, 0
+	for _ = 1, 600 do
+		local n = lines()
+		if n == last then still = still + 1 else still = 0 end
+		last = n
+		if still >= 10 then break end
+		sh("sleep 0.1")
+	end
+	sh("kill -INT " .. pid .. " 2>/dev/null")
+	os.remove(outf)
+	return last - before
+end
 
 local function bench(N)
 	fill(N)
@@ -64,67 +102,54 @@ local function bench(N)
 	local quarter = math.floor(N / 4)
 	local tasks = {
 		{ name = "-L", setup = function() if count() ~= N then fill(N) end end, work = N, time = true,
-		  cli = cli("-L"), lua = lua("-L"), target = 0.6 },
+		  cli = cli("-L"), lua = lua("-L"), target = 0.6,
+		  floor = module("io.stdout:setvbuf('full') local w = io.write for e in ct.dump() do w(tostring(e), '\\n') end") },
 		{ name = "-D -p udp (a quarter)", setup = function() fill(N) end, work = quarter,
-		  cli = cli("-D", "-p", "udp"), lua = lua("-D", "-p", "udp"), target = 3 },
+		  cli = cli("-D", "-p", "udp"), lua = lua("-D", "-p", "udp"), target = 3,
+		  floor = module("assert(ct.delete_where(ct.filter.proto 'udp'))") },
 		{ name = "-R FILE (" .. N .. " lines)", setup = flush, work = N,
-		  cli = cli("-R", savefile), lua = lua("-R", savefile), target = 3 },
+		  cli = cli("-R", savefile), lua = lua("-R", savefile), target = 3,
+		  floor = module("assert(ct.load(io.open(" .. string.format("%q", savefile) .. "):read('*a')))") },
 	}
-	print(string.format("\n### %d entries, median of %d runs (wall time of each process)\n", N, runs))
-	print("| command | conntrack | lua-conntrack | ratio | target |")
-	print("| --- | ---: | ---: | ---: | --- |")
+	print(string.format("\n### %d entries, %s, median of %d runs (each process: wall time, CPU time)\n",
+		N, luabin, runs))
+	print("| command | conntrack | lua-conntrack | ratio (wall) | ratio (CPU) | target | the module alone: wall, ratio |")
+	print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
 	for _, t in ipairs(tasks) do
-		local s = { cli = {}, lua = {} }
+		local s = { cli = { wall = {}, cpu = {} }, lua = { wall = {}, cpu = {} }, floor = { wall = {}, cpu = {} } }
 		for round = 0, runs do
-			for _, k in ipairs({ "cli", "lua" }) do
+			for _, k in ipairs({ "cli", "lua", "floor" }) do
 				t.setup()
-				local ns = timed(t[k])
-				if round > 0 then s[k][#s[k] + 1] = ns end
+				local w, c = timed(t[k])
+				if round > 0 then
+					s[k].wall[#s[k].wall + 1] = w
+					s[k].cpu[#s[k].cpu + 1] = c
+				end
 			end
 		end
-		local c, l = median(s.cli), median(s.lua)
+		local cw, lw, fw = median(s.cli.wall), median(s.lua.wall), median(s.floor.wall)
+		local cc, lc = median(s.cli.cpu), median(s.lua.cpu)
 		if t.time then
-			local r = l / c
-			print(string.format("| %s | %.0f ms | %.0f ms | %.2fx time | <= %.1fx: %s |", t.name, c / 1e6, l / 1e6,
-				r, t.target, r <= t.target and "met" or "MISSED"))
+			local r = lw / cw
+			print(string.format("| %s | %.0f ms (CPU %.0f ms) | %.0f ms (CPU %.0f ms) | %.2fx time | %.2fx " ..
+				"| <= %.1fx: %s | %.0f ms, %.2fx |",
+				t.name, cw / 1e6, cc / 1e6, lw / 1e6, lc / 1e6, r, lc / cc, t.target,
+				r <= t.target and "met" or "MISSED", fw / 1e6, fw / cw))
 		else
-			local r = c / l
-			print(string.format("| %s | %.0f /s | %.0f /s | %.2fx rate | >= %.0fx: %s |", t.name,
-				t.work / (c / 1e9), t.work / (l / 1e9), r, t.target, r >= t.target and "met" or "MISSED"))
+			local r = cw / lw
+			print(string.format("| %s | %.0f /s (%.0f ms, CPU %.0f ms) | %.0f /s (%.0f ms, CPU %.0f ms) " ..
+				"| %.2fx rate | %.2fx | >= %.0fx: %s | %.0f ms, %.2fx |",
+				t.name, t.work / (cw / 1e9), cw / 1e6, cc / 1e6, t.work / (lw / 1e9), lw / 1e6, lc / 1e6, r, cc / lc,
+				t.target, r >= t.target and "met" or "MISSED", fw / 1e6, cw / fw))
 		end
 	end
-	-- -E: each listener alone during N creations and a flush (2N events).
-	print("\n| -E during " .. N .. " creations + flush | events printed | of | lost |")
+	-- -E: each listener alone, with its defaults.
+	print("\n| -E during " .. N .. " creations + a flush | events printed | of | lost |")
 	print("| --- | ---: | ---: | ---: |")
 	for _, k in ipairs({ "cli", "lua" }) do
-		flush()
-		local outf = os.tmpname()
-		local prog = k == "cli" and "conntrack -E" or (q(luabin) .. " " .. q(tool) .. " -E")
-		local pid = capture("sh -c " .. q("exec " .. prog .. " > " .. outf .. " 2>/dev/null") .. " & echo $!"):match("%d+")
-		-- subscribed once a probe event shows
-		for i = 1, 200 do
-			sh("conntrack -I -s 192.0.2.250 -d 192.0.2.251 -p udp --sport " .. (40000 + i) .. " --dport 9 -t 5 >/dev/null 2>&1")
-			if slurp(outf):find("192.0.2.250", 1, true) then break end
-			sh("sleep 0.05")
-		end
-		flush()
-		local before = select(2, slurp(outf):gsub("\n", "\n"))
-		capture(q(here .. "/ctfill") .. " " .. N .. " 2>&1")
-		flush()
-		-- wait for the output to stop growing (bounded)
-		local last, same = -1, 0
-		for _ = 1, 600 do
-			local n = select(2, slurp(outf):gsub("\n", "\n"))
-			if n == last then same = same + 1 else same = 0 end
-			last = n
-			if same >= 10 then break end
-			sh("sleep 0.1")
-		end
-		sh("kill -INT " .. pid .. " 2>/dev/null")
-		local got = last - before
+		local got = events(k == "cli" and "conntrack -E" or (q(luabin) .. " " .. q(tool) .. " -E"), N)
 		print(string.format("| %s | %d | %d | %d |", k == "cli" and "conntrack -E" or "lua-conntrack -E",
 			got, 2 * N, math.max(0, 2 * N - got)))
-		os.remove(outf)
 	end
 end
 
