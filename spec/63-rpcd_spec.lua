@@ -8,7 +8,6 @@
 -- of a plain parser of /proc/net/nf_conntrack doing the same job
 -- (bench/procpage.lua), counts and statistics equal to the CLI's, deletes
 -- and flushes that the CLI sees, and bad arguments answered with errors.
-local ct = require "conntrack"
 local hosts = require "hosts"
 local H = require "helpers"
 local J = require "jobhelp"
