@@ -17,13 +17,14 @@
 -- read and zero the counters), table = "conntrack" | "dying" | "unconfirmed".
 local core = require "conntrack.core"
 local F = require "conntrack.filter"
+local args = require "conntrack.args"
 
 if debug and debug.getinfo then
 	core.own(debug.getinfo(1, "S").source)
 end
 
-local raise = core.error
-local type, pairs, tostring, floor = type, pairs, tostring, math.floor
+local raise, key, show = core.error, args.key, args.show
+local type, pairs, ipairs, tostring, floor = type, pairs, ipairs, tostring, math.floor
 
 local H = {}
 
@@ -48,8 +49,7 @@ local function check_how(fname, how)
 	for k, v in pairs(how) do
 		local want = keys[k]
 		if want == nil then
-			raise(fname .. ": bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
-				.. " (unknown option)")
+			raise(fname .. ": bad argument " .. key(k) .. " (unknown option)")
 		end
 		if type(v) ~= want then
 			raise(fname .. ": bad argument '" .. k .. "' (" .. want .. " expected, got " .. type(v) .. ")")
@@ -149,6 +149,32 @@ local function alters(e, c)
 	return false
 end
 
+-- The changes alters() reads, checked as the C update checks them (a bad
+-- one raises, as h:update raises, instead of failing in alters).
+local function check_changes(fname, c)
+	local function u32(k, v)
+		if v ~= nil and (type(v) ~= "number" or v < 0 or v > 4294967295 or v ~= floor(v)) then
+			raise(fname .. ": bad argument '" .. k .. "' (integer 0..4294967295 expected, got "
+				.. (type(v) == "number" and show(v) or type(v)) .. ")")
+		end
+	end
+	u32("mark", c.mark)
+	u32("mark_mask", c.mark_mask)
+	local st = c.status
+	if type(st) == "number" then
+		u32("status", st)
+	elseif st ~= nil and type(st) ~= "string" and type(st) ~= "table" then
+		raise(fname .. ": bad argument 'status' (flag names expected, got " .. type(st) .. ")")
+	end
+	for _, k in ipairs { "labels", "labels_mask", "label_add", "label_del" } do
+		local v = c[k]
+		if v ~= nil and type(v) ~= "table" then
+			raise(fname .. ": bad argument '" .. k .. "' (table of label names or bits expected, got "
+				.. type(v) .. ")")
+		end
+	end
+end
+
 -- The filter at hand, planned: the matcher and the Lua residual.
 local function plan(fname, filter)
 	local p = F.coerce(filter, fname):plan(fname)
@@ -169,7 +195,9 @@ local function check_zero(fname, dhow, m, pred)
 end
 
 function H.install(methods)
-	local cdump, clist, cflush, cbatch = methods.dump, methods.list, methods.flush, methods.batch
+	local cdump, clist, cflush = methods.dump, methods.list, methods.flush
+	-- h:batch, naming the method the user called in its messages
+	local cbatch = core.batch
 
 	function methods.dump(h, filter, how)
 		local _, dhow = check_how("dump", how)
@@ -214,7 +242,7 @@ function H.install(methods)
 		-- All of the filter in the kernel and C: the core deletes straight
 		-- from the dump's messages, with no Lua value per entry.
 		if op == "delete" and not pred and not how.batch then
-			return core.purge(h, m, dhow)
+			return core.purge(h, m, dhow, fname)
 		end
 		local size = how.batch or 1000
 		local st, qmsg, qerr = core.query(h, m, dhow, fname)
@@ -223,7 +251,7 @@ function H.install(methods)
 		end
 		local res = { done = 0, missing = 0, failures = {}, unchanged = 0 }
 		local function send(chunk, n, seen)
-			local ok, miss, fails = cbatch(h, op, chunk, changes)
+			local ok, miss, fails = cbatch(h, op, chunk, changes, fname)
 			if not ok then
 				return nil, miss, fails
 			end
@@ -283,13 +311,17 @@ function H.install(methods)
 		return res.done, res.missing, res.failures
 	end
 
-	function methods.delete_where(h, filter, how)
-		local hw, dhow = check_how("delete_where", how)
+	local function delete_where(fname, h, filter, how)
+		local hw, dhow = check_how(fname, how)
 		if filter == nil then
-			raise("delete_where: bad argument 'filter' (a filter is required; " ..
+			raise(fname .. ": bad argument 'filter' (a filter is required; " ..
 				"ct.filter.all() matches every entry)")
 		end
-		return bulk(h, "delete_where", "delete", filter, nil, hw, dhow)
+		return bulk(h, fname, "delete", filter, nil, hw, dhow)
+	end
+
+	function methods.delete_where(h, filter, how)
+		return delete_where("delete_where", h, filter, how)
 	end
 
 	local change_keys = { mark = true, mark_mask = true, timeout = true, status = true, labels = true,
@@ -304,13 +336,17 @@ function H.install(methods)
 		if type(changes) ~= "table" or next(changes) == nil then
 			raise("update_where: bad argument 'changes' (table of changes expected)")
 		end
-		-- Checked here too, so that a mistake shows even when nothing matches.
-		for k in pairs(changes) do
+		-- Checked here too, so that a mistake shows even when nothing
+		-- matches; read once, as the C update reads them (raw).
+		local c = {}
+		for k, v in next, changes do
 			if not change_keys[k] then
-				raise("update_where: bad argument '" .. tostring(k) .. "' (unknown field)")
+				raise("update_where: bad argument " .. key(k) .. " (unknown field)")
 			end
+			c[k] = v
 		end
-		return bulk(h, "update_where", "update", filter, changes, hw, dhow)
+		check_changes("update_where", c)
+		return bulk(h, "update_where", "update", filter, c, hw, dhow)
 	end
 
 	-- load(specs or save text [, how]) -> done, existing, failures
@@ -321,7 +357,7 @@ function H.install(methods)
 		local hw = check_how("load", how)
 		local mode = hw.mode
 		if mode ~= nil and mode ~= "create" and mode ~= "add" then
-			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got '" .. tostring(mode) .. "')")
+			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got " .. show(mode) .. ")")
 		end
 		if type(specs) == "string" then
 			if core.type(h) == "closed handle" then
@@ -340,16 +376,20 @@ function H.install(methods)
 		end
 		local size = hw.batch or 512
 		local ok, existing, failures = 0, 0, {}
-		for first = 1, #specs, size do
+		local count = #specs
+		if type(count) ~= "number" or count < 0 or count > 2147483647 or count ~= floor(count) then
+			raise("load: bad argument 'specs' (array of specs expected, its length is " .. show(count) .. ")")
+		end
+		for first = 1, count, size do
 			local last = first + size - 1
-			if last > #specs then
-				last = #specs
+			if last > count then
+				last = count
 			end
 			local part = {}
 			for i = first, last do
 				part[#part + 1] = specs[i]
 			end
-			local n, miss, fails = cbatch(h, mode or "create", part)
+			local n, miss, fails = cbatch(h, mode or "create", part, nil, "load")
 			if not n then
 				return nil, miss, fails
 			end
@@ -373,7 +413,7 @@ function H.install(methods)
 		if p.matcher and not p.residual and hw.pushdown ~= false and p.matcher:kernel().flush_exact then
 			return cflush(h, p.matcher)
 		end
-		local ok, msg, errno = methods.delete_where(h, f, how)
+		local ok, msg, errno = delete_where("flush", h, f, how)
 		if not ok then
 			return nil, msg, errno
 		end
@@ -397,14 +437,13 @@ function H.install(methods)
 		end
 		for k in pairs(opts) do
 			if k ~= "family" and k ~= "helper" then
-				raise("expect_flush: bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
-					.. " (unknown option)")
+				raise("expect_flush: bad argument " .. key(k) .. " (unknown option)")
 			end
 		end
 		local family, helper = rawget(opts, "family"), rawget(opts, "helper")
 		if family ~= "ipv4" and family ~= "ipv6" then
 			raise("expect_flush: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got "
-				.. (type(family) == "string" and ("'" .. family .. "'") or type(family)) .. ")")
+				.. key(family) .. ")")
 		end
 		if helper ~= nil and (type(helper) ~= "string" or #helper == 0 or #helper > 15) then
 			raise("expect_flush: bad argument 'helper' (helper name expected, got " .. type(helper) .. ")")
@@ -475,7 +514,8 @@ function H.install(methods)
 				end
 				parts[#parts + 1] = F.marks(any)
 			else
-				raise(fname .. ": bad argument 'kernel_filter." .. tostring(k) .. "' (unknown field)")
+				raise(fname .. ": bad argument 'kernel_filter." .. (type(k) == "string" and args.name(k) or type(k))
+					.. "' (unknown field)")
 			end
 		end
 		return F.all((table.unpack or unpack)(parts))
@@ -491,8 +531,7 @@ function H.install(methods)
 		local o = {}
 		for k, v in pairs(opts) do
 			if not event_keys[k] or (k == "timeout" and fname ~= "events") then
-				raise(fname .. ": bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
-					.. " (unknown option)")
+				raise(fname .. ": bad argument " .. key(k) .. " (unknown option)")
 			end
 			if k ~= "filter" and k ~= "kernel_filter" and k ~= "timeout" then
 				o[k] = v
@@ -539,12 +578,12 @@ function H.install(methods)
 			raise(msg)
 		end
 		-- Looked up once: each lookup on the subscription is a metamethod call.
-		local nextev, close, done = sub.next, sub.close, false
+		local nextev, close, done = core.next_event, sub.close, false
 		local function iter()
 			if done then
 				return nil
 			end
-			local ev, err = nextev(sub, timeout)
+			local ev, err = nextev(sub, timeout, "events")
 			if ev == nil then
 				done = true
 				close(sub)
