@@ -34,7 +34,7 @@ end
 
 local N = {}
 
-local entry = args.entry
+local entry, is_entry = args.entry, args.is_entry
 
 -- Text of two addresses differ?  Kernel texts are canonical, so plain
 -- equality settles nearly all; other texts are compared canonically.
@@ -74,7 +74,11 @@ local function status_kind(st)
 	return kind_of(has(st, "SRC_NAT"), has(st, "DST_NAT"))
 end
 
+-- (an entry's kind is its status's: only that is read)
 function N.from_status(e)
+	if is_entry(e) then
+		return status_kind(e.status)
+	end
 	return status_kind((entry("nat.from_status", e, true)))
 end
 
@@ -129,6 +133,9 @@ local function classify(e, st, o, r)
 end
 
 function N.classify(e)
+	if is_entry(e) then
+		return status_kind(e.status)
+	end
 	return classify(e, entry("nat.classify", e, true))
 end
 
