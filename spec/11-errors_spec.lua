@@ -377,6 +377,23 @@ describe("errors: bad input raises naming the function and the field", function(
 			"load: bad argument 'specs' (array of specs expected, its length is 1")
 	end)
 
+	it("option tables are read once: their metamethods cannot change or close what was checked", function()
+		local seen = false
+		for _ in pairs(setmetatable({}, { __pairs = function() seen = true return next, {}, nil end })) do end
+		if not seen then
+			return	-- Lua 5.1 and LuaJIT: no __pairs
+		end
+		-- pairs shows batch = 2, a plain read would give 0
+		local how = setmetatable({}, { __pairs = function() return next, { batch = 2 }, nil end,
+			__index = function() return 0 end })
+		assert.same({ 3, 0, {} }, { h:load(H.specs(3), how) })
+		assert.same({ 3, 0, {} }, { h:delete_where(function() return true end, how) })
+		-- an option table that closes the handle while it is read
+		local c = assert(ct.open{ netns = ns })
+		local opts = setmetatable({ family = "ipv4" }, { __pairs = function(t) c:close() return next, t, nil end })
+		raises(function() c:expect_flush(opts) end, "expect_flush: attempt to use a closed handle")
+	end)
+
 	it("long option and field names are cut in messages", function()
 		local F = ct.filter
 		local big = ("k"):rep(100000)

@@ -754,7 +754,7 @@ coerce = function(x, fname)
 	if is_filter(x) then
 		return x
 	end
-	check.fname("filter.coerce", "fname", fname)
+	fname = check.fname("filter.coerce", "fname", fname) or "filter.coerce"
 	local tx = type(x)
 	local m = tx == "table" and x.match
 	if m ~= nil and m ~= false then
@@ -765,12 +765,12 @@ coerce = function(x, fname)
 		if tm ~= "function" and not ((tm == "table" or tm == "userdata") and getmetatable(m)
 			and type(getmetatable(m)) == "table" and getmetatable(m).__call) then
 			raise(format("%s: bad argument 'filter' (a filter object's match must be a function, got %s)",
-				fname or "filter", tm))
+				fname, tm))
 		end
 		return F.where(function(e) return m(x, e) end, "object:match")
 	elseif tx == "table" then
 		local prev = caller
-		caller = fname or prev
+		caller = fname
 		local ok, f = pcall(from_table, x)
 		caller = prev
 		if not ok then
@@ -785,7 +785,7 @@ coerce = function(x, fname)
 		return FALSE
 	end
 	raise(format("%s: bad argument 'filter' (filter, table or function expected, got %s)",
-		fname or "filter", tx))
+		fname, tx))
 end
 F.coerce = coerce
 
@@ -1056,6 +1056,6 @@ function Filter:explain()
 end
 
 -- F{...} == F.coerce{...}
-setmetatable(F, { __call = function(_, x) return coerce(x) end })
+setmetatable(F, { __call = function(_, x) return coerce(x, "filter") end })
 
 return F

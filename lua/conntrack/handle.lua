@@ -37,7 +37,8 @@ local how_keys = {
 	load = { mode = "string", batch = "number" },
 }
 
--- Checks how for fname; returns it (or an empty table) and the part the core's dump takes.
+-- Checks how for fname; returns what it holds, read once (a plain table),
+-- and the part the core's dump takes.
 local function check_how(fname, how)
 	if how == nil then
 		return {}, nil
@@ -45,7 +46,7 @@ local function check_how(fname, how)
 	if type(how) ~= "table" then
 		raise(fname .. ": bad argument 'how' (table expected, got " .. type(how) .. ")")
 	end
-	local keys, dump = how_keys[fname], nil
+	local keys, out, dump = how_keys[fname], {}, nil
 	for k, v in pairs(how) do
 		local want = keys[k]
 		if want == nil then
@@ -57,12 +58,24 @@ local function check_how(fname, how)
 		if k == "batch" and (v < 1 or v > 1024 or v ~= floor(v)) then
 			raise(fname .. ": bad argument 'batch' (integer 1..1024 expected, got " .. tostring(v) .. ")")
 		end
+		out[k] = v
 		if k ~= "batch" and k ~= "mode" then
 			dump = dump or {}
 			dump[k] = v
 		end
 	end
-	return how, dump
+	return out, dump
+end
+
+-- Raises unless h is an open handle (checked again after Lua code ran:
+-- an option table's metamethods may have closed it).
+local function check_open(fname, h)
+	local t = core.type(h)
+	if t == "closed handle" then
+		raise(fname .. ": attempt to use a closed handle")
+	elseif t ~= "handle" then
+		raise(fname .. ": bad self (conntrack handle expected, got " .. type(h) .. ")")
+	end
 end
 
 -- Would changes alter entry e?  As `conntrack -U` judges: the mark
@@ -360,20 +373,13 @@ function H.install(methods)
 			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got " .. show(mode) .. ")")
 		end
 		if type(specs) == "string" then
-			if core.type(h) == "closed handle" then
-				raise("load: attempt to use a closed handle")
-			end
+			check_open("load", h)
 			return core.load_text(h, specs, mode, hw.batch)
 		elseif type(specs) ~= "table" then
 			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
 				type(specs) .. ")")
 		end
-		local t = core.type(h)
-		if t == "closed handle" then
-			raise("load: attempt to use a closed handle")
-		elseif t ~= "handle" then
-			raise("load: bad self (conntrack handle expected, got " .. type(h) .. ")")
-		end
+		check_open("load", h)
 		local size = hw.batch or 512
 		local ok, existing, failures = 0, 0, {}
 		local count = #specs
@@ -429,12 +435,7 @@ function H.install(methods)
 		if type(opts) ~= "table" or rawget(opts, "family") == nil then
 			return cxflush(h, opts)
 		end
-		local t = core.type(h)
-		if t == "closed handle" then
-			raise("expect_flush: attempt to use a closed handle")
-		elseif t ~= "handle" then
-			raise("expect_flush: bad self (conntrack handle expected, got " .. type(h) .. ")")
-		end
+		check_open("expect_flush", h)
 		for k in pairs(opts) do
 			if k ~= "family" and k ~= "helper" then
 				raise("expect_flush: bad argument " .. key(k) .. " (unknown option)")
@@ -448,6 +449,7 @@ function H.install(methods)
 		if helper ~= nil and (type(helper) ~= "string" or #helper == 0 or #helper > 15) then
 			raise("expect_flush: bad argument 'helper' (helper name expected, got " .. type(helper) .. ")")
 		end
+		check_open("expect_flush", h)
 		local all, msg, errno = clist(h, nil, { table = "expect" })
 		if not all then
 			return nil, (msg:gsub("^list", "expect_flush")), errno

@@ -106,6 +106,12 @@ describe("bad input to the Lua layer", function()
 		raises("filter.coerce: bad argument 'fname' (function name expected, got " .. BIG_SHOWN .. ")",
 			F.coerce, {}, BIG)
 		raises("explain: bad self (filter expected, got number)", F.Filter.explain, 5)
+		-- a table read as a filter names the function it was given to
+		raises("filter.coerce: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got 'inet')",
+			F.coerce, { family = "inet" })
+		raises("filter: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got 'inet')", F, { family = "inet" })
+		raises("filter.all: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got 'inet')",
+			F.all, { family = "inet" })
 	end)
 
 	it("a filter run on something that is not an entry raises as the C matcher does", function()
