@@ -761,11 +761,9 @@ coerce = function(x, fname)
 		-- an object of the caller's with :match(e): a predicate, in Lua
 		-- (its method as it is now: a later change to the object does not
 		-- turn the filter into an error at dump time)
-		local tm = type(m)
-		if tm ~= "function" and not ((tm == "table" or tm == "userdata") and getmetatable(m)
-			and type(getmetatable(m)) == "table" and getmetatable(m).__call) then
+		if type(m) ~= "function" then
 			raise(format("%s: bad argument 'filter' (a filter object's match must be a function, got %s)",
-				fname, tm))
+				fname, is_filter(m) and "filter" or type(m)))
 		end
 		return F.where(function(e) return m(x, e) end, "object:match")
 	elseif tx == "table" then

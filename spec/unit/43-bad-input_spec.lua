@@ -130,6 +130,8 @@ describe("bad input to the Lua layer", function()
 		local msg = "dump: bad argument 'filter' (a filter object's match must be a function, got number)"
 		raises(msg, F.coerce, { match = 5 }, "dump")
 		raises(msg, F.coerce, setmetatable({}, { __index = { match = 5 } }), "dump")
+		raises("dump: bad argument 'filter' (a filter object's match must be a function, got filter)", F.coerce,
+			{ match = F.proto "tcp" }, "dump")
 		-- its method as it was then: a later change does not break the filter
 		local obj = { match = function(_, e) return e.proto == "tcp" end }
 		local f = F.coerce(obj, "dump")
