@@ -122,11 +122,13 @@ static int lct_brun_result(lua_State *L, const struct lct_brun *r)
  * h:batch(op, items [, changes]) -> ok, missing, failures | nil, msg, errno
  * op is "create", "add", "update" or "delete"; items an array of specs,
  * tuples or entries.  failures: array of {index, errno, message}.  Entries
- * gone before their update/delete count as missing, not failed.
+ * gone before their update/delete count as missing, not failed.  fname:
+ * the method the user called, in the messages of a closed or bad handle,
+ * of bad arguments and of the kernel's refusal of a whole batch.
  */
-static int lct_h_batch(lua_State *L)
+static int lct_batch_run(lua_State *L, const char *fname)
 {
-	struct lct_handle *h = lct_handle_check(L, 1, "batch");
+	struct lct_handle *h = lct_handle_check(L, 1, fname);
 	struct lct_brun r;
 	const char *op;
 	uint8_t type;
@@ -134,7 +136,7 @@ static int lct_h_batch(lua_State *L)
 	int n, i, kind, err;
 
 	if (lua_type(L, 2) != LUA_TSTRING)
-		return lct_argerror(L, "batch", "op", "\"create\", \"add\", \"update\" or \"delete\" expected, got %s",
+		return lct_argerror(L, fname, "op", "\"create\", \"add\", \"update\" or \"delete\" expected, got %s",
 				    luaL_typename(L, 2));
 	op = lua_tostring(L, 2);
 	if (strcmp(op, "create") == 0) {
@@ -146,24 +148,24 @@ static int lct_h_batch(lua_State *L)
 	} else if (strcmp(op, "delete") == 0) {
 		kind = LCT_K_TUPLE; type = IPCTNL_MSG_CT_DELETE; flags = 0; op = "delete";
 	} else {
-		return lct_argerror(L, "batch", "op", "unknown operation %s", lct_shortval(L, 2));
+		return lct_argerror(L, fname, "op", "unknown operation %s", lct_shortval(L, 2));
 	}
-	lct_check_table(L, 3, "batch", "items");
+	lct_check_table(L, 3, fname, "items");
 	if (kind == LCT_K_CHANGES)
-		lct_check_table(L, 4, "batch", "changes");
+		lct_check_table(L, 4, fname, "changes");
 	else if (!lua_isnoneornil(L, 4))
-		return lct_argerror(L, "batch", "changes", "only for \"update\"");
+		return lct_argerror(L, fname, "changes", "only for \"update\"");
 	n = (int)lua_rawlen(L, 3);
 	lua_settop(L, 4);
 	lua_newtable(L);
 	memset(&r, 0, sizeof(r));
 	r.h = h;
-	r.fname = "batch";
+	r.fname = fname;
 	r.op = op;
 	r.ft = lua_gettop(L);
-	r.bt = lct_batch_of(L, h, "batch");
+	r.bt = lct_batch_of(L, h, fname);
 	if (r.bt == NULL)
-		return lct_pusherr(L, "batch", ENOMEM);
+		return lct_pusherr(L, fname, ENOMEM);
 	for (i = 1; i <= n; i++) {
 		struct nlmsghdr *nlh = lct_batch_cur(r.bt);
 		const struct nlmsghdr *msg;
@@ -189,23 +191,23 @@ static int lct_h_batch(lua_State *L)
 				s.family = lct_nl_msgfamily(msg);
 			}
 		} else {
-			char fname[48];
+			char iname[48];
 
-			snprintf(fname, sizeof(fname), "batch: item %d: %s", i, op);
+			snprintf(iname, sizeof(iname), "batch: item %d: %s", i, op);
 			bad = lct_spec_read_p(L, -1, kind == LCT_K_SPEC ? LCT_K_SPEC : LCT_K_TUPLE,
-					      fname, &s, 0) != 0;
+					      iname, &s, 0) != 0;
 			if (!bad)
 				lct_spec_put(nlh, &s, kind == LCT_K_SPEC ? LCT_K_SPEC : LCT_K_TUPLE);
 		}
 		if (!bad && kind == LCT_K_CHANGES) {
-			char fname[48];
+			char iname[48];
 
-			snprintf(fname, sizeof(fname), "batch: item %d: %s", i, op);
+			snprintf(iname, sizeof(iname), "batch: item %d: %s", i, op);
 			s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
-			bad = lct_spec_read_p(L, 4, 0, fname, &s, 1) != 0;
+			bad = lct_spec_read_p(L, 4, 0, iname, &s, 1) != 0;
 			if (!bad && (s.has & LCT_S_STATUS)) {
 				/* the entry's status, added to the change's (as update does) */
-				err = lct_update_status(L, h, "batch", -1, &s);
+				err = lct_update_status(L, h, fname, -1, &s);
 				if (err == ENOENT) {
 					r.missing++;
 					lua_settop(L, top);
@@ -230,42 +232,62 @@ static int lct_h_batch(lua_State *L)
 		if (lct_batch_add(r.bt, lct_handle_seq(h))) {
 			err = lct_brun_flush(L, &r);
 			if (err != 0)
-				return lct_pusherr(L, "batch", err);
+				return lct_pusherr(L, fname, err);
 		}
 	}
 	err = lct_brun_flush(L, &r);
 	if (err != 0)
-		return lct_pusherr(L, "batch", err);
+		return lct_pusherr(L, fname, err);
 	return lct_brun_result(L, &r);
+}
+
+static int lct_h_batch(lua_State *L)
+{
+	return lct_batch_run(L, "batch");
+}
+
+/* core.batch(h, op, items, changes, fname): h:batch for the Lua layer's bulk methods. */
+int lct_f_batch(lua_State *L)
+{
+	static const char *const fnames[] = { "delete_where", "update_where", "flush", "load", NULL };
+	const char *fname = luaL_optstring(L, 5, "batch");
+	int i;
+
+	for (i = 0; fnames[i] != NULL && strcmp(fnames[i], fname) != 0; i++)
+		;
+	return lct_batch_run(L, fnames[i] ? fnames[i] : "batch");
 }
 
 /*
  * core.purge(h, matcher [, how]) -> deleted, missing, failures: deletes
  * every entry a dump with this matcher returns, straight from the dump's
  * messages to batched delete requests, with no Lua value made per entry.
- * For delete_where when the kernel and C do all of the filtering.
+ * For delete_where (and flush: fname) when the kernel and C do all of the
+ * filtering.
  */
 int lct_f_purge(lua_State *L)
 {
-	struct lct_handle *h = lct_handle_check(L, 1, "delete_where");
+	const char *fname = lua_type(L, 4) == LUA_TSTRING && strcmp(lua_tostring(L, 4), "flush") == 0
+		? "flush" : "delete_where";
+	struct lct_handle *h = lct_handle_check(L, 1, fname);
 	const struct nlmsghdr *m;
 	struct lct_dump *d;
 	struct lct_brun r;
 	int err, rc;
 
-	lua_settop(L, 3);
+	lua_settop(L, 3);	/* (fname is a static string) */
 	lua_newtable(L);
 	memset(&r, 0, sizeof(r));
 	r.h = h;
-	r.fname = "delete_where";
+	r.fname = fname;
 	r.op = "delete";
 	r.ft = lua_gettop(L);
-	d = lct_dump_begin(L, h, 2, 3, "delete_where", 0, &err);
+	d = lct_dump_begin(L, h, 2, 3, fname, 0, &err);
 	if (d == NULL)
-		return lct_pusherr(L, "delete_where", err);
-	r.bt = lct_batch_of(L, h, "delete_where");
+		return lct_pusherr(L, fname, err);
+	r.bt = lct_batch_of(L, h, fname);
 	if (r.bt == NULL)
-		return lct_pusherr(L, "delete_where", ENOMEM);
+		return lct_pusherr(L, fname, ENOMEM);
 	while ((rc = lct_dump_msg(d, &m)) == 1) {
 		struct nlmsghdr *nlh = lct_batch_cur(r.bt);
 
@@ -277,14 +299,14 @@ int lct_f_purge(lua_State *L)
 		if (lct_batch_add(r.bt, lct_handle_seq(h))) {
 			err = lct_brun_flush(L, &r);
 			if (err != 0)
-				return lct_pusherr(L, "delete_where", err);
+				return lct_pusherr(L, fname, err);
 		}
 	}
 	if (rc < 0)
-		return lct_pusherr(L, "delete_where", -rc);
+		return lct_pusherr(L, fname, -rc);
 	err = lct_brun_flush(L, &r);
 	if (err != 0)
-		return lct_pusherr(L, "delete_where", err);
+		return lct_pusherr(L, fname, err);
 	return lct_brun_result(L, &r);
 }
 

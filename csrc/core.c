@@ -84,7 +84,9 @@ static int lct_f_type(lua_State *L)
 static const luaL_Reg lct_core_funcs[] = {
 	{"open", lct_f_open},
 	{"subscribe", lct_f_subscribe},
+	{"next_event", lct_f_next_event},
 	{"purge", lct_f_purge},
+	{"batch", lct_f_batch},
 	{"load_text", lct_f_load_text},
 	{"type", lct_f_type},
 	{"own", lct_f_own},

@@ -313,7 +313,7 @@ static int lct_dump_next(lua_State *L)
  */
 static int lct_f_query(lua_State *L)
 {
-	static const char *const fnames[] = { "delete_where", "update_where", "dump", "list", NULL };
+	static const char *const fnames[] = { "delete_where", "update_where", "flush", "dump", "list", NULL };
 	const char *fname = luaL_optstring(L, 4, "dump");
 	struct lct_handle *h;
 	struct lct_dump *d;

@@ -530,24 +530,38 @@ static double lct_deadline(lua_State *L, int idx, const char *fname)
 }
 
 /* sub:next([timeout]) -> event, or nil when the timeout passed. */
-static int lct_s_next(lua_State *L)
+static int lct_sub_next(lua_State *L, const char *fname)
 {
-	struct lct_sub *s = lct_sub_check(L, 1, "next");
-	double deadline = lct_deadline(L, 2, "next");
+	struct lct_sub *s = lct_sub_check(L, 1, fname);
+	double deadline = lct_deadline(L, 2, fname);
 	int r;
 
 	lua_settop(L, 2);
 	for (;;) {
-		r = lct_sub_step(L, s, 1, deadline, "next");
+		r = lct_sub_step(L, s, 1, deadline, fname);
 		if (r < 0)
-			return lct_pusherr(L, "next", -r);
+			return lct_pusherr(L, fname, -r);
 		if (r == 0) {
 			lua_pushnil(L);
 			return 1;
 		}
-		if (lct_sub_keep(L, s, "next"))
+		if (lct_sub_keep(L, s, fname))
 			return 1;
 	}
+}
+
+static int lct_s_next(lua_State *L)
+{
+	return lct_sub_next(L, "next");
+}
+
+/* core.next_event(sub, timeout, fname): sub:next for ct.events' iterator, named "events". */
+int lct_f_next_event(lua_State *L)
+{
+	const char *fname = lua_type(L, 3) == LUA_TSTRING && strcmp(lua_tostring(L, 3), "events") == 0
+		? "events" : "next";
+
+	return lct_sub_next(L, fname);
 }
 
 /* sub:read([max]) -> array of what is there now (never blocks). */

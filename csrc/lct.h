@@ -508,12 +508,14 @@ int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m);	/* 1, 0, -errno
 
 extern const luaL_Reg lct_batch_handle_methods[];
 int lct_f_purge(lua_State *L);
+int lct_f_batch(lua_State *L);
 int lct_f_load_text(lua_State *L);
 
 /* ---- events.c: subscriptions ------------------------------------------ */
 
 extern const struct lct_class lct_sub_class;
 int lct_f_subscribe(lua_State *L);
+int lct_f_next_event(lua_State *L);
 void lct_events_open(lua_State *L);
 
 #endif

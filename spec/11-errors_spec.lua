@@ -350,6 +350,98 @@ describe("errors: bad input raises naming the function and the field", function(
 		end
 		assert.is_true(c:close())
 	end)
+
+	-- Issue 8: what the API fuzzer (tools/fuzz.lua) found in the Lua layer.
+	it("update_where checks the changes it reads as update does", function()
+		assert.is_true(h:create(BASE_S))
+		for _, c in ipairs{
+			{ { label_del = 5 }, "'label_del' (table of label names or bits expected, got number)" },
+			{ { mark = 1, mark_mask = "x" }, "'mark_mask' (integer 0..4294967295 expected, got string)" },
+			{ { mark = -1 }, "'mark' (integer 0..4294967295 expected, got -1)" },
+			{ { labels = "x" }, "'labels' (table of label names or bits expected, got string)" },
+			{ { status = true }, "'status' (flag names expected, got boolean)" },
+		} do
+			raises(function() h:update(BASE_T, c[1]) end, "update: bad argument " .. c[2])
+			raises(function() h:update_where(ct.filter.all(), c[1]) end, "update_where: bad argument " .. c[2])
+		end
+		h:flush()
+	end)
+
+	it("load refuses specs whose length is not a count", function()
+		if #setmetatable({}, { __len = function() return 3 end }) ~= 3 then
+			return	-- Lua 5.1 and LuaJIT: no __len for tables
+		end
+		raises(function() h:load(setmetatable({}, { __len = function() return "x" end })) end,
+			"load: bad argument 'specs' (array of specs expected, its length is 'x')")
+		raises(function() h:load(setmetatable({}, { __len = function() return 2 ^ 40 end })) end,
+			"load: bad argument 'specs' (array of specs expected, its length is 1")
+	end)
+
+	it("option tables are read once: their metamethods cannot change or close what was checked", function()
+		local seen = false
+		for _ in pairs(setmetatable({}, { __pairs = function() seen = true return next, {}, nil end })) do end
+		if not seen then
+			return	-- Lua 5.1 and LuaJIT: no __pairs
+		end
+		-- pairs shows batch = 2, a plain read would give 0
+		local how = setmetatable({}, { __pairs = function() return next, { batch = 2 }, nil end,
+			__index = function() return 0 end })
+		assert.same({ 3, 0, {} }, { h:load(H.specs(3), how) })
+		assert.same({ 3, 0, {} }, { h:delete_where(function() return true end, how) })
+		-- an option table that closes the handle while it is read
+		local c = assert(ct.open{ netns = ns })
+		local opts = setmetatable({ family = "ipv4" }, { __pairs = function(t) c:close() return next, t, nil end })
+		raises(function() c:expect_flush(opts) end, "expect_flush: attempt to use a closed handle")
+	end)
+
+	it("long option and field names are cut in messages", function()
+		local F = ct.filter
+		local big = ("k"):rep(100000)
+		local shown = "'" .. ("k"):rep(40) .. "'... (100000 bytes)"
+		for _, m in ipairs{ "dump", "list", "delete_where", "flush" } do
+			local msg = raises(function() h[m](h, F.all(), { [big] = 1 }) end,
+				m .. ": bad argument " .. shown .. " (unknown option)")
+			assert.is_true(#msg < 200, msg)
+		end
+		raises(function() h:dump{ [big] = 1 } end, "dump: bad argument " .. shown .. " (unknown field)")
+		raises(function() h:update_where(F.all(), { [big] = 1 }) end,
+			"update_where: bad argument " .. shown .. " (unknown field)")
+		raises(function() h:subscribe{ [big] = 1 } end, "subscribe: bad argument " .. shown .. " (unknown option)")
+		raises(function() h:subscribe{ kernel_filter = { [big] = 1 } } end,
+			"subscribe: bad argument 'kernel_filter." .. ("k"):rep(40) .. "...' (unknown field)")
+		raises(function() h:expect_flush{ family = "ipv4", [big] = 1 } end,
+			"expect_flush: bad argument " .. shown .. " (unknown option)")
+		raises(function() h:load({}, { mode = big }) end,
+			"load: bad argument 'mode' (\"create\" or \"add\" expected, got " .. shown .. ")")
+	end)
+
+	it("a callback that closes the handle: the error names the method called", function()
+		for _, m in ipairs{ "delete_where", "update_where", "flush" } do
+			assert.equals(3, (h:load(H.specs(3))))
+			local c = assert(ct.open{ netns = ns })
+			local closer = function() c:close() return true end
+			raises(function() c[m](c, closer, m == "update_where" and { timeout = 50 } or nil) end,
+				m .. ": attempt to use a closed handle")
+			h:flush()
+		end
+		-- flush with a filter it hands to the bulk delete: bad self, closed handle
+		local F = ct.filter
+		for _, f in ipairs{ F.zone(0), F.where(function() return true end) } do
+			raises(function() h.flush(5, f) end, "flush: bad self (conntrack handle expected, got number)")
+			local c = assert(ct.open{ netns = ns })
+			c:close()
+			raises(function() c:flush(f) end, "flush: attempt to use a closed handle")
+		end
+	end)
+
+	it("ct.events' iterator names events when its filter closes the subscription", function()
+		local sub
+		local iter
+		iter, sub = h:events{ filter = function() sub:close() return true end, timeout = 2 }
+		assert.is_true(h:create(BASE_S))
+		raises(function() return iter(sub) end, "events: attempt to use a closed subscription")
+		h:flush()
+	end)
 end)
 
 describe("errors: kernel refusals return nil, 'op: strerror', errno", function()
@@ -412,6 +504,8 @@ show("update", h:update(T, { mark = 1 }))
 show("delete", h:delete(T))
 show("flush", h:flush())
 show("list", h:list())
+show("flush_zone0", h:flush(ct.filter.zone(0)))
+show("flush_where", h:flush(function() return true end))
 local bok, bmissing, bfails = h:batch("delete", { T })
 local bfail = bfails and bfails[1] or {}
 print("batch", tostring(bok), tostring(bmissing), bfail.message, bfail.errno)
@@ -456,6 +550,15 @@ print("done")
 			assert.equals(E.EPERM, errno)
 		end)
 	end
+
+	it("flush with a filter it hands to the bulk delete names flush (issue 8)", function()
+		for _, row_name in ipairs{ "flush_zone0", "flush_where" } do
+			local ok, msg, errno = row(row_name)
+			assert.equals("nil", ok)
+			assert.equals("flush: Operation not permitted (CAP_NET_ADMIN is required)", msg)
+			assert.equals(E.EPERM, errno)
+		end
+	end)
 
 	it("batch reports the refusal per item, saying CAP_NET_ADMIN is required", function()
 		local line = out:match("\nbatch\t([^\n]*)")

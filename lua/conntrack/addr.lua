@@ -10,6 +10,7 @@
 --                             ("ip", "ip:port", "[v6]:port", "[v6]", ":port";
 --                             the address may be a prefix: "192.0.2.0/24")
 local core = require "conntrack.core"
+local args = require "conntrack.args"
 
 if debug and debug.getinfo then
 	core.own(debug.getinfo(1, "S").source)
@@ -17,7 +18,8 @@ end
 
 local A = {}
 
-local byte, format, floor = string.byte, string.format, math.floor
+local byte, floor = string.byte, math.floor
+local show = args.show
 
 function A.parse(s)
 	if type(s) ~= "string" then
@@ -54,16 +56,19 @@ local function bytes_of(s)
 end
 
 --- A matcher for one address or prefix over address texts.  Raises
--- "bad argument 'what' (...)" (without a function name) on a malformed spec.
+-- "addr.matcher: bad argument 'what' (...)" on a malformed spec (what, the
+-- name of the argument in the message, "address" by default).
 function A.matcher(spec, what)
+	if what ~= nil and type(what) ~= "string" then
+		args.argerr("addr.matcher", "what", "string expected, got " .. type(what))
+	end
 	what = what or "address"
 	if type(spec) ~= "string" then
-		error(format("bad argument '%s' (address or prefix string expected, got %s)",
-			what, type(spec)), 0)
+		args.argerr("addr.matcher", what, "address or prefix string expected, got " .. type(spec))
 	end
 	local fam, canon, plen = core.cidr(spec)
 	if not fam then
-		error(format("bad argument '%s' (malformed address or prefix '%s')", what, spec), 0)
+		args.argerr("addr.matcher", what, "malformed address or prefix " .. args.show(spec))
 	end
 	local _, net = core.pton((canon:gsub("/%d+$", "")))
 	local whole, rest = floor(plen / 8), plen % 8
@@ -94,7 +99,7 @@ function A.split_hostport(s)
 		if p ~= "" then
 			p = p:match("^:(%d+)$")
 			if not p then
-				return nil, nil, "malformed '" .. s .. "'"
+				return nil, nil, "malformed " .. show(s)
 			end
 		end
 	elseif s:find(":", 1, true) and not s:find("^[^:]*:[^:]*$") then
@@ -102,21 +107,21 @@ function A.split_hostport(s)
 	else
 		a, p = s:match("^([^:]*):?(.*)$")
 		if s:find(":", 1, true) and not p:match("^%d+$") then
-			return nil, nil, "malformed port in '" .. s .. "'"
+			return nil, nil, "malformed port in " .. show(s)
 		end
 	end
 	local port
 	if p ~= "" then
 		port = tonumber(p)
 		if not port or port > 65535 then
-			return nil, nil, "port 0..65535 expected in '" .. s .. "'"
+			return nil, nil, "port 0..65535 expected in " .. show(s)
 		end
 	end
 	if a == "" then
 		a = nil
 	end
 	if a and not core.cidr(a) then
-		return nil, nil, "malformed address '" .. a .. "'"
+		return nil, nil, "malformed address " .. show(a)
 	end
 	if a == nil and port == nil then
 		return nil, nil, "\"addr\", \"addr:port\", \"[v6addr]:port\" or \":port\" expected"

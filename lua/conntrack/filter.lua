@@ -52,6 +52,7 @@
 --   tostring(f)           -> the filter as an expression
 local core = require "conntrack.core"
 local addr = require "conntrack.addr"
+local check = require "conntrack.args"
 
 if debug and debug.getinfo then
 	core.own(debug.getinfo(1, "S").source)
@@ -82,11 +83,19 @@ local function argerr(fname, what, why)
 	raise(format("%s: bad argument '%s' (%s)", caller or ("filter." .. fname), what, why))
 end
 
-local function show(v)
-	if type(v) == "string" then
-		return "'" .. (#v > 40 and v:sub(1, 40) .. "..." or v) .. "'"
+local show = check.show
+
+-- Runs fn(...) with caller set to name unless a caller is set already
+-- (F.marks names itself in the errors of the marks it reads).
+local function as_caller(name, fn, ...)
+	local prev = caller
+	caller = prev or name
+	local ok, r = pcall(fn, ...)
+	caller = prev
+	if not ok then
+		error(r, 0)
 	end
-	return tostring(v)
+	return r
 end
 
 -- ---------------------------------------------------------------------
@@ -122,11 +131,11 @@ local function several(fname, what, ...)
 	return { ... }, n
 end
 
-local function flatten(kind, list, out)
+local function flatten(kind, list, out, fname)
 	for i = 1, #list do
-		local c = coerce(list[i], kind)
+		local c = coerce(list[i], fname)
 		if c.kind == kind then
-			flatten(kind, c.list, out)
+			flatten(kind, c.list, out, fname)
 		else
 			out[#out + 1] = c
 		end
@@ -136,9 +145,9 @@ end
 
 -- all() / any(): flattened; the absorbing constant (false for all, true
 -- for any) wins, the neutral one drops out.
-local function combine(kind, absorbing, ...)
+local function combine(kind, absorbing, fname, ...)
 	local out = {}
-	for _, c in ipairs(flatten(kind, { ... }, {})) do
+	for _, c in ipairs(flatten(kind, { ... }, {}, fname)) do
 		if c.kind == "const" then
 			if c.value == absorbing then
 				return c
@@ -156,15 +165,15 @@ local function combine(kind, absorbing, ...)
 end
 
 function F.all(...)
-	return combine("all", false, ...)
+	return combine("all", false, "filter.all", ...)
 end
 
 function F.any(...)
-	return combine("any", true, ...)
+	return combine("any", true, "filter.any", ...)
 end
 
-function F.negate(f)
-	f = coerce(f, "negate")
+local function negate(f, fname)
+	f = coerce(f, fname)
 	if f.kind == "const" then
 		return f.value and FALSE or TRUE
 	elseif f.kind == "not" then
@@ -176,8 +185,12 @@ function F.negate(f)
 	return new { kind = "not", child = f }
 end
 
+function F.negate(f)
+	return negate(f, "filter.negate")
+end
+
 function F.none(...)
-	return F.negate(F.any(...))
+	return negate(combine("any", true, "filter.none", ...), "filter.none")
 end
 
 local function cleaf(text, c)
@@ -453,12 +466,13 @@ function F.status(spec, mask, ...)
 	return status_leaf(on, off)
 end
 
-local function u32(fname, what, v)
+local function u32(fname, what, given)
+	local v = given
 	if type(v) == "string" then
 		v = tonumber(v)
 	end
 	if type(v) ~= "number" or v < 0 or v >= 2 ^ 32 or v ~= floor(v) then
-		argerr(fname, what, "integer 0..4294967295 expected, got " .. show(v))
+		argerr(fname, what, "integer 0..4294967295 expected, got " .. show(given))
 	end
 	return v
 end
@@ -475,9 +489,27 @@ local function bitop(a, b, f)
 	return r
 end
 local function band(a, b) return bitop(a, b, function(x, y) return x + y == 2 end) end
-F.band = band
-F.bor = function(a, b) return bitop(a, b, function(x, y) return x + y > 0 end) end
-F.bxor = function(a, b) return bitop(a, b, function(x, y) return x + y == 1 end) end
+-- The public ones check their arguments: integers 0..4294967295.
+local function ints(fname, a, b)
+	if type(a) ~= "number" or a < 0 or a >= 2 ^ 32 or a ~= floor(a) then
+		argerr(fname, "a", "integer 0..4294967295 expected, got " .. show(a))
+	end
+	if type(b) ~= "number" or b < 0 or b >= 2 ^ 32 or b ~= floor(b) then
+		argerr(fname, "b", "integer 0..4294967295 expected, got " .. show(b))
+	end
+end
+F.band = function(a, b)
+	ints("band", a, b)
+	return band(a, b)
+end
+F.bor = function(a, b)
+	ints("bor", a, b)
+	return bitop(a, b, function(x, y) return x + y > 0 end)
+end
+F.bxor = function(a, b)
+	ints("bxor", a, b)
+	return bitop(a, b, function(x, y) return x + y == 1 end)
+end
 
 function F.mark(value, mask)
 	if type(value) == "string" and mask == nil then
@@ -495,7 +527,10 @@ function F.mark(value, mask)
 end
 
 --- Any of several marks, as one leaf: marks({value, mask} or F.mark(...), ...).
-function F.marks(list)
+local function marks(list)
+	if type(list) ~= "table" then
+		argerr("marks", "marks", "array of marks expected, got " .. type(list))
+	end
 	local values, texts = {}, {}
 	for i, m in ipairs(list) do
 		if is_filter(m) and m.c and m.c.field == "mark" then
@@ -511,6 +546,10 @@ function F.marks(list)
 		argerr("marks", "marks", "one or more marks expected")
 	end
 	return cleaf("mark(" .. concat(texts, ",") .. ")", { field = "mark", values = values })
+end
+
+function F.marks(list)
+	return as_caller("filter.marks", marks, list)
 end
 
 function F.label(...)
@@ -585,14 +624,8 @@ function F.nat(kind, where)
 	if why then
 		argerr("nat", "addr", why)
 	end
-	local m
-	if a then
-		local ok, mm = pcall(addr.matcher, a, "addr")
-		if not ok then
-			raise("filter.nat: " .. mm)
-		end
-		m = mm
-	end
+	-- (split_hostport has checked the address: the matcher takes it)
+	local m = a and addr.matcher(a, "addr")
 	-- The translated value, as it stands in the reply tuple, changed or not
 	-- (as the CLI matches), provided the kind of translation took place.
 	local pred = function(e)
@@ -648,6 +681,9 @@ function F.where(fn, text)
 	if type(fn) ~= "function" and not (type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call) then
 		argerr("where", "fn", "function expected, got " .. type(fn))
 	end
+	if text ~= nil and type(text) ~= "string" then
+		argerr("where", "text", "string expected, got " .. type(text))
+	end
 	return lleaf(text and ("where(" .. text .. ")") or "where(fn)", function(e)
 		return fn(e) and true or false
 	end)
@@ -682,8 +718,7 @@ end
 local function from_table(t)
 	for k in pairs(t) do
 		if not F.is_field(k) then
-			raise(format("%s: bad argument %s (unknown field)", caller or "filter",
-				type(k) == "string" and ("'" .. k .. "'") or type(k)))
+			raise(format("%s: bad argument %s (unknown field)", caller or "filter", check.key(k)))
 		end
 	end
 	local parts = {}
@@ -719,13 +754,21 @@ coerce = function(x, fname)
 	if is_filter(x) then
 		return x
 	end
+	fname = check.fname("filter.coerce", "fname", fname) or "filter.coerce"
 	local tx = type(x)
-	if tx == "table" and x.match ~= nil and not F.is_field("match") then
+	local m = tx == "table" and x.match
+	if m ~= nil and m ~= false then
 		-- an object of the caller's with :match(e): a predicate, in Lua
-		return F.where(function(e) return x:match(e) end, "object:match")
+		-- (its method as it is now: a later change to the object does not
+		-- turn the filter into an error at dump time)
+		if type(m) ~= "function" then
+			raise(format("%s: bad argument 'filter' (a filter object's match must be a function, got %s)",
+				fname, is_filter(m) and "filter" or type(m)))
+		end
+		return F.where(function(e) return m(x, e) end, "object:match")
 	elseif tx == "table" then
 		local prev = caller
-		caller = fname or prev
+		caller = fname
 		local ok, f = pcall(from_table, x)
 		caller = prev
 		if not ok then
@@ -740,7 +783,7 @@ coerce = function(x, fname)
 		return FALSE
 	end
 	raise(format("%s: bad argument 'filter' (filter, table or function expected, got %s)",
-		fname or "filter", tx))
+		fname, tx))
 end
 F.coerce = coerce
 
@@ -841,9 +884,17 @@ compile = function(f)
 	end
 end
 
+local function check_self(fname, self)
+	if not is_filter(self) then
+		raise(fname .. ": bad self (filter expected, got " .. type(self) .. ")")
+	end
+end
+
 --- The plan of f: {matcher = C matcher or nil, residual = Lua predicate or
 -- nil, c = the C part, lua = the Lua part (filters, nil where empty)}.
 function Filter:plan(fname)
+	check_self("plan", self)
+	check.fname("plan", "fname", fname)
 	local p = rawget(self, "_plan")
 	if p then
 		return p
@@ -880,20 +931,35 @@ end
 
 --- The C matcher description of f's C part (nil when it has none).
 function Filter:description()
+	check_self("description", self)
 	local p = self:plan()
 	return p.c and cdesc(p.c)
 end
 
+-- f:compile(), f:match(e) and f(e) take entries: the C matcher's message
+-- for anything else, whichever part of the filter would see it first.
+local is_entry = check.is_entry
+local function checked(fn)
+	return function(e)
+		if not is_entry(e) then
+			raise("match: bad argument 'entry' (conntrack entry expected, got " .. type(e) .. ")")
+		end
+		return fn(e)
+	end
+end
+
 function Filter:compile()
+	check_self("compile", self)
 	local c = rawget(self, "_compiled")
 	if not c then
-		c = compile(self)
+		c = checked(compile(self))
 		rawset(self, "_compiled", c)
 	end
 	return c
 end
 
 function Filter:match(e)
+	check_self("match", self)
 	return self:compile()(e)
 end
 
@@ -969,6 +1035,7 @@ end
 --- What runs where, for dumps (ct.dump, ct.list, update_where, delete_where).
 -- Returns the text and { kernel = request attributes|nil, c = filter|nil, lua = filter|nil }.
 function Filter:explain()
+	check_self("explain", self)
 	local p = self:plan()
 	local k = p.matcher and p.matcher:kernel() or nil
 	if k then
@@ -987,6 +1054,6 @@ function Filter:explain()
 end
 
 -- F{...} == F.coerce{...}
-setmetatable(F, { __call = function(_, x) return coerce(x) end })
+setmetatable(F, { __call = function(_, x) return coerce(x, "filter") end })
 
 return F

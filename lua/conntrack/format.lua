@@ -27,6 +27,7 @@
 local core = require "conntrack.core"
 local addr = require "conntrack.addr"
 local nat = require "conntrack.nat"
+local args = require "conntrack.args"
 
 if debug and debug.getinfo then
 	core.own(debug.getinfo(1, "S").source)
@@ -35,12 +36,30 @@ end
 local M = {}
 
 local concat, sort = table.concat, table.sort
+local entry, argerr = args.entry, args.argerr
+
+-- e: an entry (an expectation too where ok_expect).
+local function only_entry(fname, e, ok_expect)
+	if not args.is_entry(e) and not (ok_expect and core.type(e) == "expectation") then
+		argerr(fname, "e", "entry expected, got " .. type(e))
+	end
+end
+
+-- opts: nil or a table.
+local function options(fname, opts)
+	if opts ~= nil and type(opts) ~= "table" then
+		argerr(fname, "opts", "table expected, got " .. type(opts))
+	end
+	return opts or {}
+end
 
 function M.default(e)
+	only_entry("format.default", e, true)
 	return tostring(e)
 end
 
 function M.extended(e)
+	only_entry("format.extended", e)
 	return e:format("extended")
 end
 
@@ -59,7 +78,9 @@ local function is_nat(st, done, a, b)
 	return (addr.canonical(a) or a) ~= (addr.canonical(b) or b)
 end
 
-function M.save(e, opts)
+local function save(fname, e, opts)
+	local st, o, r = entry(fname, e, true)
+	opts = options(fname, opts)
 	local out = {}
 	local function add(opt, v)
 		if v ~= nil then
@@ -67,13 +88,12 @@ function M.save(e, opts)
 			out[#out + 1] = tostring(v)
 		end
 	end
-	local cmd = opts and opts.command
+	local cmd = opts.command
 	if cmd ~= nil and cmd ~= "-A" and cmd ~= "-I" and cmd ~= "-D" and cmd ~= "-U" then
-		core.error("save: bad argument 'command' (\"-A\", \"-I\", \"-U\" or \"-D\" expected)")
+		argerr(fname, "command", "\"-A\", \"-I\", \"-U\" or \"-D\" expected, got " .. args.show(cmd))
 	end
 	out[1] = cmd or evprefix[e.type] or "-A"
 	add("-t", e.timeout)
-	local st = e.status
 	if st then
 		local names = {}
 		for _, f in ipairs(save_status) do
@@ -85,7 +105,6 @@ function M.save(e, opts)
 	end
 	add("-c", e.secmark)
 	add("-w", e.zone)
-	local o, r = e.orig, e.reply
 	add("--orig-zone", o and o.zone)
 	add("--reply-zone", r and r.zone)
 	if o then
@@ -131,10 +150,14 @@ function M.save(e, opts)
 		add("-p", pnum)
 	end
 	-- Not in the CLI's output, but read back by conntrack -R and h:load.
-	if opts and opts.mark and e.mark and e.mark ~= 0 then
+	if opts.mark and e.mark and e.mark ~= 0 then
 		add("-m", e.mark)
 	end
 	return concat(out, " ")
+end
+
+function M.save(e, opts)
+	return save("format.save", e, opts)
 end
 
 -- ---------------------------------------------------------------------
@@ -164,34 +187,60 @@ end
 
 --- A plain table for JSON: e:totable() with status and labels as sorted
 -- arrays and the NAT kind added.  Accepts a table of the same shape.
-function M.table(e)
-	local t = type(e) == "table" and e or e:totable()
+local function totable(fname, e)
+	local t = e
+	if args.is_entry(e) then
+		t = e:totable()
+	else
+		entry(fname, e, true)
+	end
 	local out = {}
 	for k, v in pairs(t) do
 		out[k] = v
 	end
-	out.status = sorted_keys(t.status) or {}
-	if t.labels ~= nil then
-		out.labels = sorted_keys(t.labels)
+	-- the copy, read once and checked again (a table's metamethods may change their answers)
+	local st, labels = out.status, out.labels
+	if type(e) == "table" then
+		entry(fname, out, true)
 	end
-	out.nat = nat.classify(e)
+	out.status = sorted_keys(st) or {}
+	if labels ~= nil then
+		out.labels = sorted_keys(labels)
+	end
+	out.nat = nat.classify(type(e) == "table" and { status = st, orig = out.orig, reply = out.reply } or e)
 	return out
 end
 
+function M.table(e)
+	return totable("format.table", e)
+end
+
 local json
-function M.json(e, opts)
+local keyorder = { "type", "family", "proto", "protonum", "state", "timeout", "status", "orig",
+	"reply", "mark", "zone", "labels", "secmark", "use", "id", "start", "stop", "helper",
+	"secctx", "nat", "src", "dst", "sport", "dport", "icmp_type", "icmp_code", "icmp_id",
+	"packets", "bytes" }
+
+local function tojson(fname, e, opts)
 	if json == nil then
 		local ok, mod = pcall(require, "dkjson")
 		if not ok then
-			core.error("json: needs the dkjson module (Debian: lua-dkjson; LuaRocks: dkjson)")
+			core.error(fname .. ": needs the dkjson module (Debian: lua-dkjson; LuaRocks: dkjson)")
 		end
 		json = mod
 	end
-	local keyorder = { "type", "family", "proto", "protonum", "state", "timeout", "status", "orig",
-		"reply", "mark", "zone", "labels", "secmark", "use", "id", "start", "stop", "helper",
-		"secctx", "nat", "src", "dst", "sport", "dport", "icmp_type", "icmp_code", "icmp_id",
-		"packets", "bytes" }
-	return json.encode(M.table(e), { indent = opts and opts.indent or nil, keyorder = keyorder })
+	opts = options(fname, opts)
+	local t = totable(fname, e)
+	-- a table made by hand may hold what JSON cannot (functions, cycles)
+	local ok, text = pcall(json.encode, t, { indent = opts.indent and true or nil, keyorder = keyorder })
+	if not ok then
+		argerr(fname, "e", "not JSON: " .. tostring(text):gsub("^[^\n]-:%d+: ", ""):sub(1, 200))
+	end
+	return text
+end
+
+function M.json(e, opts)
+	return tojson("format.json", e, opts)
 end
 
 --- The lines `conntrack -o xml` writes around the flows.
@@ -205,12 +254,17 @@ end
 
 function M.format(e, name)
 	name = name or "default"
+	if type(name) ~= "string" then
+		argerr("format.format", "name", "format name expected, got " .. type(name))
+	end
+	if name == "save" then
+		return save("format.format", e)
+	elseif name == "json" then
+		return tojson("format.format", e)
+	end
+	only_entry("format.format", e)
 	if name == "default" then
 		return tostring(e)
-	elseif name == "save" then
-		return M.save(e)
-	elseif name == "json" then
-		return M.json(e)
 	end
 	return e:format(name)
 end

@@ -17,13 +17,14 @@
 -- read and zero the counters), table = "conntrack" | "dying" | "unconfirmed".
 local core = require "conntrack.core"
 local F = require "conntrack.filter"
+local args = require "conntrack.args"
 
 if debug and debug.getinfo then
 	core.own(debug.getinfo(1, "S").source)
 end
 
-local raise = core.error
-local type, pairs, tostring, floor = type, pairs, tostring, math.floor
+local raise, key, show = core.error, args.key, args.show
+local type, pairs, ipairs, tostring, floor = type, pairs, ipairs, tostring, math.floor
 
 local H = {}
 
@@ -36,7 +37,8 @@ local how_keys = {
 	load = { mode = "string", batch = "number" },
 }
 
--- Checks how for fname; returns it (or an empty table) and the part the core's dump takes.
+-- Checks how for fname; returns what it holds, read once (a plain table),
+-- and the part the core's dump takes.
 local function check_how(fname, how)
 	if how == nil then
 		return {}, nil
@@ -44,12 +46,11 @@ local function check_how(fname, how)
 	if type(how) ~= "table" then
 		raise(fname .. ": bad argument 'how' (table expected, got " .. type(how) .. ")")
 	end
-	local keys, dump = how_keys[fname], nil
+	local keys, out, dump = how_keys[fname], {}, nil
 	for k, v in pairs(how) do
 		local want = keys[k]
 		if want == nil then
-			raise(fname .. ": bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
-				.. " (unknown option)")
+			raise(fname .. ": bad argument " .. key(k) .. " (unknown option)")
 		end
 		if type(v) ~= want then
 			raise(fname .. ": bad argument '" .. k .. "' (" .. want .. " expected, got " .. type(v) .. ")")
@@ -57,12 +58,24 @@ local function check_how(fname, how)
 		if k == "batch" and (v < 1 or v > 1024 or v ~= floor(v)) then
 			raise(fname .. ": bad argument 'batch' (integer 1..1024 expected, got " .. tostring(v) .. ")")
 		end
+		out[k] = v
 		if k ~= "batch" and k ~= "mode" then
 			dump = dump or {}
 			dump[k] = v
 		end
 	end
-	return how, dump
+	return out, dump
+end
+
+-- Raises unless h is an open handle (checked again after Lua code ran:
+-- an option table's metamethods may have closed it).
+local function check_open(fname, h)
+	local t = core.type(h)
+	if t == "closed handle" then
+		raise(fname .. ": attempt to use a closed handle")
+	elseif t ~= "handle" then
+		raise(fname .. ": bad self (conntrack handle expected, got " .. type(h) .. ")")
+	end
 end
 
 -- Would changes alter entry e?  As `conntrack -U` judges: the mark
@@ -149,6 +162,32 @@ local function alters(e, c)
 	return false
 end
 
+-- The changes alters() reads, checked as the C update checks them (a bad
+-- one raises, as h:update raises, instead of failing in alters).
+local function check_changes(fname, c)
+	local function u32(k, v)
+		if v ~= nil and (type(v) ~= "number" or v < 0 or v > 4294967295 or v ~= floor(v)) then
+			raise(fname .. ": bad argument '" .. k .. "' (integer 0..4294967295 expected, got "
+				.. (type(v) == "number" and show(v) or type(v)) .. ")")
+		end
+	end
+	u32("mark", c.mark)
+	u32("mark_mask", c.mark_mask)
+	local st = c.status
+	if type(st) == "number" then
+		u32("status", st)
+	elseif st ~= nil and type(st) ~= "string" and type(st) ~= "table" then
+		raise(fname .. ": bad argument 'status' (flag names expected, got " .. type(st) .. ")")
+	end
+	for _, k in ipairs { "labels", "labels_mask", "label_add", "label_del" } do
+		local v = c[k]
+		if v ~= nil and type(v) ~= "table" then
+			raise(fname .. ": bad argument '" .. k .. "' (table of label names or bits expected, got "
+				.. type(v) .. ")")
+		end
+	end
+end
+
 -- The filter at hand, planned: the matcher and the Lua residual.
 local function plan(fname, filter)
 	local p = F.coerce(filter, fname):plan(fname)
@@ -169,7 +208,9 @@ local function check_zero(fname, dhow, m, pred)
 end
 
 function H.install(methods)
-	local cdump, clist, cflush, cbatch = methods.dump, methods.list, methods.flush, methods.batch
+	local cdump, clist, cflush = methods.dump, methods.list, methods.flush
+	-- h:batch, naming the method the user called in its messages
+	local cbatch = core.batch
 
 	function methods.dump(h, filter, how)
 		local _, dhow = check_how("dump", how)
@@ -214,7 +255,7 @@ function H.install(methods)
 		-- All of the filter in the kernel and C: the core deletes straight
 		-- from the dump's messages, with no Lua value per entry.
 		if op == "delete" and not pred and not how.batch then
-			return core.purge(h, m, dhow)
+			return core.purge(h, m, dhow, fname)
 		end
 		local size = how.batch or 1000
 		local st, qmsg, qerr = core.query(h, m, dhow, fname)
@@ -223,7 +264,7 @@ function H.install(methods)
 		end
 		local res = { done = 0, missing = 0, failures = {}, unchanged = 0 }
 		local function send(chunk, n, seen)
-			local ok, miss, fails = cbatch(h, op, chunk, changes)
+			local ok, miss, fails = cbatch(h, op, chunk, changes, fname)
 			if not ok then
 				return nil, miss, fails
 			end
@@ -283,13 +324,17 @@ function H.install(methods)
 		return res.done, res.missing, res.failures
 	end
 
-	function methods.delete_where(h, filter, how)
-		local hw, dhow = check_how("delete_where", how)
+	local function delete_where(fname, h, filter, how)
+		local hw, dhow = check_how(fname, how)
 		if filter == nil then
-			raise("delete_where: bad argument 'filter' (a filter is required; " ..
+			raise(fname .. ": bad argument 'filter' (a filter is required; " ..
 				"ct.filter.all() matches every entry)")
 		end
-		return bulk(h, "delete_where", "delete", filter, nil, hw, dhow)
+		return bulk(h, fname, "delete", filter, nil, hw, dhow)
+	end
+
+	function methods.delete_where(h, filter, how)
+		return delete_where("delete_where", h, filter, how)
 	end
 
 	local change_keys = { mark = true, mark_mask = true, timeout = true, status = true, labels = true,
@@ -304,13 +349,17 @@ function H.install(methods)
 		if type(changes) ~= "table" or next(changes) == nil then
 			raise("update_where: bad argument 'changes' (table of changes expected)")
 		end
-		-- Checked here too, so that a mistake shows even when nothing matches.
-		for k in pairs(changes) do
+		-- Checked here too, so that a mistake shows even when nothing
+		-- matches; read once, as the C update reads them (raw).
+		local c = {}
+		for k, v in next, changes do
 			if not change_keys[k] then
-				raise("update_where: bad argument '" .. tostring(k) .. "' (unknown field)")
+				raise("update_where: bad argument " .. key(k) .. " (unknown field)")
 			end
+			c[k] = v
 		end
-		return bulk(h, "update_where", "update", filter, changes, hw, dhow)
+		check_changes("update_where", c)
+		return bulk(h, "update_where", "update", filter, c, hw, dhow)
 	end
 
 	-- load(specs or save text [, how]) -> done, existing, failures
@@ -321,35 +370,32 @@ function H.install(methods)
 		local hw = check_how("load", how)
 		local mode = hw.mode
 		if mode ~= nil and mode ~= "create" and mode ~= "add" then
-			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got '" .. tostring(mode) .. "')")
+			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got " .. show(mode) .. ")")
 		end
 		if type(specs) == "string" then
-			if core.type(h) == "closed handle" then
-				raise("load: attempt to use a closed handle")
-			end
+			check_open("load", h)
 			return core.load_text(h, specs, mode, hw.batch)
 		elseif type(specs) ~= "table" then
 			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
 				type(specs) .. ")")
 		end
-		local t = core.type(h)
-		if t == "closed handle" then
-			raise("load: attempt to use a closed handle")
-		elseif t ~= "handle" then
-			raise("load: bad self (conntrack handle expected, got " .. type(h) .. ")")
-		end
+		check_open("load", h)
 		local size = hw.batch or 512
 		local ok, existing, failures = 0, 0, {}
-		for first = 1, #specs, size do
+		local count = #specs
+		if type(count) ~= "number" or count < 0 or count > 2147483647 or count ~= floor(count) then
+			raise("load: bad argument 'specs' (array of specs expected, its length is " .. show(count) .. ")")
+		end
+		for first = 1, count, size do
 			local last = first + size - 1
-			if last > #specs then
-				last = #specs
+			if last > count then
+				last = count
 			end
 			local part = {}
 			for i = first, last do
 				part[#part + 1] = specs[i]
 			end
-			local n, miss, fails = cbatch(h, mode or "create", part)
+			local n, miss, fails = cbatch(h, mode or "create", part, nil, "load")
 			if not n then
 				return nil, miss, fails
 			end
@@ -373,7 +419,7 @@ function H.install(methods)
 		if p.matcher and not p.residual and hw.pushdown ~= false and p.matcher:kernel().flush_exact then
 			return cflush(h, p.matcher)
 		end
-		local ok, msg, errno = methods.delete_where(h, f, how)
+		local ok, msg, errno = delete_where("flush", h, f, how)
 		if not ok then
 			return nil, msg, errno
 		end
@@ -384,39 +430,45 @@ function H.install(methods)
 
 	-- Linux flushes every expectation whatever the request's family: one
 	-- family is flushed as a dump and a delete of each expectation of it.
-	local cxflush = methods.expect_flush
+	local cxflush, cxdelete = methods.expect_flush, methods.expect_delete
+	-- A C method run for expect_flush: when it raises because the handle
+	-- was closed meanwhile (a finalizer may run while C allocates), the
+	-- message names expect_flush.
+	local function as_expect_flush(h, fn, ...)
+		local r = { pcall(fn, ...) }
+		if not r[1] then
+			check_open("expect_flush", h)
+			error(r[2], 0)
+		end
+		return r[2], r[3], r[4]
+	end
 	function methods.expect_flush(h, opts)
 		if type(opts) ~= "table" or rawget(opts, "family") == nil then
 			return cxflush(h, opts)
 		end
-		local t = core.type(h)
-		if t == "closed handle" then
-			raise("expect_flush: attempt to use a closed handle")
-		elseif t ~= "handle" then
-			raise("expect_flush: bad self (conntrack handle expected, got " .. type(h) .. ")")
-		end
+		check_open("expect_flush", h)
 		for k in pairs(opts) do
 			if k ~= "family" and k ~= "helper" then
-				raise("expect_flush: bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
-					.. " (unknown option)")
+				raise("expect_flush: bad argument " .. key(k) .. " (unknown option)")
 			end
 		end
 		local family, helper = rawget(opts, "family"), rawget(opts, "helper")
 		if family ~= "ipv4" and family ~= "ipv6" then
 			raise("expect_flush: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got "
-				.. (type(family) == "string" and ("'" .. family .. "'") or type(family)) .. ")")
+				.. key(family) .. ")")
 		end
 		if helper ~= nil and (type(helper) ~= "string" or #helper == 0 or #helper > 15) then
 			raise("expect_flush: bad argument 'helper' (helper name expected, got " .. type(helper) .. ")")
 		end
-		local all, msg, errno = clist(h, nil, { table = "expect" })
+		check_open("expect_flush", h)
+		local all, msg, errno = as_expect_flush(h, clist, h, nil, { table = "expect" })
 		if not all then
 			return nil, (msg:gsub("^list", "expect_flush")), errno
 		end
 		for i = 1, #all do
 			local x = all[i]
 			if x.family == family and (helper == nil or x.helper == helper) then
-				local ok, dmsg, derr = h:expect_delete(x)
+				local ok, dmsg, derr = as_expect_flush(h, cxdelete, h, x)
 				-- one that ended meanwhile is flushed all the same
 				if not ok and derr ~= core.errno.ENOENT then
 					return nil, (dmsg:gsub("^expect_delete", "expect_flush")), derr
@@ -475,7 +527,8 @@ function H.install(methods)
 				end
 				parts[#parts + 1] = F.marks(any)
 			else
-				raise(fname .. ": bad argument 'kernel_filter." .. tostring(k) .. "' (unknown field)")
+				raise(fname .. ": bad argument 'kernel_filter." .. (type(k) == "string" and args.name(k) or type(k))
+					.. "' (unknown field)")
 			end
 		end
 		return F.all((table.unpack or unpack)(parts))
@@ -491,8 +544,7 @@ function H.install(methods)
 		local o = {}
 		for k, v in pairs(opts) do
 			if not event_keys[k] or (k == "timeout" and fname ~= "events") then
-				raise(fname .. ": bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
-					.. " (unknown option)")
+				raise(fname .. ": bad argument " .. key(k) .. " (unknown option)")
 			end
 			if k ~= "filter" and k ~= "kernel_filter" and k ~= "timeout" then
 				o[k] = v
@@ -539,12 +591,12 @@ function H.install(methods)
 			raise(msg)
 		end
 		-- Looked up once: each lookup on the subscription is a metamethod call.
-		local nextev, close, done = sub.next, sub.close, false
+		local nextev, close, done = core.next_event, sub.close, false
 		local function iter()
 			if done then
 				return nil
 			end
-			local ev, err = nextev(sub, timeout)
+			local ev, err = nextev(sub, timeout, "events")
 			if ev == nil then
 				done = true
 				close(sub)

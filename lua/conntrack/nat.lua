@@ -22,15 +22,19 @@
 --
 -- e may be an entry, e:totable(), or any table of the same shape:
 -- { orig = {src=, dst=, sport=, dport=, icmp_id=}, reply = {...}, status = {SRC_NAT=true, ...} }.
--- When an entry has no reply tuple the status bits decide.
+-- When an entry has no reply tuple the status bits decide.  Anything else
+-- raises "nat.classify: bad argument 'e' (entry or table expected, got number)".
 local core = require "conntrack.core"
 local addr = require "conntrack.addr"
+local args = require "conntrack.args"
 
 if debug and debug.getinfo then
 	core.own(debug.getinfo(1, "S").source)
 end
 
 local N = {}
+
+local entry, is_entry = args.entry, args.is_entry
 
 -- Text of two addresses differ?  Kernel texts are canonical, so plain
 -- equality settles nearly all; other texts are compared canonically.
@@ -64,17 +68,22 @@ local function kind_of(s, d)
 	return "none"
 end
 
-function N.from_status(e)
-	local st = e.status
+-- Each function below works on the status, orig and reply of e, read
+-- once (args.entry checks them).
+local function status_kind(st)
 	return kind_of(has(st, "SRC_NAT"), has(st, "DST_NAT"))
 end
 
--- What changed: source address, source port, destination address, destination port.
-local function changes(e)
-	local o, r = e.orig, e.reply
-	if o == nil or r == nil then
-		return nil
+-- (an entry's kind is its status's: only that is read)
+function N.from_status(e)
+	if is_entry(e) then
+		return status_kind(e.status)
 	end
+	return status_kind((entry("nat.from_status", e, true)))
+end
+
+-- What changed: source address, source port, destination address, destination port.
+local function changes(st, o, r)
 	local osrc, odst, rsrc, rdst = o.src, o.dst, r.src, r.dst
 	local saddr = differ(rdst, osrc) and rdst or nil
 	local daddr = differ(rsrc, odst) and rsrc or nil
@@ -91,7 +100,6 @@ local function changes(e)
 	else
 		local oid, rid = o.icmp_id, r.icmp_id
 		if numdiffer(rid, oid) then
-			local st = e.status
 			if has(st, "DST_NAT") and not has(st, "SRC_NAT") then
 				dport = rid
 			else
@@ -99,24 +107,36 @@ local function changes(e)
 			end
 		end
 	end
-	return saddr, sport, daddr, dport, o, r
+	return saddr, sport, daddr, dport
+end
+
+local function tuples_kind(st, o, r)
+	if o == nil or r == nil then
+		return status_kind(st)
+	end
+	local saddr, sport, daddr, dport = changes(st, o, r)
+	return kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil)
 end
 
 --- The kind the tuples show, whatever the status bits say (the status
 -- decides only without a reply tuple).
 function N.from_tuples(e)
-	if e.orig == nil or e.reply == nil then
-		return N.from_status(e)
+	return tuples_kind(entry("nat.from_tuples", e, true))
+end
+
+-- Only a table without status is judged by its tuples.
+local function classify(e, st, o, r)
+	if type(e) ~= "table" or st ~= nil or o == nil or r == nil then
+		return status_kind(st)
 	end
-	local saddr, sport, daddr, dport = changes(e)
-	return kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil)
+	return tuples_kind(st, o, r)
 end
 
 function N.classify(e)
-	if type(e) ~= "table" or e.status ~= nil or e.orig == nil or e.reply == nil then
-		return N.from_status(e)
+	if is_entry(e) then
+		return status_kind(e.status)
 	end
-	return N.from_tuples(e)
+	return classify(e, entry("nat.classify", e, true))
 end
 
 --- What was translated.  snat: the address/port the peer sees instead of
@@ -124,12 +144,13 @@ end
 -- instead of the original destination.  A part that did not change is nil
 -- (a port-only translation has snat.addr == nil).  The original values
 -- are given too, as orig_src/orig_sport/orig_dst/orig_dport.
-function N.describe(e)
-	if e.orig == nil or e.reply == nil then
-		return { kind = N.from_status(e) }
+local function describe(e, st, o, r)
+	if o == nil or r == nil then
+		return { kind = status_kind(st) }
 	end
-	local saddr, sport, daddr, dport, o = changes(e)
-	local d = { kind = N.classify(e), tuples = kind_of(saddr ~= nil or sport ~= nil, daddr ~= nil or dport ~= nil) }
+	local saddr, sport, daddr, dport = changes(st, o, r)
+	local d = { kind = classify(e, st, o, r), tuples = kind_of(saddr ~= nil or sport ~= nil,
+		daddr ~= nil or dport ~= nil) }
 	if saddr ~= nil or sport ~= nil then
 		d.snat = { addr = saddr, port = sport }
 	end
@@ -141,7 +162,22 @@ function N.describe(e)
 	return d
 end
 
+function N.describe(e)
+	return describe(e, entry("nat.describe", e, true))
+end
+
+-- An address or port of a table made by hand may be of any type: its
+-- text, or its type's name.
+local function text(v)
+	local t = type(v)
+	if t == "string" or t == "number" then
+		return tostring(v)
+	end
+	return v ~= nil and t or nil
+end
+
 local function hostport(a, p)
+	a, p = text(a), text(p)
 	if a and a:find(":", 1, true) then
 		a = "[" .. a .. "]"
 	end
@@ -154,7 +190,7 @@ end
 --- One line: "snat A:P -> A':P'", "dnat ...", "snat ...; dnat ..." or "none"
 -- (a flow the kernel does not translate is "none", whatever its tuples say).
 function N.tostring(e)
-	local d = N.describe(e)
+	local d = describe(e, entry("nat.tostring", e, true))
 	if d.kind == "none" or (d.snat == nil and d.dnat == nil) then
 		return d.kind
 	end
