@@ -843,7 +843,8 @@ local function mutate_something()
 	end
 	local r = rnd()
 	if r < 0.3 then
-		t[#t + 1] = { op = "all", { field = "proto", values = { 6 } } }
+		local n = rawlen and rawlen(t) or #t	-- its own __len may answer anything
+		rawset(t, n + 1, { op = "all", { field = "proto", values = { 6 } } })
 	elseif r < 0.5 then
 		local k = next(t)
 		if k ~= nil then
@@ -2055,7 +2056,8 @@ local function filter_method(f)
 	local m = pick(FILTER_METHODS)
 	if m == "plan" then
 		local fname = chance(0.7) and pick { "dump", "list", "flush" } or any(1)
-		local ok, p = call("filter:plan", type(fname) == "string" and names_of(fname, "filter") or nil,
+		-- a bad fname is reported under the method's own name
+		local ok, p = call("filter:plan", type(fname) == "string" and names_of(fname, "filter", "plan") or nil,
 			function() return f:plan(fname) end)
 		if ok and type(p) == "table" and ct.type(p.matcher) == "matcher" then
 			keep("matcher", p.matcher)
