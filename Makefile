@@ -76,7 +76,7 @@ TREE_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/s
 TEST_ENV    = $(call TREE_ENV,$(BUILD))
 
 .PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat check-all-lua lint \
-	demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd test-tools clean \
+	demo bench bench-bulk bench-events bench-ops bench-stall bench-cli bench-exporter bench-rpcd test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
 all: $(MODULE)
@@ -204,8 +204,7 @@ bench: deps
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bench.lua $(BENCH_ARGS)
 
-# C unit checks of the core's own helpers (no kernel needed).
-# The bulk-operation and event-stream benchmarks (bench/bulk.lua, bench/events.lua).
+# The bulk-operation benchmark (bench/bulk.lua).
 bench-bulk: deps
 	$(MAKE) all
 	$(MAKE) -s -C bench
@@ -232,6 +231,12 @@ bench-events: deps
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/events.lua $(BENCH_ARGS)
 
+# Single requests one at a time against a C libmnl program (bench/ops.lua).
+bench-ops: deps
+	$(MAKE) all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) tools/netns-run $(LUA) bench/ops.lua $(BENCH_ARGS)
+
 # The C units stand in layers: no two call each other in a circle (from the
 # objects' symbols), and core.so exports luaopen_conntrack_core alone.  The
 # check is first shown to catch a circle made on purpose.
@@ -257,6 +262,7 @@ check-first-run:
 check-install check-rocks check-openwrt: deps
 	tools/$@
 
+# C unit checks of the core's own helpers (no kernel needed).
 test-tools: $(BUILD)/addr_test
 	$(BUILD)/addr_test
 
