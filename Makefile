@@ -231,6 +231,12 @@ bench-events: deps
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/events.lua $(BENCH_ARGS)
 
+# What a stalled subscriber's buffer holds, and its kernel memory (bench/stall.lua).
+bench-stall: deps
+	$(MAKE) all
+	$(MAKE) -s -C bench
+	$(TEST_ENV) tools/netns-run $(LUA) bench/stall.lua $(BENCH_ARGS)
+
 # Single requests one at a time against a C libmnl program (bench/ops.lua).
 bench-ops: deps
 	$(MAKE) all
