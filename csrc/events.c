@@ -38,6 +38,7 @@ struct lct_sub {
 	const struct lct_matcher *m;	/* kept alive by mref */
 	int mref;
 	int filter_ref;			/* Lua predicate in the registry */
+	int emt_ref;			/* the entry metatable in the registry (no lookup per event) */
 	uint32_t drops;			/* the socket's drop count at the last report */
 	double rxtime;			/* when the messages in buf came */
 	lua_Integer overflows, received, lost;
@@ -119,6 +120,10 @@ static void lct_sub_close(lua_State *L, struct lct_sub *s)
 		luaL_unref(L, LUA_REGISTRYINDEX, s->mref);
 		s->mref = LUA_NOREF;
 	}
+	if (s->emt_ref != LUA_NOREF) {
+		luaL_unref(L, LUA_REGISTRYINDEX, s->emt_ref);
+		s->emt_ref = LUA_NOREF;
+	}
 	s->m = NULL;
 }
 
@@ -145,9 +150,11 @@ int lct_f_subscribe(lua_State *L)
 		h = lct_handle_check(L, 1, fname);
 	s = lct_newuserdata(L, sizeof(*s));
 	memset(s, 0, offsetof(struct lct_sub, buf));
-	s->filter_ref = s->mref = LUA_NOREF;
+	s->filter_ref = s->mref = s->emt_ref = LUA_NOREF;
 	s->rx.buf = s->buf;
 	lct_class_set(L, &lct_sub_key);
+	lct_entry_metatable(L);
+	s->emt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	if (!lua_isnil(L, 2)) {
 		lct_check_table(L, 2, fname, "opts");
 		lct_check_names(L, 2, fname, lct_sub_names);
@@ -431,15 +438,17 @@ static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
 
 /*
  * One event pushed: 1; nothing (deadline passed, or wait == 0 and nothing
- * ready): 0; -errno on a failure.
+ * ready): 0; -errno on a failure.  mt: where the entry metatable is.
  */
 static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadline,
-			const char *fname)
+			const char *fname, int mt)
 {
 	for (;;) {
 		const struct nlmsghdr *m;
 
-		lct_sub_check(L, 1, fname);
+		/* Lua ran since the last check (finalizers, a predicate): closed? */
+		if (s->nl == NULL)
+			lct_error(L, "%s: attempt to use a closed subscription", fname);
 		m = lct_take(&s->rx, s->expect);
 		if (m == NULL && s->blen > s->bpos) {
 			struct lct_rx b;
@@ -458,8 +467,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 			}
 			if (s->m != NULL && !lct_match(s->m, m))
 				continue;
-			lct_entry_push(L, m, lct_ev_type(m));
-			lct_entry_stamp(L, -1, s->rxtime);
+			lct_entry_pushm(L, m, lct_ev_type(m), s->rxtime, mt);
 			s->received++;
 			return 1;
 		}
@@ -537,8 +545,9 @@ static int lct_s_next(lua_State *L)
 	int r;
 
 	lua_settop(L, 2);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->emt_ref);
 	for (;;) {
-		r = lct_sub_step(L, s, 1, deadline, "next");
+		r = lct_sub_step(L, s, 1, deadline, "next", 3);
 		if (r < 0)
 			return lct_pusherr(L, "next", -r);
 		if (r == 0) {
@@ -560,9 +569,10 @@ static int lct_s_read(lua_State *L)
 	if (!lua_isnoneornil(L, 2))
 		max = lct_int_arg(L, 2, "read", "max", 1, INT32_MAX);
 	lua_settop(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->emt_ref);
 	lua_newtable(L);
 	while (max == 0 || n < max) {
-		r = lct_sub_step(L, s, 0, 0, "read");
+		r = lct_sub_step(L, s, 0, 0, "read", 2);
 		if (r < 0) {
 			if (n > 0)
 				break;

@@ -445,8 +445,14 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 
 /* Pushes a new entry holding a copy of nlh (evtype 0 for dumps). */
 void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype);
-/* Events: when the entry at idx was received. */
-void lct_entry_stamp(lua_State *L, int idx, double time);
+/*
+ * The same, with time (events: when received, else 0), the entry metatable
+ * taken from index mt (a dump's or a subscription's copy: no registry
+ * lookup per entry).
+ */
+void lct_entry_pushm(lua_State *L, const struct nlmsghdr *nlh, int evtype, double time, int mt);
+/* Pushes the entry metatable. */
+void lct_entry_metatable(lua_State *L);
 /* The message of the entry at idx, or NULL when it is not an entry. */
 const struct nlmsghdr *lct_entry_msg(lua_State *L, int idx);
 void lct_entry_open(lua_State *L);
