@@ -9,16 +9,26 @@
 
 #include "lct.h"
 
+/* "00" to "99": two digits at a time (text.c writes its numbers with it too). */
+const char lct_digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324"
+	"25262728293031323334353637383940414243444546474849"
+	"50515253545556575859606162636465666768697071727374"
+	"75767778798081828384858687888990919293949596979899";
+
 static char *lct_dec(char *p, unsigned int v)
 {
 	if (v >= 100) {
 		*p++ = (char)('0' + v / 100);
 		v %= 100;
-		*p++ = (char)('0' + v / 10);
-	} else if (v >= 10) {
-		*p++ = (char)('0' + v / 10);
+		memcpy(p, lct_digit_pairs + 2 * v, 2);
+		return p + 2;
 	}
-	*p++ = (char)('0' + v % 10);
+	if (v >= 10) {
+		memcpy(p, lct_digit_pairs + 2 * v, 2);
+		return p + 2;
+	}
+	*p++ = (char)('0' + v);
 	return p;
 }
 

@@ -65,8 +65,8 @@ static void lct_key_hash(const struct nlmsghdr *m, uint64_t *h1, uint64_t *h2)
 
 		if (x == NULL)
 			continue;
-		p = mnl_attr_get_payload(x);
-		n = mnl_attr_get_payload_len(x);
+		p = lct_a_data(x);
+		n = lct_a_len(x);
 		for (j = 0; j < n; j++) {
 			a = (a ^ p[j]) * 0x100000001b3ULL;
 			b = (b + p[j] + 1) * 0xff51afd7ed558ccdULL;

@@ -102,13 +102,13 @@ static void lct_push_addr(lua_State *L, const struct nlattr *ip, int src)
 	const struct nlattr *a;
 
 	a = lct_a_child(ip, src ? CTA_IP_V4_SRC : CTA_IP_V4_DST);
-	if (a != NULL && mnl_attr_get_payload_len(a) >= 4) {
-		lua_pushlstring(L, buf, lct_ntop(AF_INET, mnl_attr_get_payload(a), buf));
+	if (a != NULL && lct_a_len(a) >= 4) {
+		lua_pushlstring(L, buf, lct_ntop(AF_INET, lct_a_data(a), buf));
 		return;
 	}
 	a = lct_a_child(ip, src ? CTA_IP_V6_SRC : CTA_IP_V6_DST);
-	if (a != NULL && mnl_attr_get_payload_len(a) >= 16) {
-		lua_pushlstring(L, buf, lct_ntop(AF_INET6, mnl_attr_get_payload(a), buf));
+	if (a != NULL && lct_a_len(a) >= 16) {
+		lua_pushlstring(L, buf, lct_ntop(AF_INET6, lct_a_data(a), buf));
 		return;
 	}
 	lua_pushnil(L);
@@ -242,10 +242,10 @@ static void lct_set_addr(lua_State *L, int family, const struct nlattr *a, int k
 {
 	char buf[INET6_ADDRSTRLEN];
 
-	if (a == NULL || mnl_attr_get_payload_len(a) < (family == AF_INET ? 4u : 16u))
+	if (a == NULL || lct_a_len(a) < (family == AF_INET ? 4u : 16u))
 		return;
 	lua_pushvalue(L, key);
-	lua_pushlstring(L, buf, lct_ntop(family, mnl_attr_get_payload(a), buf));
+	lua_pushlstring(L, buf, lct_ntop(family, lct_a_data(a), buf));
 	lua_rawset(L, -3);
 }
 
@@ -497,8 +497,8 @@ static void lct_push_labels(lua_State *L, struct lct_entry *e)
 		lua_pushnil(L);
 		return;
 	}
-	p = mnl_attr_get_payload(a);
-	n = (mnl_attr_get_payload_len(a) / 4) * 32;
+	p = lct_a_data(a);
+	n = (lct_a_len(a) / 4) * 32;
 	map = lct_labelmap(L);
 	lua_newtable(L);
 	for (i = 0; i < n; i++) {
@@ -677,13 +677,15 @@ static void lct_set_str(lua_State *L, int key, const struct nlattr *a)
 /* The status set of totable, its names from the upvalues (as lct_push_status). */
 static void lct_set_status(lua_State *L, const struct nlattr *a)
 {
-	uint32_t v;
+	uint32_t v, n;
 	int i;
 
 	if (!lct_a_u32(a, &v))
 		return;
+	for (i = 0, n = v; n != 0; n &= n - 1)
+		i++;	/* the set's size: one slot a flag */
 	lua_pushvalue(L, EKEY(EF_STATUS));
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, i);
 	for (i = 0; i < 32; i++) {
 		if (!(v & (1u << i)))
 			continue;
@@ -733,7 +735,7 @@ static int lct_e_totable(lua_State *L)
 	lct_set_u32(L, EKEY(EF_SECMARK), lct_attr(e, CTA_SECMARK));
 	lct_set_u32(L, EKEY(EF_USE), lct_attr(e, CTA_USE));
 	lct_set_u32(L, EKEY(EF_ID), lct_attr(e, CTA_ID));
-	if ((a = lct_attr(e, CTA_ZONE)) != NULL && mnl_attr_get_payload_len(a) >= 2)
+	if ((a = lct_attr(e, CTA_ZONE)) != NULL && lct_a_len(a) >= 2)
 		lct_set_int(L, EKEY(EF_ZONE), ntohs(mnl_attr_get_u16(a)));
 	if (pi.proto && pi.has_state) {
 		lua_pushvalue(L, EKEY(EF_STATE));

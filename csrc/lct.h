@@ -18,6 +18,8 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
+#include <arpa/inet.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -133,9 +135,52 @@ void lct_names_open(lua_State *L);
 
 /* ---- attr.c: attributes ---------------------------------------------- */
 
-int lct_a_u8(const struct nlattr *a, uint8_t *v);
-int lct_a_u16(const struct nlattr *a, uint16_t *v);	/* network order in, host out */
-int lct_a_u32(const struct nlattr *a, uint32_t *v);
+/*
+ * An attribute's payload and its length, inline: libmnl's getters are
+ * calls into the library, and these run several times per entry.
+ */
+static inline const void *lct_a_data(const struct nlattr *a)
+{
+	return (const char *)a + MNL_ATTR_HDRLEN;
+}
+
+static inline size_t lct_a_len(const struct nlattr *a)
+{
+	return a->nla_len >= MNL_ATTR_HDRLEN ? (size_t)a->nla_len - MNL_ATTR_HDRLEN : 0;
+}
+
+/* The value of an integer attribute: 1, or 0 when a is NULL or too short. */
+static inline int lct_a_u8(const struct nlattr *a, uint8_t *v)
+{
+	if (a == NULL || lct_a_len(a) < 1)
+		return 0;
+	*v = *(const uint8_t *)lct_a_data(a);
+	return 1;
+}
+
+/* network order in, host out */
+static inline int lct_a_u16(const struct nlattr *a, uint16_t *v)
+{
+	uint16_t x;
+
+	if (a == NULL || lct_a_len(a) < 2)
+		return 0;
+	memcpy(&x, lct_a_data(a), 2);
+	*v = ntohs(x);
+	return 1;
+}
+
+static inline int lct_a_u32(const struct nlattr *a, uint32_t *v)
+{
+	uint32_t x;
+
+	if (a == NULL || lct_a_len(a) < 4)
+		return 0;
+	memcpy(&x, lct_a_data(a), 4);
+	*v = ntohl(x);
+	return 1;
+}
+
 int lct_a_u64(const struct nlattr *a, uint64_t *v);	/* 8 bytes, or 4 */
 /* A child of a nest, or NULL; lengths checked. */
 const struct nlattr *lct_a_child(const struct nlattr *nest, unsigned int type);
@@ -173,6 +218,8 @@ void lct_pinfo_parse(const struct nlattr *pi, struct lct_pinfo *p);
 
 /* ---- addr.c: addresses ------------------------------------------------ */
 
+/* "00" to "99": the two digits of n at lct_digit_pairs + 2 * n. */
+extern const char lct_digit_pairs[201];
 /* Text of an address, as inet_ntop writes it; buf of INET6_ADDRSTRLEN. */
 size_t lct_ntop(int family, const void *addr, char *buf);
 /* Text to bytes: AF_INET/AF_INET6, or 0 when malformed (len: no NUL inside). */
