@@ -114,16 +114,52 @@ size_t lct_ntop(int family, const void *addr, char *buf)
 	return (size_t)(p - buf);
 }
 
+/*
+ * A dotted quad as inet_pton(AF_INET) reads it: four decimal parts of at
+ * most 255, no leading zeros, nothing else.  1 and the bytes, or 0.
+ */
+static int lct_pton4(const char *s, size_t len, unsigned char *out)
+{
+	unsigned char a[4];
+	unsigned int v = 0;
+	int part = 0, digits = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c >= '0' && c <= '9') {
+			if (digits > 0 && v == 0)
+				return 0;	/* a leading zero */
+			v = v * 10 + (unsigned int)(c - '0');
+			if (v > 255)
+				return 0;
+			digits++;
+		} else if (c == '.' && digits > 0 && part < 3) {
+			a[part++] = (unsigned char)v;
+			v = 0;
+			digits = 0;
+		} else {
+			return 0;
+		}
+	}
+	if (part != 3 || digits == 0)
+		return 0;
+	a[3] = (unsigned char)v;
+	memcpy(out, a, 4);
+	return 1;
+}
+
 int lct_pton(const char *s, size_t len, void *out)
 {
 	char buf[INET6_ADDRSTRLEN + 1];
 
 	if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
 		return 0;
+	if (lct_pton4(s, len, out))
+		return AF_INET;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
-	if (inet_pton(AF_INET, buf, out) == 1)
-		return AF_INET;
 	if (inet_pton(AF_INET6, buf, out) == 1)
 		return AF_INET6;
 	return 0;

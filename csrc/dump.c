@@ -447,6 +447,8 @@ const struct lct_class lct_dump_class = {
 
 static struct lct_dump *lct_dump_state(lua_State *L, int idx, const char *fname)
 {
+	if (idx == 1)
+		return lct_class_self(L, &lct_dump_class, fname);
 	return lct_class_check(L, idx, &lct_dump_class, fname);
 }
 

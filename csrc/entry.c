@@ -205,30 +205,10 @@ static void lct_t_push(lua_State *L, const struct nlattr *nest,
  * the names of the status bits.
  */
 #define LCT_EF_COUNT	27
-#define LCT_UP_MT	lua_upvalueindex(1)
 #define TKEY(f)		lua_upvalueindex(2 + LCT_EF_COUNT + (f))
 #define EKEY(f)		lua_upvalueindex(2 + (f))
 #define SKEY(b)		lua_upvalueindex(2 + LCT_EF_COUNT + TF_N + (b))
 #define LCT_NSTATUS	16	/* status bits with names: lct_status_names */
-
-/*
- * Self of a method whose upvalue mt is the class's metatable: the
- * userdata, checked without the registry; else as lct_class_check.
- */
-static void *lct_self(lua_State *L, int idx, int mt, const struct lct_class *c,
-		      const char *fname)
-{
-	void *p = lua_touserdata(L, idx);
-
-	if (p != NULL && lua_getmetatable(L, idx)) {
-		int ok = lua_rawequal(L, -1, mt);
-
-		lua_pop(L, 1);
-		if (ok)
-			return p;
-	}
-	return lct_class_check(L, idx, c, fname);
-}
 
 /* t[key] = the value at the top. */
 static void lct_setk(lua_State *L, int key)
@@ -317,7 +297,7 @@ static int lct_t_index(lua_State *L)
 
 static int lct_t_totable(lua_State *L)
 {
-	const struct lct_tuple *t = lct_self(L, 1, LCT_UP_MT, &lct_tuple_class, "totable");
+	const struct lct_tuple *t = lct_class_self(L, &lct_tuple_class, "totable");
 
 	lct_dir_totable(L, lct_t_nest(t), lct_t_counters(t));
 	return 1;
@@ -639,6 +619,8 @@ static int lct_e_index(lua_State *L)
 
 static struct lct_entry *lct_checkentry(lua_State *L, int idx, const char *fname)
 {
+	if (idx == 1)
+		return lct_class_self(L, &lct_entry_class, fname);
 	return lct_class_check(L, idx, &lct_entry_class, fname);
 }
 
@@ -708,7 +690,7 @@ static void lct_set_status(lua_State *L, const struct nlattr *a)
  */
 static int lct_e_totable(lua_State *L)
 {
-	struct lct_entry *e = lct_self(L, 1, LCT_UP_MT, &lct_entry_class, "totable");
+	struct lct_entry *e = lct_class_self(L, &lct_entry_class, "totable");
 	const struct nlattr *a;
 	struct lct_pinfo pi;
 	uint8_t p;
@@ -822,10 +804,10 @@ static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
 	return 1;
 }
 
-/* __tostring: a closure over the entry metatable (lct_entry_bind). */
+/* __tostring: its upvalue is the entry metatable (lct_class_new). */
 static int lct_e_tostring(lua_State *L)
 {
-	return lct_e_text(L, lct_self(L, 1, LCT_UP_MT, &lct_entry_class, "tostring"),
+	return lct_e_text(L, lct_class_self(L, &lct_entry_class, "tostring"),
 			  NFCT_O_DEFAULT, 0, NULL, 0);
 }
 
@@ -990,10 +972,7 @@ static void lct_totable_closure(lua_State *L, const struct lct_class *c, lua_CFu
 	lua_pop(L, 2);
 }
 
-/*
- * The entry's __index gets the tuple metatable as a fourth upvalue (e.orig
- * makes a tuple), and __tostring the entry metatable (its check of self).
- */
+/* The entry's __index gets the tuple metatable as a fourth upvalue (e.orig makes a tuple). */
 static void lct_entry_bind(lua_State *L)
 {
 	luaL_getmetatable(L, lct_entry_class.name);
@@ -1004,11 +983,7 @@ static void lct_entry_bind(lua_State *L)
 	luaL_getmetatable(L, lct_tuple_class.name);
 	lua_pushcclosure(L, lct_e_index, 4);
 	lua_setfield(L, -3, "__index");
-	lua_pop(L, 1);
-	lua_pushvalue(L, -1);
-	lua_pushcclosure(L, lct_e_tostring, 1);
-	lua_setfield(L, -2, "__tostring");
-	lua_pop(L, 1);
+	lua_pop(L, 2);
 }
 
 void lct_entry_open(lua_State *L)

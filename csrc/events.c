@@ -49,7 +49,8 @@ static const char lct_sub_key = 's';
 
 static struct lct_sub *lct_sub_check(lua_State *L, int idx, const char *fname)
 {
-	struct lct_sub *s = lct_class_check(L, idx, &lct_sub_class, fname);
+	struct lct_sub *s = idx == 1 ? lct_class_self(L, &lct_sub_class, fname) :
+			     lct_class_check(L, idx, &lct_sub_class, fname);
 
 	if (s->nl == NULL)
 		lct_error(L, "%s: attempt to use a closed subscription", fname);

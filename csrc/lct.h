@@ -102,6 +102,13 @@ void lct_class_set(lua_State *L, const void *key);
 void *lct_class_test(lua_State *L, int idx, const void *key);
 void *lct_class_check(lua_State *L, int idx, const struct lct_class *c,
 		      const char *fname);
+/*
+ * Argument 1 as lct_class_check, first compared with upvalue 1, which a
+ * method of the class holds (its metatable).  Only for functions whose
+ * first upvalue is c's metatable, or is no metatable at all (none, a
+ * methods table, a state): never another class's metatable.
+ */
+void *lct_class_self(lua_State *L, const struct lct_class *c, const char *fname);
 
 /* ---- names.c: the vocabulary ------------------------------------------ */
 
@@ -422,7 +429,6 @@ void lct_reader_finish(lua_State *L, int kinds, const char *fname, struct lct_sp
 /* Safe forms for batches: 0, or a Lua error message left on the stack. */
 int lct_spec_read_p(lua_State *L, int idx, int kinds, const char *fname,
 		    struct lct_spec *s, int changes);
-void lct_build_open(lua_State *L);
 
 /* Expectations: the master, expected and mask tuples and the rest. */
 struct lct_xspec {
