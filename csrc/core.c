@@ -84,6 +84,7 @@ static int lct_f_type(lua_State *L)
 static const luaL_Reg lct_core_funcs[] = {
 	{"open", lct_f_open},
 	{"subscribe", lct_f_subscribe},
+	{"events_iter", lct_f_events_iter},
 	{"purge", lct_f_purge},
 	{"load_text", lct_f_load_text},
 	{"type", lct_f_type},

@@ -438,10 +438,30 @@ static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
 }
 
 /*
+ * The end of a wait, read from the clock only when first needed: an event
+ * that is ready at once costs no clock read.  It is read before anything
+ * that takes time (a system call, an event the filter drops), so the
+ * deadline still counts from the call.
+ */
+struct lct_until {
+	double timeout;		/* seconds; < 0: for ever */
+	double deadline;	/* < 0: for ever */
+	int known;
+};
+
+static void lct_until_start(struct lct_until *u)
+{
+	if (!u->known) {
+		u->deadline = u->timeout < 0 ? -1 : lct_now() + u->timeout;
+		u->known = 1;
+	}
+}
+
+/*
  * One event pushed: 1; nothing (deadline passed, or wait == 0 and nothing
  * ready): 0; -errno on a failure.  mt: where the entry metatable is.
  */
-static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadline,
+static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, struct lct_until *u,
 			const char *fname, int mt)
 {
 	for (;;) {
@@ -466,8 +486,10 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 				s->received++;
 				return 1;
 			}
-			if (s->m != NULL && !lct_match(s->m, m))
+			if (s->m != NULL && !lct_match(s->m, m)) {
+				lct_until_start(u);
 				continue;
+			}
 			lct_entry_pushm(L, m, lct_ev_type(m), s->rxtime, mt);
 			s->received++;
 			return 1;
@@ -477,6 +499,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 			lct_push_overflow(L, s);
 			return 1;
 		}
+		lct_until_start(u);
 		for (;;) {
 			ssize_t n = lct_recv_many(s);
 			int r;
@@ -502,7 +525,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 				return -errno;
 			if (!wait)
 				return 0;
-			r = lct_sub_poll(L, s, deadline);
+			r = lct_sub_poll(L, s, u->deadline);
 			if (r <= 0)
 				return r;
 		}
@@ -525,30 +548,33 @@ static int lct_sub_keep(lua_State *L, struct lct_sub *s, const char *fname)
 	return keep;
 }
 
-static double lct_deadline(lua_State *L, int idx, const char *fname)
+/* A wait of the timeout at idx (seconds, nil for ever), not yet started. */
+static void lct_until_arg(lua_State *L, int idx, const char *fname, struct lct_until *u)
 {
 	lua_Number t;
 
+	u->known = 0;
+	u->timeout = -1;
 	if (lua_isnoneornil(L, idx))
-		return -1;
+		return;
 	t = lua_tonumber(L, idx);
 	if (lua_type(L, idx) != LUA_TNUMBER || !(t >= 0))
-		return lct_argerror(L, fname, "timeout", "seconds >= 0 expected, got %s",
-				    lct_shortval(L, idx));
-	return lct_now() + (t > 1e9 ? 1e9 : t);
+		lct_argerror(L, fname, "timeout", "seconds >= 0 expected, got %s",
+			     lct_shortval(L, idx));
+	u->timeout = t > 1e9 ? 1e9 : t;
 }
 
-/* sub:next([timeout]) -> event, or nil when the timeout passed. */
-static int lct_s_next(lua_State *L)
+/* sub:next of s (at index 1) with the timeout at index 2: what next returns. */
+static int lct_next(lua_State *L, struct lct_sub *s)
 {
-	struct lct_sub *s = lct_sub_check(L, 1, "next");
-	double deadline = lct_deadline(L, 2, "next");
+	struct lct_until u;
 	int r;
 
+	lct_until_arg(L, 2, "next", &u);
 	lua_settop(L, 2);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->emt_ref);
 	for (;;) {
-		r = lct_sub_step(L, s, 1, deadline, "next", 3);
+		r = lct_sub_step(L, s, 1, &u, "next", 3);
 		if (r < 0)
 			return lct_pusherr(L, "next", -r);
 		if (r == 0) {
@@ -557,13 +583,61 @@ static int lct_s_next(lua_State *L)
 		}
 		if (lct_sub_keep(L, s, "next"))
 			return 1;
+		lct_until_start(&u);	/* the predicate took its time */
 	}
+}
+
+/* sub:next([timeout]) -> event, or nil when the timeout passed. */
+static int lct_s_next(lua_State *L)
+{
+	return lct_next(L, lct_sub_check(L, 1, "next"));
+}
+
+/*
+ * The iterator ct.events returns: a closure over (subscription, timeout,
+ * done).  Each call is sub:next(timeout); at the end (timeout, or a
+ * failure) the subscription is closed, a failure raised, and every later
+ * call returns nil.
+ */
+static int lct_events_iter(lua_State *L)
+{
+	struct lct_sub *s;
+	int n;
+
+	if (lua_toboolean(L, lua_upvalueindex(3))) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_settop(L, 0);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, lua_upvalueindex(2));
+	s = lct_sub_check(L, 1, "next");
+	n = lct_next(L, s);
+	if (!lua_isnil(L, -n))
+		return 1;
+	lua_pushboolean(L, 1);
+	lua_replace(L, lua_upvalueindex(3));
+	lct_sub_close(L, s);
+	if (n > 1)
+		return lct_error(L, "%s", lua_tostring(L, -n + 1));
+	return 1;
+}
+
+/* core.events_iter(sub, timeout) -> the iterator of ct.events. */
+int lct_f_events_iter(lua_State *L)
+{
+	lct_class_check(L, 1, &lct_sub_class, "events");
+	lua_settop(L, 2);
+	lua_pushboolean(L, 0);
+	lua_pushcclosure(L, lct_events_iter, 3);
+	return 1;
 }
 
 /* sub:read([max]) -> array of what is there now (never blocks). */
 static int lct_s_read(lua_State *L)
 {
 	struct lct_sub *s = lct_sub_check(L, 1, "read");
+	struct lct_until u = { -1, -1, 1 };
 	int64_t max = 0;
 	int n = 0, r;
 
@@ -573,7 +647,7 @@ static int lct_s_read(lua_State *L)
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->emt_ref);
 	lua_newtable(L);
 	while (max == 0 || n < max) {
-		r = lct_sub_step(L, s, 0, 0, "read", 2);
+		r = lct_sub_step(L, s, 0, &u, "read", 2);
 		if (r < 0) {
 			if (n > 0)
 				break;
@@ -591,14 +665,16 @@ static int lct_s_read(lua_State *L)
 static int lct_s_wait(lua_State *L)
 {
 	struct lct_sub *s = lct_sub_check(L, 1, "wait");
-	double deadline = lct_deadline(L, 2, "wait");
+	struct lct_until u;
 	int r;
 
+	lct_until_arg(L, 2, "wait", &u);
+	lct_until_start(&u);
 	if (s->rx.len > 0 || s->blen > s->bpos || s->pending_overflow) {
 		lua_pushboolean(L, 1);
 		return 1;
 	}
-	r = lct_sub_poll(L, s, deadline);
+	r = lct_sub_poll(L, s, u.deadline);
 	if (r < 0)
 		return lct_pusherr(L, "wait", -r);
 	lua_pushboolean(L, r > 0);

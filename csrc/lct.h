@@ -572,6 +572,7 @@ int lct_f_load_text(lua_State *L);
 
 extern const struct lct_class lct_sub_class;
 int lct_f_subscribe(lua_State *L);
+int lct_f_events_iter(lua_State *L);
 void lct_events_open(lua_State *L);
 
 #endif

@@ -476,23 +476,9 @@ function H.install(methods)
 		if not sub then
 			raise(msg)
 		end
-		-- Looked up once: each lookup on the subscription is a metamethod call.
-		local nextev, close, done = sub.next, sub.close, false
-		local function iter()
-			if done then
-				return nil
-			end
-			local ev, err = nextev(sub, timeout)
-			if ev == nil then
-				done = true
-				close(sub)
-				if err then
-					raise(err)
-				end
-			end
-			return ev
-		end
-		return iter, sub, nil, sub
+		-- sub:next(timeout) until it returns nil; then the subscription is
+		-- closed (and a failure raised).  In C: no Lua call per event.
+		return core.events_iter(sub, timeout), sub, nil, sub
 	end
 
 	methods.events = events
