@@ -54,12 +54,12 @@ local q, sh, capture, slurp = L.q, L.sh, L.capture, L.slurp
 local function listen(variant, want, idle, rcvbuf)
 	local ct = require "conntrack"
 	local now = clock.now
-	local n, first, last = 0, 0, 0
+	local n, first, last, cpu0 = 0, 0, 0, 0
 	local sub
 	local function seen()
 		n = n + 1
 		local t = now()
-		if n == 1 then first = t end
+		if n == 1 then first, cpu0 = t, clock.cpu() end
 		last = t
 	end
 	local opts = { timeout = idle, rcvbuf = rcvbuf }
@@ -68,7 +68,7 @@ local function listen(variant, want, idle, rcvbuf)
 		-- first events to the end of the batch that held the last
 		sub = assert(ct.subscribe{ rcvbuf = rcvbuf })
 		while n < want do
-			local t0 = now()
+			local t0, c0 = now(), clock.cpu()
 			local evs = sub:read()
 			if #evs == 0 then
 				if not sub:wait(idle) then break end
@@ -78,7 +78,7 @@ local function listen(variant, want, idle, rcvbuf)
 				if evs[i].type ~= "overflow" then k = k + 1 end
 			end
 			if k > 0 then
-				if n == 0 then first = t0 end
+				if n == 0 then first, cpu0 = t0, c0 end
 				n = n + k
 				last = now()
 			end
@@ -117,7 +117,9 @@ local function listen(variant, want, idle, rcvbuf)
 			error("unknown variant " .. variant)
 		end
 	end
-	io.write(("events %d enobufs %d drops -1 first_ns %d last_ns %d\n"):format(n, sub.overflows, first, last))
+	local cpu = n > 0 and clock.cpu() - cpu0 or -1
+	io.write(("events %d enobufs %d drops -1 first_ns %d last_ns %d cpu_ns %d\n"):format(n, sub.overflows, first,
+		last, cpu))
 	sub:close()
 end
 
@@ -235,13 +237,14 @@ local function finish(pid)
 		die("listener " .. pid .. " did not end")
 	end
 	local out = slurp(outf)
-	local n, enobufs, d, first, last =
-		out:match("events (%d+) enobufs (%-?%d+) drops (%-?%d+) first_ns (%d+) last_ns (%d+)")
+	local n, enobufs, d, first, last, cpu =
+		out:match("events (%d+) enobufs (%-?%d+) drops (%-?%d+) first_ns (%d+) last_ns (%d+) cpu_ns (%-?%d+)")
 	if not n then die("listener printed " .. q(out) .. "; stderr: " .. slurp(errf)) end
 	local r = { n = tonumber(n), enobufs = tonumber(enobufs), drops = tonumber(d), first = tonumber(first),
 		last = tonumber(last), err = slurp(errf) }
 	if r.drops < 0 then r.drops = drops end
 	r.rate = r.last > r.first and (r.n - 1) / ((r.last - r.first) / 1e9) or nil
+	r.cpurate = tonumber(cpu) > 0 and r.n / (tonumber(cpu) / 1e9) or nil
 	return r
 end
 
@@ -290,12 +293,15 @@ end
 
 local function collect(fn, label)
 	local res = {}
-	for _, v in ipairs(variants) do res[v.key] = { rate = {}, lost = 0, drops = 0, enobufs = -1, prod = {} } end
+	for _, v in ipairs(variants) do
+		res[v.key] = { rate = {}, cpurate = {}, lost = 0, drops = 0, enobufs = -1, prod = {} }
+	end
 	for round = 1, runs do
 		for _, v in ipairs(variants) do
 			local r = fn(v)
 			local s = res[v.key]
 			s.rate[#s.rate + 1] = r.rate or 0
+			s.cpurate[#s.cpurate + 1] = r.cpurate
 			s.prod[#s.prod + 1] = r.prod
 			s.lost = math.max(s.lost, r.lost)
 			s.drops = math.max(s.drops, r.drops or 0)
@@ -313,15 +319,18 @@ flush()
 os.remove(outf)
 os.remove(errf)
 
--- judge: "burst" (no loss) or "drain" (rate against C's).
+-- judge: "burst" (no loss) or "drain" (rate against C's).  "per CPU s" is
+-- the events over the listener's CPU time from its first event to its end
+-- (less disturbed by the other programs of a shared machine).
 local function table_out(title, res, total, judge)
 	print(("\n### %s\n"):format(title))
-	print("| listener | events/s (median) | ratio to C | lost (worst run) | kernel drops | ENOBUFS seen | target |")
-	print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
-	local c = median(res.C.rate)
+	print("| listener | events/s (median) | ratio to C | per CPU s (ratio to C) | lost (worst run) | kernel drops"
+		.. " | ENOBUFS seen | target |")
+	print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	local c, ccpu = median(res.C.rate), median(res.C.cpurate)
 	for _, v in ipairs(variants) do
 		local s = res[v.key]
-		local rate = median(s.rate)
+		local rate, cpurate = median(s.rate), median(s.cpurate)
 		local ratio = c and c > 0 and tonumber(("%.2f"):format(rate / c)) or nil
 		local target = ""
 		if v.noloss and judge == "burst" then
@@ -329,9 +338,10 @@ local function table_out(title, res, total, judge)
 		elseif v.drain and judge == "drain" then
 			target = (">= %.2fx C: %s"):format(v.drain, ratio and ratio >= v.drain and "met" or "MISSED")
 		end
-		print(("| %s | %.0f | %s | %d of %d | %d | %s | %s |"):format(v.label, rate,
-			ratio and ("%.2f"):format(ratio) or "", s.lost, total, s.drops,
-			s.enobufs < 0 and "n/a" or tostring(s.enobufs), target))
+		print(("| %s | %.0f | %s | %s | %d of %d | %d | %s | %s |"):format(v.label, rate,
+			ratio and ("%.2f"):format(ratio) or "",
+			cpurate and ("%.0f (%.2f)"):format(cpurate, ccpu and cpurate / ccpu or 0) or "n/a",
+			s.lost, total, s.drops, s.enobufs < 0 and "n/a" or tostring(s.enobufs), target))
 	end
 end
 

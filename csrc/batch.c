@@ -333,7 +333,7 @@ int lct_f_load_text(lua_State *L)
 		if (lct_save_blank(line, n))
 			continue;
 		nspec++;
-		snprintf(fname, sizeof(fname), "load: line %d", lineno);
+		lct_save_fname(fname, lineno);
 		if (lct_save_line(L, line, n, fname, &s, &op, 0) != 0) {
 			lua_pushstring(L, lct_save_msg(L, -1, "load: line"));
 			lct_brun_fail(L, &r, nspec, EINVAL, lua_gettop(L));

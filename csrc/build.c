@@ -524,6 +524,13 @@ static void lct_read_field(lua_State *L, const char *fname, int id,
 }
 
 /* Reads the table at t; only fields allowed in kinds. */
+/* A field these kinds do not take. */
+static void lct_kinds_error(lua_State *L, const char *fname, const char *name, int kinds)
+{
+	lct_argerror(L, fname, name, "not a field of %s", kinds & LCT_K_CHANGES ? "changes" :
+		     kinds & LCT_K_TUPLE ? "a tuple" : "a spec");
+}
+
 static void lct_read(lua_State *L, int t, int kinds, const char *fname,
 		     struct lct_spec *s, struct lct_pending *p)
 {
@@ -539,9 +546,7 @@ static void lct_read(lua_State *L, int t, int kinds, const char *fname,
 		}
 		if (id < 0 || !(lct_fields[id].kinds & kinds)) {
 			if (lua_type(L, -2) == LUA_TSTRING && id >= 0)
-				lct_argerror(L, fname, lua_tostring(L, -2), "not a field of %s",
-					     kinds & LCT_K_CHANGES ? "changes" :
-					     kinds & LCT_K_TUPLE ? "a tuple" : "a spec");
+				lct_kinds_error(L, fname, lua_tostring(L, -2), kinds);
 			if (lua_type(L, -2) == LUA_TSTRING)
 				lct_argerror(L, fname, lua_tostring(L, -2), "unknown field");
 			lct_error(L, "%s: bad argument (field names must be strings, got %s)",
@@ -561,6 +566,11 @@ int lct_field_in(int id, int kinds)
 	return id >= 0 && id < F_N && (lct_fields[id].kinds & kinds) != 0;
 }
 
+const char *lct_field_name(int id)
+{
+	return id >= 0 && id < F_N ? lct_fields[id].name : NULL;
+}
+
 int lct_field_id(const char *name)
 {
 	return lct_field_find(name, strlen(name));
@@ -571,6 +581,14 @@ void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *
 {
 	r->fields |= (uint64_t)1 << id;
 	lct_read_field(L, fname, id, s, r);
+}
+
+void lct_reader_kfield(lua_State *L, const char *fname, int id, int kinds,
+		       struct lct_spec *s, struct lct_reader *r)
+{
+	if (!lct_field_in(id, kinds))
+		lct_kinds_error(L, fname, lct_fields[id].name, kinds);
+	lct_reader_field(L, fname, id, s, r);
 }
 
 void lct_reader_finish(lua_State *L, int kinds, const char *fname, struct lct_spec *s,

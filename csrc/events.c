@@ -611,7 +611,9 @@ static int lct_events_iter(lua_State *L)
 	lua_settop(L, 0);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushvalue(L, lua_upvalueindex(2));
-	s = lct_sub_check(L, 1, "next");
+	s = lua_touserdata(L, 1);	/* checked by core.events_iter */
+	if (s->nl == NULL)
+		return lct_error(L, "next: attempt to use a closed subscription");
 	n = lct_next(L, s);
 	if (!lua_isnil(L, -n))
 		return 1;

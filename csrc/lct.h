@@ -419,11 +419,15 @@ struct lct_reader {
 	uint64_t fields;		/* ids seen */
 };
 int lct_field_id(const char *name);	/* -1 when not a spec field */
+const char *lct_field_name(int id);	/* NULL past the last */
 int lct_field_in(int id, int kinds);	/* does a field of these kinds have that id? */
 void lct_reader_init(struct lct_reader *r);
 /* The value at the top as field id (as a table's field would be read). */
 void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *s,
 		      struct lct_reader *r);
+/* The same for a table read with kinds: a field they do not take raises as there. */
+void lct_reader_kfield(lua_State *L, const char *fname, int id, int kinds,
+		       struct lct_spec *s, struct lct_reader *r);
 void lct_reader_finish(lua_State *L, int kinds, const char *fname, struct lct_spec *s,
 		       struct lct_reader *r);
 /* Safe forms for batches: 0, or a Lua error message left on the stack. */
@@ -453,11 +457,16 @@ void lct_xspec_put(struct nlmsghdr *nlh, const struct lct_xspec *x);
 
 /* ---- save.c: save text (conntrack -o save, -R) -------------------------- */
 
-/* One line into s and *op ('A', 'I', 'U', 'D'); -1 with a message on the stack. */
+/*
+ * One line into s and *op ('A', 'I', 'U', 'D'); -1 with a message on the
+ * stack.  keys: 0, or the index of the field names (parse_save's): the
+ * line's table is pushed.
+ */
 int lct_save_line(lua_State *L, const char *p, size_t n, const char *fname,
-		  struct lct_spec *s, int *op, int tables);
+		  struct lct_spec *s, int *op, int keys);
 int lct_save_next(const char *text, size_t len, size_t *pos, const char **line, size_t *n);
 int lct_save_blank(const char *p, size_t n);
+void lct_save_fname(char *fname, int lineno);	/* "load: line N" (32 bytes will do) */
 const char *lct_save_msg(lua_State *L, int idx, const char *fname);
 void lct_save_open(lua_State *L);
 
