@@ -32,6 +32,20 @@ static char *lct_dec(char *p, unsigned int v)
 	return p;
 }
 
+char *lct_utoa(char *p, unsigned int v)
+{
+	char tmp[12], *q = tmp + sizeof(tmp);
+	size_t n;
+
+	do {
+		*--q = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	n = (size_t)(tmp + sizeof(tmp) - q);
+	memcpy(p, q, n);
+	return p + n;
+}
+
 static char *lct_v4(char *p, const unsigned char *a)
 {
 	int i;

@@ -118,6 +118,17 @@ static int lct_brun_result(lua_State *L, const struct lct_brun *r)
 	return 3;
 }
 
+/* "batch: item I: op", the name an item's errors carry (48 bytes will do). */
+static void lct_item_name(char *buf, int i, const char *op)
+{
+	char *p = lct_utoa(buf + 12, (unsigned int)i);
+
+	memcpy(buf, "batch: item ", 12);
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, op, strlen(op) + 1);
+}
+
 /*
  * h:batch(op, items [, changes]) -> ok, missing, failures | nil, msg, errno
  * op is "create", "add", "update" or "delete"; items an array of specs,
@@ -191,7 +202,7 @@ static int lct_h_batch(lua_State *L)
 		} else {
 			char fname[48];
 
-			snprintf(fname, sizeof(fname), "batch: item %d: %s", i, op);
+			lct_item_name(fname, i, op);
 			bad = lct_spec_read_p(L, -1, kind == LCT_K_SPEC ? LCT_K_SPEC : LCT_K_TUPLE,
 					      fname, &s, 0) != 0;
 			if (!bad)
@@ -200,7 +211,7 @@ static int lct_h_batch(lua_State *L)
 		if (!bad && kind == LCT_K_CHANGES) {
 			char fname[48];
 
-			snprintf(fname, sizeof(fname), "batch: item %d: %s", i, op);
+			lct_item_name(fname, i, op);
 			s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 			bad = lct_spec_read_p(L, 4, 0, fname, &s, 1) != 0;
 			if (!bad && (s.has & LCT_S_STATUS)) {

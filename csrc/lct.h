@@ -227,6 +227,8 @@ void lct_pinfo_parse(const struct nlattr *pi, struct lct_pinfo *p);
 
 /* "00" to "99": the two digits of n at lct_digit_pairs + 2 * n. */
 extern const char lct_digit_pairs[201];
+/* v in decimal at p (no NUL); returns the end. */
+char *lct_utoa(char *p, unsigned int v);
 /* Text of an address, as inet_ntop writes it; buf of INET6_ADDRSTRLEN. */
 size_t lct_ntop(int family, const void *addr, char *buf);
 /* Text to bytes: AF_INET/AF_INET6, or 0 when malformed (len: no NUL inside). */

@@ -589,16 +589,8 @@ int lct_save_next(const char *text, size_t len, size_t *pos, const char **line, 
 /* "load: line N", the name a line's errors carry, into fname (at least 32 bytes). */
 void lct_save_fname(char *fname, int lineno)
 {
-	char digits[16], *d = digits + sizeof(digits);
-	unsigned int v = (unsigned int)lineno;
-
-	do {
-		*--d = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
 	memcpy(fname, "load: line ", 11);
-	memcpy(fname + 11, d, (size_t)(digits + sizeof(digits) - d));
-	fname[11 + (digits + sizeof(digits) - d)] = '\0';
+	*lct_utoa(fname + 11, (unsigned int)lineno) = '\0';
 }
 
 /* A line with nothing to do: blank, or a comment. */

@@ -329,9 +329,13 @@ function H.install(methods)
 			if last > #specs then
 				last = #specs
 			end
-			local part = {}
+			local part, k = {}, 0
 			for i = first, last do
-				part[#part + 1] = specs[i]
+				local spec = specs[i]
+				if spec ~= nil then
+					k = k + 1
+					part[k] = spec
+				end
 			end
 			local n, miss, fails = cbatch(h, mode or "create", part)
 			if not n then
