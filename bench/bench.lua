@@ -222,7 +222,7 @@ local function bench(N)
 		print(string.format("| %s | %s%s | %s | %s | %s | %s | %d | %s |", v.label,
 			r.approx and "~" or "", v.aux and "" or ms(r.ns),
 			r.lo and (ms(r.lo) .. "-" .. ms(r.hi)) or "",
-			ratio and string.format("%.2f", ratio) or "", ms(r.work_cpu), ms(r.wall), r.rss, target))
+			ratio and string.format("%.2f", ratio) or "", ms(v.aux and r.cpu or r.work_cpu), ms(r.wall), r.rss, target))
 		::next::
 	end
 	if not modok then
