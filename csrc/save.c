@@ -248,18 +248,23 @@ struct lct_line {
 };
 
 /*
- * tables: the value at the top into the line's table as field.  Each
- * value is checked as the load would read it, as it goes in; when a field
- * comes twice only the last value counts, so the table is checked once
- * whole at the end instead.
+ * tables: the value at the top into the line's table under the key below
+ * it (lct_line_key).  Each value is checked as the load would read it, as
+ * it goes in; when a field comes twice only the last value counts, so the
+ * table is checked once whole at the end instead.
  */
 static void lct_line_set(lua_State *L, struct lct_line *ln, int id)
 {
 	if (!ln->dups)
 		lct_reader_kfield(L, ln->fname, id, ln->kinds, ln->s, &ln->r);
-	lua_rawgeti(L, ln->keys, id + 1);
-	lua_insert(L, -2);
 	lua_rawset(L, ln->tidx);
+}
+
+/* tables: the key of field id, interned (before its value is pushed). */
+static void lct_line_key(lua_State *L, struct lct_line *ln, int id)
+{
+	if (ln->tables)
+		lua_rawgeti(L, ln->keys, id + 1);
 }
 
 /*
@@ -302,6 +307,7 @@ static void lct_line_value(lua_State *L, struct lct_line *ln, int id, const char
 {
 	int64_t n;
 
+	lct_line_key(L, ln, id);
 	switch (kind) {
 	case V_INT:
 		n = lct_num(v, 10);
@@ -325,10 +331,12 @@ static void lct_line_value(lua_State *L, struct lct_line *ln, int id, const char
 			if (mask < 0)
 				lct_error(L, "%s: option -m: mask expected, got '%.*s'", ln->fname,
 					  (int)m.n, m.p);
-			lua_pushinteger(L, (lua_Integer)mask);
 			if (ln->tables) {
+				lct_line_key(L, ln, lct_field_id("mark_mask"));
+				lua_pushinteger(L, (lua_Integer)mask);
 				lct_line_set(L, ln, lct_field_id("mark_mask"));
 			} else {
+				lua_pushinteger(L, (lua_Integer)mask);
 				lct_reader_field(L, ln->fname, lct_field_id("mark_mask"), ln->s, &ln->r);
 				lua_pop(L, 1);
 			}
@@ -414,13 +422,14 @@ static void lct_line_nat(lua_State *L, struct lct_line *ln, int dnat)
 		port = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
 		lua_pop(L, 1);
 	}
+	lct_line_key(L, ln, lct_field_id(field));
 	lua_pushlstring(L, v->p, v->n);
 	if (port >= 0)
 		lua_pushfstring(L, v6 ? "[%s]:%d" : "%s:%d", lua_tostring(L, -1), port);
 	if (ln->tables) {
-		lct_line_set(L, ln, lct_field_id(field));
 		if (port >= 0)
-			lua_pop(L, 1);
+			lua_remove(L, -2);
+		lct_line_set(L, ln, lct_field_id(field));
 		return;
 	}
 	lct_reader_field(L, ln->fname, lct_field_id(field), ln->s, &ln->r);
