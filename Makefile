@@ -76,7 +76,7 @@ TREE_ENV    = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/s
 TEST_ENV    = $(call TREE_ENV,$(BUILD))
 
 .PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat check-all-lua lint \
-	demo bench bench-bulk bench-events bench-ops bench-stall bench-cli bench-exporter bench-rpcd test-tools clean \
+	demo bench bench-bulk bench-events bench-ops bench-stall bench-cli bench-exporter bench-rpcd bench-replicate test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
 all: $(MODULE)
@@ -220,6 +220,12 @@ bench-rpcd: deps
 	$(MAKE) -s -C bench
 	$(MAKE) -s LUA_VERSION=5.1 all
 	$(TEST_ENV) tools/netns-run $(LUA) bench/rpcd.lua $(BENCH_ARGS)
+
+# examples/replicate.lua beside conntrackd: a burst of new flows on one
+# router, the time until the other holds them (bench/replicate.lua).
+bench-replicate: deps
+	$(MAKE) all
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/replicate.lua $(BENCH_ARGS)
 
 bench-cli: deps
 	$(MAKE) all

@@ -813,7 +813,8 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 		for (i = 0; i < 2; i++) {
 			const struct lct_nat *n = i ? &s->dnat : &s->snat;
 
-			if (n->port >= 0 && !lct_proto_ports((unsigned int)proto))
+			if ((s->has & (i ? LCT_S_DNAT : LCT_S_SNAT)) && n->port >= 0 &&
+			    !lct_proto_ports((unsigned int)proto))
 				lct_argerror(L, fname, i ? "dnat" : "snat", "a port needs tcp, udp, udplite, sctp or dccp");
 		}
 	}
@@ -1251,12 +1252,13 @@ void lct_xspec_read(lua_State *L, int idx, int create, const char *fname,
 	for (i = 0; i < 2; i++) {
 		const char *k = i ? "fn" : "helper";
 		char *out = i ? x->fn : x->helper;
+		size_t room = i ? sizeof x->fn : sizeof x->helper;
 
 		if (lct_rawfield(L, t, k) != LUA_TNIL) {
 			size_t n;
 			const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
 
-			if (s == NULL || n == 0 || n >= 16 || strlen(s) != n)
+			if (s == NULL || n == 0 || n >= room || strlen(s) != n)
 				lct_argerror(L, fname, k, "name expected, got %s", lct_shortval(L, -1));
 			memcpy(out, s, n + 1);
 			x->has |= i ? LCT_X_FN : LCT_X_HELPER;

@@ -813,7 +813,9 @@ static int lct_e_tostring(lua_State *L)
 
 /*
  * e:format([opts]): the CLI's -o options as a comma list: "extended",
- * "id", "ktimestamp", "labels", "xml".
+ * "id", "ktimestamp", "labels", "xml", "timestamp" (events: the time of
+ * receipt before the line, "[seconds.micros]\t", as -E -o timestamp; in
+ * XML the library's <when>).
  */
 static int lct_e_format(lua_State *L)
 {
@@ -821,7 +823,7 @@ static int lct_e_format(lua_State *L)
 	const char *o;
 	unsigned int type = NFCT_O_DEFAULT, flags = 0;
 	struct nfct_labelmap *map = NULL;
-	int lib = 0;
+	int lib = 0, stamp = 0;
 
 	if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
 		return lct_argerror(L, "format", "opts", "string expected, got %s",
@@ -840,6 +842,8 @@ static int lct_e_format(lua_State *L)
 			map = lct_labelmap(L);
 		else if (n == 3 && memcmp(o, "xml", 3) == 0)
 			type = NFCT_O_XML;
+		else if (n == 9 && memcmp(o, "timestamp", 9) == 0)
+			stamp = 1;
 		else if (n == 7 && memcmp(o, "default", 7) == 0)
 			;
 		else if (n == 7 && memcmp(o, "library", 7) == 0)
@@ -853,7 +857,25 @@ static int lct_e_format(lua_State *L)
 		if (*o == ',')
 			o++;
 	}
-	return lct_e_text(L, e, type, flags, map, lib);
+	if (stamp && type == NFCT_O_XML)
+		flags |= NFCT_OF_TIME;
+	lct_e_text(L, e, type, flags, map, lib);
+	if (stamp && type != NFCT_O_XML && e->time > 0) {
+		long sec = (long)e->time;
+		long usec = (long)((e->time - (double)sec) * 1e6 + 0.5);
+		char pre[48];
+		int k;
+
+		if (usec >= 1000000) {
+			sec += 1;
+			usec -= 1000000;
+		}
+		k = snprintf(pre, sizeof(pre), "[%-.8ld.%-.6ld]\t", sec, usec);
+		lua_pushlstring(L, pre, (size_t)k);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+	}
+	return 1;
 }
 
 static int lct_e_eq(lua_State *L)

@@ -444,7 +444,7 @@ struct lct_xspec {
 	int has_nat, nat_dir;
 	uint32_t timeout, flags, class;
 	uint16_t zone;
-	char helper[16], fn[16];
+	char helper[16], fn[32];	/* fn: "nat-follow-master" is 17 */
 };
 #define LCT_X_TIMEOUT	1
 #define LCT_X_ZONE	2
@@ -492,6 +492,7 @@ struct lct_kpart {
 	int has_mark, has_status, zone;	/* zone: -1 none */
 	uint32_t mark, mark_mask, status, status_mask;
 	int flush_exact;		/* the kernel's flush can do all of it */
+	int dump_exact;			/* the kernel's dump request selects exactly it */
 };
 void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart *k);
 void lct_kpart_put(struct nlmsghdr *nlh, const struct lct_kpart *k, int tuple);

@@ -607,23 +607,23 @@ static int lct_proto_of(const struct lct_mnode *n)
 void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart *k)
 {
 	const struct lct_mnode *leaf[64];
-	int i, n, other = 0;
+	int i, n, other = 0, dother = 0, ports = 0;
 
 	memset(k, 0, sizeof(*k));
 	k->proto = -1;
 	k->zone = -1;
 	memset(k->port, 0xff, sizeof(k->port));
 	if (m == NULL) {
-		k->flush_exact = 1;
+		k->flush_exact = k->dump_exact = 1;
 		return;
 	}
 	if (!pushdown)
 		return;
 	n = lct_conj(m, leaf, 64);
 	if (m->node[0].op != M_LEAF && m->node[0].op != M_ALL)
-		other = 1;
+		other = dother = 1;
 	if (m->node[0].op == M_ALL && (uint32_t)n != m->node[0].nvals)
-		other = 1;
+		other = dother = 1;
 	for (i = 0; i < n; i++) {
 		const struct lct_mnode *l = leaf[i];
 		const union lct_mval *v = m->val + l->first;
@@ -647,6 +647,8 @@ void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart
 				k->af[d][w] = AF_INET;
 				memcpy(k->addr[d][w], v[0].c.addr, 4);
 				k->has_tuple = 1;
+			} else {
+				dother = 1;
 			}
 			other = 1;
 			break;
@@ -655,13 +657,19 @@ void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart
 			k->proto = lct_proto_of(l);
 			if (k->proto >= 0)
 				k->has_tuple = 1;
+			else
+				dother = 1;
 			other = 1;
 			break;
 		case MF_SPORT: case MF_DPORT: case MF_RSPORT: case MF_RDPORT:
 			d = l->field == MF_RSPORT || l->field == MF_RDPORT;
 			w = l->field == MF_DPORT || l->field == MF_RDPORT;
-			if (l->nvals == 1 && v[0].r.lo == v[0].r.hi)
+			if (l->nvals == 1 && v[0].r.lo == v[0].r.hi) {
 				k->port[d][w] = (int)v[0].r.lo;
+				ports = 1;
+			} else {
+				dother = 1;
+			}
 			other = 1;
 			break;
 		case MF_MARK:
@@ -670,7 +678,7 @@ void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart
 				k->mark = v[0].r.lo;
 				k->mark_mask = v[0].r.hi;
 			} else {
-				other = 1;
+				other = dother = 1;
 			}
 			break;
 		case MF_STATUS:
@@ -679,7 +687,7 @@ void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart
 				k->status = l->u.st.value;
 				k->status_mask = l->u.st.mask;
 			} else {
-				other = 1;
+				other = dother = 1;
 			}
 			break;
 		case MF_ZONE:
@@ -687,10 +695,10 @@ void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart
 			if (l->nvals == 1 && v[0].r.lo == v[0].r.hi && v[0].r.lo > 0 && k->zone < 0)
 				k->zone = (int)v[0].r.lo;
 			else
-				other = 1;
+				other = dother = 1;
 			break;
 		default:
-			other = 1;
+			other = dother = 1;
 		}
 		if (f != 0) {
 			if (k->family != 0 && k->family != f)
@@ -699,12 +707,16 @@ void lct_match_kpart(const struct lct_matcher *m, int pushdown, struct lct_kpart
 		}
 	}
 	/* The kernel compares ports only under a protocol that has them. */
-	if (k->proto < 0 || !lct_proto_ports((unsigned int)k->proto))
+	if (k->proto < 0 || !lct_proto_ports((unsigned int)k->proto)) {
 		memset(k->port, 0xff, sizeof(k->port));
+		if (ports)
+			dother = 1;
+	}
 	for (i = 0; i < 4; i++)
 		if (k->port[i / 2][i % 2] >= 0)
 			k->has_tuple = 1;
 	k->flush_exact = !other;
+	k->dump_exact = !dother;
 }
 
 /*
@@ -922,6 +934,8 @@ static int lct_m_kernel(lua_State *L)
 	}
 	lua_pushboolean(L, k.flush_exact);
 	lua_setfield(L, -2, "flush_exact");
+	lua_pushboolean(L, k.dump_exact);
+	lua_setfield(L, -2, "dump_exact");
 	return 1;
 }
 

@@ -20,6 +20,7 @@ Metrics (every sample also has the label netns):
   conntrack_stat_<counter>_total{cpu}   every per-CPU counter the kernel sends (conntrack -S)
   conntrack_flows{family,proto,state}   flows by family, protocol and state (state "" when none)
   conntrack_nat_flows{kind}             flows by NAT kind: none, snat, dnat, both (ct.nat.classify)
+  conntrack_expectations                expectations in the table (conntrack -C expect)
   conntrack_events_total{type}          new and destroy events seen since the exporter started
   conntrack_events_per_second{type}     their rate over the last --rate-window seconds (default 10)
   conntrack_events_overflows_total, conntrack_events_lost_total
@@ -94,11 +95,8 @@ end
 if not window or window < 1 or window > 3600 then
 	tb.usage_error(parser, "--rate-window needs seconds from 1 to 3600")
 end
-local lhost, lport = o.listen:match("^%[([^%]]+)%]:(%d+)$")
+local lhost, lport = tb.split_hostport(o.listen)
 if not lhost then
-	lhost, lport = o.listen:match("^([^:]+):(%d+)$")
-end
-if not lhost or tonumber(lport) > 65535 then
 	tb.usage_error(parser, "--listen needs HOST:PORT or [IPv6]:PORT, got " .. o.listen)
 end
 
@@ -122,12 +120,10 @@ end
 local classify = ct.nat.classify
 local CHUNK = 256
 
--- EXPECTATIONS PLUG IN HERE.  The module has no expectation table yet.  When
--- the handle gains one, return the number of expectations of h here (or nil
--- when the kernel refuses): the family conntrack_expectations is then
--- written for every namespace, with no other change.
-local function expectations(h) -- luacheck: no unused args
-	return nil
+-- The number of expectations of h (conntrack -C expect), or nil when the
+-- kernel refuses: the family conntrack_expectations is then left out.
+local function expectations(h)
+	return (h:expect_count())
 end
 
 -- The entry ct.nat.classify sees: the tuples read once here (they serve the

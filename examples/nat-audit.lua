@@ -65,22 +65,6 @@ end
 
 local ip = tb.in_netns(o.netns) .. "ip "
 
--- Every address of the namespace: set of address text.
-local function local_addresses()
-	local ok, out = tb.sh(ip .. "-j addr show")
-	local doc = ok and json.decode(out)
-	if type(doc) ~= "table" then
-		return nil
-	end
-	local set = {}
-	for _, link in ipairs(doc) do
-		for _, a in ipairs(link.addr_info or {}) do
-			if a["local"] then set[a["local"]] = true end
-		end
-	end
-	return set
-end
-
 -- The preferred source address of the namespace's route to each address of
 -- peers (one `ip -batch` for all): address -> source.
 local function preferred_sources(peers)
@@ -128,7 +112,7 @@ for e in h:dump(filter) do
 	end
 end
 
-local locals = local_addresses()
+local locals = tb.local_addresses(o.netns)
 local prefsrc = preferred_sources(peers)
 
 -- The group names of a translated flow.

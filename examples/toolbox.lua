@@ -55,6 +55,19 @@ function T.hostport(a, p)
 	return a .. ":" .. p
 end
 
+--- "HOST:PORT" or "[IPv6]:PORT" -> host, port (a number 0..65535), or nil.
+function T.split_hostport(s)
+	local host, port = tostring(s):match("^%[([^%]]+)%]:(%d+)$")
+	if not host then
+		host, port = tostring(s):match("^([^:]+):(%d+)$")
+	end
+	port = tonumber(port)
+	if not host or port > 65535 then
+		return nil
+	end
+	return host, port
+end
+
 --- One side of a flow's original tuple as text (ICMP: type and id).
 function T.endpoint(t, which)
 	if which == "src" then
@@ -86,6 +99,23 @@ function T.sh(cmd)
 	f:close()
 	local body, rc = out:match("^(.-)@@rc=(%d+)%s*$")
 	return rc == "0", body or out
+end
+
+--- Every address of a namespace (nil: the caller's), from `ip -j addr`:
+-- a set of address texts, or nil when `ip` cannot say.
+function T.local_addresses(ns)
+	local ok, out = T.sh(T.in_netns(ns) .. "ip -j addr show")
+	local doc = ok and require("dkjson").decode(out)
+	if type(doc) ~= "table" then
+		return nil
+	end
+	local set = {}
+	for _, link in ipairs(doc) do
+		for _, a in ipairs(link.addr_info or {}) do
+			if a["local"] then set[a["local"]] = true end
+		end
+	end
+	return set
 end
 
 --- Reads a namespace's sysctl net.netfilter.NAME: the number, or nil.

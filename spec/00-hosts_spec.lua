@@ -277,3 +277,70 @@ describe("hosts: destroy", function()
 		assert.equals(0, #hosts.list())
 	end)
 end)
+
+describe("hosts: twin topology", function()
+	teardown(function()
+		hosts.cleanup_all()
+	end)
+
+	it("two routers: traffic through a, through b after failover('b'), NAT alike on both", function()
+		local topo = hosts.twin{ nat = { snat = { ports = "40000-40009" }, dnat = true } }
+		finally(topo.destroy)
+		local T = topo.addr
+		for _, r in ipairs({ "client", "a", "b", "server" }) do
+			assert.matches("^lct%-" .. hosts.pid .. "%-%d+%-" .. r .. "$", topo.ns[r])
+		end
+		assert.equals("a", topo.nat_role)
+		topo:serve("tcp")
+		local ok, out, sport = topo:tcp_request("client", T.server, P.plain, "via a")
+		assert.is_true(ok, out)
+		assert.equals("via a", out)
+		-- SNATed by a to the shared address, from the port range; b saw nothing
+		assert.is_truthy(find_line(ct_list(topo, "-p tcp --dport 8000", "a"), "sport=" .. sport,
+			"dst=" .. T.snat, "dport=4000"))
+		assert.is_nil(find_line(ct_list(topo, "-p tcp --dport 8000", "b"), "sport=" .. sport))
+		-- the routers' own link
+		assert.is_true((topo:exec("a", "ping -c1 -W2 " .. T.b_sync)))
+		assert.is_true(topo:failover("b"))
+		-- a is cut off: its links are down
+		local _, links = topo:exec("a", "ip -br link show c0; ip -br link show s0")
+		assert.matches("c0%S*%s+DOWN", links)
+		assert.matches("s0%S*%s+DOWN", links)
+		ok, out, sport = topo:tcp_request("client", T.public, P.dnat, "via b")
+		assert.is_true(ok, out)
+		assert.equals("via b", out)
+		assert.is_truthy(find_line(ct_list(topo, "-p tcp --dport 8003", "b"), "sport=" .. sport,
+			"src=" .. T.server, "sport=" .. P.dnat_to, "dst=" .. T.snat))
+		-- and back
+		assert.is_true(topo:failover("a"))
+		ok, out = topo:tcp_request("client", T.server6, P.plain, "via a again")
+		assert.is_true(ok, out)
+		assert.equals("via a again", out)
+		assert.has_error(function() topo:failover("c") end)
+		assert.has_error(function() hosts.twin{ nat = { masquerade = true } } end)
+	end)
+
+	it("stream(): numbered lines echoed on one socket; a one-peer listener serves its first peer only", function()
+		local topo = hosts.twin{}
+		finally(topo.destroy)
+		topo:listen("server", "udp", P.plain, nil, { one_peer = true })
+		local s = topo:stream("client", "udp", topo.addr.server, P.plain, { interval = 0.05 })
+		local n = s:last()
+		assert.is_true(n >= 0)
+		local ok = false
+		for _ = 1, 100 do
+			if s:last() >= n + 3 then ok = true break end
+			hosts.sleep(0.05)
+		end
+		assert.is_true(ok)
+		for i, v in ipairs(s:echoed()) do assert.equals(i - 1, v) end
+		-- another peer gets nothing back
+		local ok2, replies = topo:udp_send("client", topo.addr.server, P.plain, "other")
+		assert.is_false(ok2)
+		assert.equals("", replies)
+		assert.is_true(s:alive())
+		s:close()
+		assert.is_false(s:alive())
+		assert.has_error(function() hosts.new{}:failover("b") end)
+	end)
+end)

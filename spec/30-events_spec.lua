@@ -222,9 +222,10 @@ describe("events: changes made through the conntrack CLI", function()
 	it("tostring(ev) is the line `conntrack -E` prints for the same change", function()
 		local w = H.cli_events(topo, "host")
 		local sub = assert(ct.subscribe{ netns = ns })
-		finally(function() sub:close() end)
+		local on_exit = H.finally(finally)   -- busted keeps one finally per test
+		on_exit(function() sub:close() end)
 		local h = assert(ct.open{ netns = ns })
-		finally(function() h:close() end)
+		on_exit(function() h:close() end)
 		-- through the module
 		local s = spec_tcp(3001)
 		assert.is_true(h:create(s))

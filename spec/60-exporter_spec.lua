@@ -4,7 +4,6 @@
 -- it serves several namespaces at once, counts their events, and a real
 -- Prometheus server scrapes it (the exporter and Prometheus both on the
 -- loopback of this run's namespace, the tables read through --netns).
-local ct = require "conntrack"
 local hosts = require "hosts"
 local H = require "helpers"
 local J = require "jobhelp"
@@ -17,7 +16,7 @@ local q = hosts.quote
 --   udp 192.0.2.1 -> 198.51.100.2:53                  4 flows  (endpoint Y)
 --   udp 2001:db8:1::1 -> [2001:db8:2::1]:53            3 flows  (endpoint Z)
 --   tcp SYN_SENT 192.0.2.1 -> 203.0.113.N:443, N=1..20 20 flows, one endpoint each;
---       N = 1, 2 DNATed (their reply comes from 198.51.100.9, .10), N = 3 SNATed
+--       N = 1, 2 DNATed (to 198.51.100.9, .10), N = 3 SNATed (to 198.51.100.100), NAT on create
 local function fill(h)
 	local items = {}
 	local function add(t) items[#items + 1] = t end
@@ -163,6 +162,29 @@ describe("exporter.lua", function()
 			ref = ref or norm
 			assert.equals(ref, norm, lua.bin)
 		end
+	end)
+
+	it("exports the expectations, as many as conntrack -C expect counts", function()
+		local stopo, S, sh = H.scratch()
+		finally(function()
+			sh:close()
+			stopo:destroy()
+		end)
+		local function scrape()
+			local ok, out, err = J.run(nil, nil, "exporter.lua", "--once --netns " .. q(S))
+			assert.is_true(ok, err)
+			return J.value(J.metrics(out), "conntrack_expectations", { netns = S })
+		end
+		assert.equals(0, tonumber(H.cli_ok(S, "-C expect")[1]))
+		assert.equals(0, scrape())
+		-- an FTP control flow (the helper attached on create) and what it expects
+		assert(sh:create{ src = "192.0.2.1", dst = "198.51.100.1", proto = "tcp", sport = 1021, dport = 21,
+			timeout = 600, state = "ESTABLISHED", status = { "SEEN_REPLY", "ASSURED" }, helper = "ftp" })
+		assert(sh:expect_create{ src = "192.0.2.1", dst = "198.51.100.1", proto = "tcp", sport = 1021, dport = 21,
+			tuple_src = "192.0.2.1", tuple_dst = "198.51.100.1", tuple_sport = 0, tuple_dport = 40000,
+			timeout = 200 })
+		assert.equals(1, tonumber(H.cli_ok(S, "-C expect")[1]))
+		assert.equals(1, scrape())
 	end)
 
 	it("--top-by src counts sources; --top 0 leaves the endpoint families out", function()

@@ -31,6 +31,8 @@
 --   H.find(lines, ...)    first line holding every plain fragment
 --   H.parse(line)         the fields of a `conntrack -L` line
 --   H.untimed(line)       a -L line with its ticking columns blanked
+--   H.comparable(line)    H.untimed, and the reference count left out (-G and
+--                         get() print use=2 where -L prints use=1)
 --   H.same_line(mod, cli) both lines, read until a tick did not split them
 --   H.cli_events(topo, role [, extra [, life]]) -> w: `conntrack -E` running;
 --                         w.stop() once it printed all so far, then w.lines()
@@ -41,7 +43,15 @@
 --                         it for the block, set(topo, ns, h), set() after
 --   H.scratch()           -> topo, ns, h: the same, made now; the caller ends it
 --                         (h:close(), topo:destroy())
+--   H.routed(opts, set)   in a describe: hosts.new(opts) for the block, echo
+--                         listeners for opts.serve ("tcp", "udp", true: both;
+--                         taken out of opts) and a handle on the router;
+--                         set(topo, h), set() after
 --   H.sh(ns, cmd)         a shell command's output inside namespace ns, and ok
+--   H.finally(finally)    -> add: in a test, given busted's finally, add(fn)
+--                         registers a cleanup; all run, last first, when the
+--                         test ends (finally itself keeps only the last
+--                         function given in a test)
 -- Entries and specs
 --   H.key(e), H.keyset(list or dump) -> set, n, H.sorted(set)
 --   H.select(list, pred)  the entries for which pred holds
@@ -280,6 +290,10 @@ function H.untimed(line)
 	return (line:gsub("delta%-time=%d+", "delta-time=D"))
 end
 
+function H.comparable(line)
+	return (H.untimed(line):gsub(" use=%d+", ""))
+end
+
 --- Calls mod() and cli() (each returning a line) until the module's line,
 -- read before or after the CLI's, equals it: lines carry ages and timeouts
 -- in seconds, which may tick between two reads.  Returns both lines of the
@@ -390,24 +404,56 @@ function H.sh(ns, cmd)
 	return out, ok
 end
 
-function H.private(set)
+function H.finally(finally)
+	local fns = {}
+	finally(function()
+		for i = #fns, 1, -1 do pcall(fns[i]) end
+	end)
+	return function(fn) fns[#fns + 1] = fn end
+end
+
+-- setup: make() -> topo, h; teardown: both ended; set(topo, h), then set().
+local function for_block(make, set)
 	local busted = require "busted"
 	local topo, h
 	busted.setup(function()
-		topo = hosts.scratch()
-		local msg
-		h, msg = require("conntrack").open{ netns = topo.ns.host }
-		if not h then
-			topo:destroy()
-			error(msg, 0)
-		end
-		set(topo, topo.ns.host, h)
+		topo, h = make()
+		set(topo, h)
 	end)
 	busted.teardown(function()
 		if h then h:close() end
 		if topo then topo:destroy() end
 		h, topo = nil, nil
 		set()
+	end)
+end
+
+local function open_on(topo, role)
+	local h, msg = require("conntrack").open{ netns = topo.ns[role] }
+	if not h then
+		topo:destroy()
+		error(msg, 0)
+	end
+	return topo, h
+end
+
+function H.routed(opts, set)
+	for_block(function()
+		local o = {}
+		for k, v in pairs(opts or {}) do o[k] = v end
+		local serve = o.serve
+		o.serve = nil
+		local topo = hosts.new(o)
+		if serve then topo:serve(serve ~= true and serve or nil) end
+		return open_on(topo, "router")
+	end, set)
+end
+
+function H.private(set)
+	for_block(function()
+		return open_on(hosts.scratch(), "host")
+	end, function(topo, h)
+		if topo then set(topo, topo.ns.host, h) else set() end
 	end)
 end
 

@@ -29,7 +29,8 @@ do
 	end
 	J.ROOT = dir
 end
-J.LUA = os.getenv("LUA") or "lua5.4"
+-- The interpreter under test (make check's LCT_LUA), for tools run without one named.
+J.LUA = os.getenv("LCT_LUA") or os.getenv("LUA") or "lua5.4"
 
 local VERSIONS = {
 	{ bin = "lua5.4", v = "5.4" }, { bin = "lua5.1", v = "5.1" },
@@ -56,7 +57,8 @@ end
 
 -- The environment that makes interpreter v load this tree's module built for it.
 local function env(v)
-	local build = v == "5.4" and not ASAN and os.getenv("LUA_CPATH")
+	-- the suite's own LUA_CPATH names the build of the Lua running it
+	local build = v == H.version and not ASAN and os.getenv("LUA_CPATH")
 		and os.getenv("LUA_CPATH"):match("^([^;]*/)%?%.so")
 	build = build or (J.ROOT .. "/build/" .. v .. "/")
 	return ("env LUA_PATH=%s LUA_CPATH=%s "):format(q(J.ROOT .. "/lua/?.lua;;"), q(build .. "?.so;;"))
@@ -70,7 +72,7 @@ function J.luas()
 	for _, l in ipairs(VERSIONS) do
 		if built[l.v] == nil then
 			local so = J.ROOT .. "/build/" .. l.v .. "/conntrack/core.so"
-			local own = l.v == "5.4" and not ASAN -- the build make check made
+			local own = l.v == H.version and not ASAN -- the build make check made
 			if not own and not H.read(so) then
 				J.exec("cd " .. q(J.ROOT) .. " && make -s LUA_VERSION=" .. l.v .. " all >/dev/null 2>&1")
 			end

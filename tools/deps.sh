@@ -3,10 +3,13 @@
 # packaging checks need, only when some are missing.  apt's own chatter
 # (debconf's notes on stderr among it) is shown only when apt fails.
 set -e
+# python3-pyftpdlib and curl: a real FTP server and client, whose control
+# connection makes the kernel's FTP helper expect a data flow (spec/21);
+# iputils-ping: ICMP traffic through the test router (spec/20).
 PKGS="${DEPS_PKGS:-build-essential pkg-config lua-posix lua-socket liblua5.4-dev lua5.4 libnetfilter-conntrack-dev libmnl-dev \
 lua-busted conntrack iproute2 nftables socat procps lua-cqueues lua-luv lua-dkjson \
 liblua5.1-0-dev lua5.1 liblua5.3-dev lua5.3 libluajit-5.1-dev luajit luarocks \
-lua-http lua-argparse prometheus tmux}"
+lua-http lua-argparse lua-cjson conntrackd prometheus tmux python3-pyftpdlib curl iputils-ping}"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

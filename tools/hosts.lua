@@ -37,6 +37,29 @@
 --   before the output DNAT rule rewrites it).  NAT happens in the client's own
 --   table, on locally generated traffic.
 --
+-- TWIN TOPOLOGY  hosts.twin{...}   (lct-<pid>-<n>-client|a|b|server)
+--
+--   Two routers a and b between one client LAN and one server LAN (a
+--   bridge br0 in the client and in the server, each router's c0 / s0
+--   plugged into it), and a link of their own between a and b (sync):
+--
+--                    192.0.2.1  c0 [a] s0  198.51.100.1
+--   client br0 ----+         sync 203.0.113.249/30      +---- br0 server
+--   192.0.2.2/24   |         sync 203.0.113.250/30      |  198.51.100.2/24
+--   2001:db8:1::2  +----  192.0.2.3  c0 [b] s0  198.51.100.3  2001:db8:2::2
+--   (routers' v6: 2001:db8:1::1/::3 on c0, 2001:db8:2::1/::3 on s0,
+--    sync 2001:db8:ff::1/::2)
+--   client and server route by default via a; topo:failover("b") takes a's
+--   links down and moves both default routes to b (topo:failover("a") the
+--   other way).  With nat, both routers translate alike: every flow from
+--   the client LAN leaving s0 is SNATed to 203.0.113.100 (v6:
+--   2001:db8:3::100, an address on no interface: the server reaches it
+--   through its default route), optionally from a port range
+--   (nat = { snat = { ports = "40000-59999", random = true } }), and
+--   203.0.113.10:8003 / [2001:db8:3::10]:8003 is DNATed to the server's
+--   port 9003 (a port forward).  Both routers forward; nothing syncs their
+--   tables (that is the job of whatever runs on them).
+--
 -- SCRATCH NAMESPACE  hosts.scratch{...}   (lct-<pid>-<n>-host)
 --
 --   one namespace, role "host", nothing in it but lo: a private conntrack
@@ -65,7 +88,7 @@
 --                     the client's own port 9004 (127.0.0.1 / ::1)
 --
 -- topo:serve([proto]) starts echo listeners on all of those (server: 8000 8001
--- 8002 9003, router or pair client: 9004).
+-- 8002 9003, router or pair client: 9004; twin: server 8000 and 9003).
 --
 -- Every namespace gets net.netfilter.nf_conntrack_acct=1,
 -- nf_conntrack_timestamp=1 and IPv6 DAD off, and (unless track = false) a tiny
@@ -73,11 +96,15 @@
 -- connections there: since Linux 4.15 conntrack only hooks into a namespace
 -- once something there needs it.  NAT rules live in "table inet lct_nat".
 --
--- API (roles are "client", "router", "server", or "host" for a scratch
--- namespace; addr may be IPv4 or IPv6)
+-- API (roles are "client", "router", "server", "a", "b" (twin), or "host"
+-- for a scratch namespace; addr may be IPv4 or IPv6)
 --   hosts.new{ nat = true | { snat = true|{ports="A-B"}, masquerade = true,
 --              dnat = true, redirect = true }, track = true, timeout = 60 } -> topo
 --   hosts.pair{ nat = true | { snat, dnat, redirect }, ... }                -> topo
+--   hosts.twin{ nat = true | { snat = true|{ports="A-B", random=true},
+--              dnat = true }, ... }                                        -> topo
+--   topo:failover(to)            twin: the other router's links down, the
+--                                client's and server's routes via `to`
 --   hosts.scratch{ track = false, timeout = 60 }                           -> topo
 --   hosts.with(opts, fn)         run fn(topo), always destroy, re-raise errors
 --   hosts.cleanup_all()          destroy every topology this process made
@@ -92,13 +119,17 @@
 --   topo:conntrack(args [, role]) -> ok, output  (conntrack CLI, default role
 --                                   topo.nat_role, "host" for a scratch
 --                                   namespace; "-L" when args is nil)
---   topo:listen(role, proto, port [, addr [, opts]]) -> listener (:close())
+--   topo:listen(role, proto, port [, addr [, opts]]) -> listener (:close());
+--        opts.one_peer: the first peer only (no fork)
 --   topo:serve([proto])          -> listeners started for the port map
 --   topo:tcp_connect(from, addr, port [, opts]) -> conn
 --        conn.sport, conn:close(), conn:alive(); opts.hold (s, default 10),
 --        opts.sport, opts.send (default true: send "lct\n" and wait for the echo)
 --   topo:tcp_request(from, addr, port, payload [, opts]) -> ok, reply, sport
 --   topo:udp_send(from, addr, port, payload [, count [, opts]]) -> ok, replies, sport
+--   topo:stream(from, proto, addr, port [, opts]) -> s: numbered lines every
+--        0.1 s on one connection / socket; s:echoed(), s:last(), s:alive(),
+--        s:close(); opts.sport, opts.hold, opts.interval
 --   topo:destroy() / topo.destroy()   kill everything, delete namespaces;
 --                                idempotent; true or nil, msg.  Also runs from
 --                                __close (local t <close> = ...) and __gc.
@@ -139,6 +170,17 @@ hosts.routed_addr = {
 	masquerade = "198.51.100.1", masquerade6 = "2001:db8:2::1",
 	public = "203.0.113.10", public6 = "2001:db8:3::10",
 	redirect = "192.0.2.1", redirect6 = "2001:db8:1::1",
+}
+
+hosts.twin_addr = {
+	client = "192.0.2.2", client6 = "2001:db8:1::2",
+	a = "192.0.2.1", a6 = "2001:db8:1::1", b = "192.0.2.3", b6 = "2001:db8:1::3",         -- client side
+	a_s = "198.51.100.1", a_s6 = "2001:db8:2::1", b_s = "198.51.100.3", b_s6 = "2001:db8:2::3", -- server side
+	a_sync = "203.0.113.249", a_sync6 = "2001:db8:ff::1",
+	b_sync = "203.0.113.250", b_sync6 = "2001:db8:ff::2",
+	server = "198.51.100.2", server6 = "2001:db8:2::2",
+	snat = "203.0.113.100", snat6 = "2001:db8:3::100",
+	public = "203.0.113.10", public6 = "2001:db8:3::10",
 }
 
 hosts.pair_addr = {
@@ -310,7 +352,7 @@ local function handle(topo, role, pid, fields)
 	return h
 end
 
-local function listen_cmd(proto, port, addr, life)
+local function listen_cmd(proto, port, addr, life, one)
 	local a
 	if proto == "tcp" then
 		if addr then
@@ -319,15 +361,17 @@ local function listen_cmd(proto, port, addr, life)
 		else
 			a = ("TCP6-LISTEN:%d,ipv6only=0"):format(port)
 		end
-		a = a .. ",reuseaddr,fork"
+		a = a .. ",reuseaddr" .. (one and "" or ",fork")
 	elseif proto == "udp" then
+		-- one peer: UDP-LISTEN answers the first sender only, from then on
+		local kind = one and "LISTEN" or "RECVFROM"
 		if addr then
-			a = is6(addr) and ("UDP6-RECVFROM:%d,bind=[%s]"):format(port, addr)
-				or ("UDP4-RECVFROM:%d,bind=%s"):format(port, addr)
+			a = is6(addr) and ("UDP6-%s:%d,bind=[%s]"):format(kind, port, addr)
+				or ("UDP4-%s:%d,bind=%s"):format(kind, port, addr)
 		else
-			a = ("UDP6-RECVFROM:%d,ipv6only=0"):format(port)
+			a = ("UDP6-%s:%d,ipv6only=0"):format(kind, port)
 		end
-		a = a .. ",fork"
+		a = a .. (one and "" or ",fork")
 	else
 		error("hosts: proto must be \"tcp\" or \"udp\", got " .. tostring(proto), 3)
 	end
@@ -340,10 +384,12 @@ local function listening_check(proto, port)
 end
 
 --- Start an echo responder (tcp: echo the stream; udp: echo each datagram).
--- opts.timeout: lifetime in seconds; opts.wait = false: do not wait until bound.
+-- opts.timeout: lifetime in seconds; opts.wait = false: do not wait until
+-- bound; opts.one_peer: serve the first peer only (tcp: one connection, no
+-- other accepted; udp: datagrams from any other address ignored).
 function Topo:listen(role, proto, port, addr, opts)
 	opts = opts or {}
-	local pid = self:spawn(role, listen_cmd(proto, port, addr, opts.timeout or self.timeout))
+	local pid = self:spawn(role, listen_cmd(proto, port, addr, opts.timeout or self.timeout, opts.one_peer))
 	local l = handle(self, role, pid, { proto = proto, port = port, addr = addr })
 	if opts.wait ~= false and not self:wait_for(role, listening_check(proto, port)) then
 		error(("hosts: %s listener on %s port %d not ready after %ss\n%s")
@@ -364,6 +410,9 @@ function Topo:serve(proto)
 		if self.kind == "routed" then
 			plan[#plan + 1] = { "server", pr, P.masquerade }
 			plan[#plan + 1] = { "router", pr, P.redirect_to }
+		elseif self.kind == "twin" then
+			plan[#plan] = nil                     -- no SNAT port of its own: 8000 and 9003
+			plan[#plan] = { "server", pr, P.dnat_to }
 		else
 			plan[#plan + 1] = { "client", pr, P.redirect_to }
 		end
@@ -409,6 +458,53 @@ function Topo:tcp_connect(from, addr, port, opts)
 			:format(from, addr, port, sport, self:log()), 2)
 	end
 	return c
+end
+
+--- A long conversation: one numbered line ("0\n", "1\n" ...) every
+-- opts.interval seconds (default 0.1), over one TCP connection or one UDP
+-- socket (proto "tcp" or "udp", from port opts.sport), what comes back
+-- written to a file, for opts.hold seconds (default the topology's
+-- timeout).  Against an echo listener, each number back went there and
+-- back.  Returns once the first one is back (error after 2 s) a stream:
+-- s.sport, s:echoed() (the numbers back, in order of arrival), s:last()
+-- (the highest, -1 for none), s:alive(), s:close().
+function Topo:stream(from, proto, addr, port, opts)
+	opts = opts or {}
+	local hold, interval = opts.hold or self.timeout, opts.interval or 0.1
+	local sport = opts.sport or self:next_port()
+	local out = ("%s.stream-%d"):format(self.logfile, sport)
+	local gen = ("i=0; while [ $i -lt %d ]; do echo $i; i=$((i+1)); sleep %s; done")
+		:format(math.floor(hold / interval), interval)
+	local cmd = ("timeout %s sh -c %s"):format(hold, q(gen .. " | socat -T " .. hold + 1 .. " - "
+		.. connect_addr(proto:upper(), addr, port, sport) .. " > " .. q(out)))
+	local pid = self:spawn(from, cmd)
+	local st = handle(self, from, pid, { kind = "stream", sport = sport, proto = proto, file = out })
+	function st.echoed()
+		local nums, f = {}, io.open(out)
+		if f then
+			for n in f:read("*a"):gmatch("(%d+)\n") do nums[#nums + 1] = tonumber(n) end
+			f:close()
+		end
+		return nums
+	end
+	function st.last()
+		local m = -1
+		for _, n in ipairs(st.echoed()) do
+			if n > m then m = n end
+		end
+		return m
+	end
+	local close = st.close
+	function st.close()
+		close(st)
+		os.remove(out)
+	end
+	if not self:wait_for(from, "grep -q . " .. q(out)) then
+		st.close()
+		error(("hosts: stream %s -> %s port %d (sport %d) got nothing back\n%s")
+			:format(proto, addr, port, sport, self:log()), 2)
+	end
+	return st
 end
 
 --- One-shot TCP request: send payload, half-close, read the reply until the
@@ -527,13 +623,19 @@ local function snat_ports(o)
 	return ":" .. p
 end
 
+-- The port forward of a topology's addresses A: public:8003 -> server:9003.
+local function dnat_rules(A, rules)
+	local P, L4 = hosts.port, "meta l4proto { tcp, udp } th dport "
+	rules[#rules + 1] = ("ip daddr %s %s%d dnat ip to %s:%d"):format(A.public, L4, P.dnat, A.server, P.dnat_to)
+	rules[#rules + 1] = ("ip6 daddr %s %s%d dnat ip6 to [%s]:%d"):format(A.public6, L4, P.dnat, A.server6, P.dnat_to)
+end
+
 local function routed_nat(nat)
 	local P, A = hosts.port, hosts.routed_addr
 	local L4 = "meta l4proto { tcp, udp } th dport "
 	local pre, post = {}, {}
 	if nat.dnat then
-		pre[#pre + 1] = ("ip daddr %s %s%d dnat ip to %s:%d"):format(A.public, L4, P.dnat, A.server, P.dnat_to)
-		pre[#pre + 1] = ("ip6 daddr %s %s%d dnat ip6 to [%s]:%d"):format(A.public6, L4, P.dnat, A.server6, P.dnat_to)
+		dnat_rules(A, pre)
 	end
 	if nat.redirect then
 		pre[#pre + 1] = ("iifname \"c0\" %s%d redirect to :%d"):format(L4, P.redirect, P.redirect_to)
@@ -556,8 +658,7 @@ local function pair_nat(nat)
 	local L4 = "meta l4proto { tcp, udp } th dport "
 	local out, post = {}, {}
 	if nat.dnat then
-		out[#out + 1] = ("ip daddr %s %s%d dnat ip to %s:%d"):format(A.public, L4, P.dnat, A.server, P.dnat_to)
-		out[#out + 1] = ("ip6 daddr %s %s%d dnat ip6 to [%s]:%d"):format(A.public6, L4, P.dnat, A.server6, P.dnat_to)
+		dnat_rules(A, out)
 	end
 	if nat.redirect then
 		out[#out + 1] = ("%s%d redirect to :%d"):format(L4, P.redirect, P.redirect_to)
@@ -570,6 +671,29 @@ local function pair_nat(nat)
 			:format(A.server6, L4, P.snat, ports == "" and A.snat6 or "[" .. A.snat6 .. "]", ports)
 	end
 	return out, post, "output"
+end
+
+-- Both routers of a twin alike: everything from the client LAN leaving s0
+-- SNATed to one address no interface holds, and the public port forward.
+local function twin_nat(nat)
+	local P = hosts.twin_addr
+	local pre, post = {}, {}
+	if nat.dnat then
+		dnat_rules(P, pre)
+	end
+	if nat.snat then
+		local ports = snat_ports(nat.snat)
+		local random = type(nat.snat) == "table" and nat.snat.random and " random" or ""
+		-- a port range for tcp and udp, the address alone for the rest (icmp)
+		local l4 = ports ~= "" and "meta l4proto { tcp, udp } " or ""
+		for _, v in ipairs(ports ~= "" and { ports, "" } or { "" }) do
+			post[#post + 1] = ("oifname \"s0\" ip saddr 192.0.2.0/24 %ssnat ip to %s%s%s")
+				:format(v ~= "" and l4 or "", P.snat, v, random)
+			post[#post + 1] = ("oifname \"s0\" ip6 saddr 2001:db8:1::/64 %ssnat ip6 to %s%s%s")
+				:format(v ~= "" and l4 or "", v == "" and P.snat6 or "[" .. P.snat6 .. "]", v, random)
+		end
+	end
+	return pre, post, "prerouting"
 end
 
 local function nat_ruleset(first, post, hook)
@@ -586,7 +710,31 @@ local ROLES = {
 	routed = { "client", "router", "server" },
 	pair = { "client", "server" },
 	scratch = { "host" },
+	twin = { "client", "a", "b", "server" },
 }
+
+--- Twin: router `to` takes over.  The other router's links go down, to's
+-- come up, and the client's and the server's default routes (v4 and v6)
+-- move to `to`.  Returns ok, output.
+function Topo:failover(to)
+	if self.kind ~= "twin" then
+		error("hosts: failover needs a twin topology (hosts.twin), not " .. self.kind, 2)
+	end
+	if to ~= "a" and to ~= "b" then
+		error("hosts: failover to \"a\" or \"b\", got " .. tostring(to), 2)
+	end
+	local from, A = to == "a" and "b" or "a", self.addr
+	local sh = {}
+	for _, dev in ipairs({ "c0", "s0", "sync" }) do
+		sh[#sh + 1] = ("ip -n %s link set %s down"):format(q(self.ns[from]), dev)
+		sh[#sh + 1] = ("ip -n %s link set %s up"):format(q(self.ns[to]), dev)
+	end
+	sh[#sh + 1] = ("ip -n %s route replace default via %s"):format(q(self.ns.client), A[to])
+	sh[#sh + 1] = ("ip -n %s -6 route replace default via %s"):format(q(self.ns.client), A[to .. "6"])
+	sh[#sh + 1] = ("ip -n %s route replace default via %s"):format(q(self.ns.server), A[to .. "_s"])
+	sh[#sh + 1] = ("ip -n %s -6 route replace default via %s"):format(q(self.ns.server), A[to .. "_s6"])
+	return run("set -e\n" .. table.concat(sh, "\n"))
+end
 
 local function build(kind, opts)
 	opts = opts or {}
@@ -607,8 +755,10 @@ local function build(kind, opts)
 		pids = {},
 		port_seq = 20000,
 		timeout = opts.timeout or TIMEOUT,
-		addr = kind == "routed" and hosts.routed_addr or kind == "pair" and hosts.pair_addr or nil,
-		nat_role = kind == "routed" and "router" or kind == "pair" and "client" or "host",
+		addr = kind == "routed" and hosts.routed_addr or kind == "pair" and hosts.pair_addr
+			or kind == "twin" and hosts.twin_addr or nil,
+		nat_role = kind == "routed" and "router" or kind == "pair" and "client" or kind == "twin" and "a"
+			or "host",
 		logfile = "/tmp/" .. base .. "log",
 	}, Topo)
 	self.destroy = function() return destroy(self) end
@@ -621,6 +771,7 @@ local function build(kind, opts)
 
 	local C, S, R = self.ns.client and q(self.ns.client), self.ns.server and q(self.ns.server),
 		self.ns.router and q(self.ns.router)
+	local RA, RB = self.ns.a and q(self.ns.a), self.ns.b and q(self.ns.b)
 	local sh = { "set -e" }
 	for _, r in ipairs(roles) do
 		sh[#sh + 1] = "ip netns add " .. q(self.ns[r])
@@ -648,6 +799,36 @@ local function build(kind, opts)
 		sh[#sh + 1] = ("ip -n %s -6 route add default via 2001:db8:1::1"):format(C)
 		sh[#sh + 1] = ("ip -n %s route add default via 198.51.100.1"):format(S)
 		sh[#sh + 1] = ("ip -n %s -6 route add default via 2001:db8:2::1"):format(S)
+	elseif kind == "twin" then
+		local T = hosts.twin_addr
+		for _, ns in ipairs({ C, S }) do
+			sh[#sh + 1] = ("ip -n %s link add br0 type bridge forward_delay 0"):format(ns)
+		end
+		for _, r in ipairs({ { RA, "pa" }, { RB, "pb" } }) do
+			-- a failover takes links down: IPv6 addresses must outlive it
+			sh[#sh + 1] = ("ip netns exec %s sysctl -qw net.ipv6.conf.all.keep_addr_on_down=1 "
+				.. "net.ipv6.conf.default.keep_addr_on_down=1"):format(r[1])
+			sh[#sh + 1] = ("ip -n %s link add c0 type veth peer name %s netns %s"):format(r[1], r[2], C)
+			sh[#sh + 1] = ("ip -n %s link add s0 type veth peer name %s netns %s"):format(r[1], r[2], S)
+			sh[#sh + 1] = ("ip netns exec %s sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
+				:format(r[1])
+			for _, ns in ipairs({ C, S }) do
+				sh[#sh + 1] = ("ip -n %s link set %s master br0 up"):format(ns, r[2])
+			end
+		end
+		sh[#sh + 1] = ("ip -n %s link add sync type veth peer name sync netns %s"):format(RA, RB)
+		add(C, "br0", T.client .. "/24", T.client6 .. "/64")
+		add(S, "br0", T.server .. "/24", T.server6 .. "/64")
+		for _, r in ipairs({ { RA, "a" }, { RB, "b" } }) do
+			local ns, n = r[1], r[2]
+			add(ns, "c0", T[n] .. "/24", T[n .. "6"] .. "/64")
+			add(ns, "s0", T[n .. "_s"] .. "/24", T[n .. "_s6"] .. "/64")
+			add(ns, "sync", T[n .. "_sync"] .. "/30", T[n .. "_sync6"] .. "/64")
+		end
+		sh[#sh + 1] = ("ip -n %s route add default via %s"):format(C, T.a)
+		sh[#sh + 1] = ("ip -n %s -6 route add default via %s"):format(C, T.a6)
+		sh[#sh + 1] = ("ip -n %s route add default via %s"):format(S, T.a_s)
+		sh[#sh + 1] = ("ip -n %s -6 route add default via %s"):format(S, T.a_s6)
 	elseif kind == "pair" then
 		sh[#sh + 1] = ("ip -n %s link add eth0 type veth peer name eth0 netns %s"):format(C, S)
 		add(C, "eth0", "192.0.2.1/24", "2001:db8:1::1/64", "192.0.2.11/24", "2001:db8:1::11/64")
@@ -678,11 +859,16 @@ local function build(kind, opts)
 		local first, post, hook
 		if kind == "routed" then
 			first, post, hook = routed_nat(nat)
+		elseif kind == "twin" then
+			first, post, hook = twin_nat(nat)
 		else
 			first, post, hook = pair_nat(nat)
 		end
 		self.nat_rules = nat_ruleset(first, post, hook)
 		nft(self.nat_role, self.nat_rules)
+		if kind == "twin" then
+			nft("b", self.nat_rules)
+		end
 	end
 	return self
 end
@@ -695,6 +881,20 @@ end
 --- Two hosts on one veth, NAT in the client's own table (see the header).
 function hosts.pair(opts)
 	return build("pair", opts)
+end
+
+--- Two routers a and b between a client and a server (see the header).
+function hosts.twin(opts)
+	local o = {}
+	for k, v in pairs(opts or {}) do o[k] = v end
+	if o.nat == true then
+		o.nat = { snat = true, dnat = true }
+	end
+	local nat = nat_opts(o.nat)
+	if nat.masquerade or nat.redirect then
+		error("hosts.twin: nat takes snat and dnat only", 2)
+	end
+	return build("twin", o)
 end
 
 --- One namespace of its own, role "host", with only lo, untracked unless

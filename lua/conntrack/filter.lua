@@ -972,7 +972,7 @@ function Filter:explain()
 	local p = self:plan()
 	local k = p.matcher and p.matcher:kernel() or nil
 	if k then
-		k.flush_exact = nil
+		k.flush_exact, k.dump_exact = nil, nil
 		if next(k) == nil then
 			k = nil
 		end

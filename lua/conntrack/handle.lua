@@ -7,7 +7,8 @@
 --   h:flush([filter [, how]]) -> true | nil, msg, errno
 --   h:delete_where(filter [, how])          -> deleted, missing, failures | nil, msg, errno
 --   h:update_where(filter, changes [, how]) -> updated, missing, failures | nil, msg, errno
---   h:load(specs or save text [, how])      -> created, failures | nil, msg, errno
+--   h:load(specs or save text [, how])      -> created, existing, failures | nil, msg, errno
+--   h:expect_flush([{family =, helper =}])  -> true | nil, msg, errno
 --   h:subscribe([opts]), h:events([opts])
 --
 -- how (every field optional): pushdown = false (the kernel gets no filter:
@@ -154,12 +155,26 @@ local function plan(fname, filter)
 	return p.matcher, p.residual
 end
 
+-- The kernel zeroes the counters of every entry it sends: with a filter it
+-- cannot apply whole, C or Lua would drop entries already zeroed and their
+-- counts would be lost unseen (the CLI refuses -z with any filter).
+local function check_zero(fname, dhow, m, pred)
+	if not (dhow and dhow.zero) or (m == nil and pred == nil) then
+		return
+	end
+	if pred or dhow.pushdown == false or not m:kernel().dump_exact then
+		raise(fname .. ": bad argument 'zero' (the kernel zeroes every entry it sends, and this filter "
+			.. "is not all in the kernel: f:explain() says which part is)")
+	end
+end
+
 function H.install(methods)
 	local cdump, clist, cflush, cbatch = methods.dump, methods.list, methods.flush, methods.batch
 
 	function methods.dump(h, filter, how)
 		local _, dhow = check_how("dump", how)
 		local m, pred = plan("dump", filter)
+		check_zero("dump", dhow, m, pred)
 		local it, st, ctl, closer = cdump(h, m, dhow)
 		if not pred then
 			return it, st, ctl, closer
@@ -176,6 +191,7 @@ function H.install(methods)
 	function methods.list(h, filter, how)
 		local _, dhow = check_how("list", how)
 		local m, pred = plan("list", filter)
+		check_zero("list", dhow, m, pred)
 		local all, msg, errno = clist(h, m, dhow)
 		if not all or not pred then
 			return all, msg, errno
@@ -364,6 +380,52 @@ function H.install(methods)
 		local ok, msg, errno = methods.delete_where(h, f, how)
 		if not ok then
 			return nil, msg, errno
+		end
+		return true
+	end
+
+	-- ---- expectations --------------------------------------------------------
+
+	-- Linux flushes every expectation whatever the request's family: one
+	-- family is flushed as a dump and a delete of each expectation of it.
+	local cxflush = methods.expect_flush
+	function methods.expect_flush(h, opts)
+		if type(opts) ~= "table" or rawget(opts, "family") == nil then
+			return cxflush(h, opts)
+		end
+		local t = core.type(h)
+		if t == "closed handle" then
+			raise("expect_flush: attempt to use a closed handle")
+		elseif t ~= "handle" then
+			raise("expect_flush: bad self (conntrack handle expected, got " .. type(h) .. ")")
+		end
+		for k in pairs(opts) do
+			if k ~= "family" and k ~= "helper" then
+				raise("expect_flush: bad argument " .. (type(k) == "string" and ("'" .. k .. "'") or type(k))
+					.. " (unknown option)")
+			end
+		end
+		local family, helper = rawget(opts, "family"), rawget(opts, "helper")
+		if family ~= "ipv4" and family ~= "ipv6" then
+			raise("expect_flush: bad argument 'family' (\"ipv4\" or \"ipv6\" expected, got "
+				.. (type(family) == "string" and ("'" .. family .. "'") or type(family)) .. ")")
+		end
+		if helper ~= nil and (type(helper) ~= "string" or #helper == 0 or #helper > 15) then
+			raise("expect_flush: bad argument 'helper' (helper name expected, got " .. type(helper) .. ")")
+		end
+		local all, msg, errno = clist(h, nil, { table = "expect" })
+		if not all then
+			return nil, (msg:gsub("^list", "expect_flush")), errno
+		end
+		for i = 1, #all do
+			local x = all[i]
+			if x.family == family and (helper == nil or x.helper == helper) then
+				local ok, dmsg, derr = h:expect_delete(x)
+				-- one that ended meanwhile is flushed all the same
+				if not ok and derr ~= core.errno.ENOENT then
+					return nil, (dmsg:gsub("^expect_delete", "expect_flush")), derr
+				end
+			end
 		end
 		return true
 	end

@@ -197,7 +197,7 @@ describe("conntrack.filter", function()
 		for _, f in ipairs(cases) do
 			local p = f:plan()
 			local k = p.matcher and p.matcher:kernel() or {}
-			k.flush_exact = nil
+			k.flush_exact, k.dump_exact = nil, nil
 			for _, e in ipairs(synth) do
 				local want = f:match(e)
 				local got = (p.matcher == nil or p.matcher:match(e)) and (p.residual == nil or p.residual(e))
