@@ -204,11 +204,13 @@ bench: deps
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bench.lua $(BENCH_ARGS)
 
-# The bulk-operation benchmark (bench/bulk.lua).
-bench-bulk: deps
+# bench-NAME runs bench/NAME.lua in a private namespace: bulk operations,
+# the conntrack command, events, single requests against a C libmnl program
+# (ops), what a stalled subscriber's buffer holds (stall).
+bench-bulk bench-cli bench-events bench-ops bench-stall: bench-%: deps
 	$(MAKE) all
 	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/bulk.lua $(BENCH_ARGS)
+	$(TEST_ENV) tools/netns-run $(LUA) bench/$*.lua $(BENCH_ARGS)
 
 bench-exporter: deps
 	$(MAKE) all
@@ -226,28 +228,6 @@ bench-rpcd: deps
 bench-replicate: deps
 	$(MAKE) all
 	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/replicate.lua $(BENCH_ARGS)
-
-bench-cli: deps
-	$(MAKE) all
-	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/cli.lua $(BENCH_ARGS)
-
-bench-events: deps
-	$(MAKE) all
-	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/events.lua $(BENCH_ARGS)
-
-# What a stalled subscriber's buffer holds, and its kernel memory (bench/stall.lua).
-bench-stall: deps
-	$(MAKE) all
-	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/stall.lua $(BENCH_ARGS)
-
-# Single requests one at a time against a C libmnl program (bench/ops.lua).
-bench-ops: deps
-	$(MAKE) all
-	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/ops.lua $(BENCH_ARGS)
 
 # The C units stand in layers: no two call each other in a circle (from the
 # objects' symbols), and core.so exports luaopen_conntrack_core alone.  The

@@ -107,6 +107,19 @@ function B:need_netns(msg)
 	end
 end
 
+-- The number of flows in this namespace's table (conntrack -C).
+function M.count()
+	return tonumber(M.capture("conntrack -C 2>/dev/null"):match("%d+"))
+end
+
+-- Empties the table (conntrack -F), and dies when it stays full.
+function B:flush()
+	M.sh("conntrack -F >/dev/null 2>&1")
+	if M.count() ~= 0 then
+		self:die("table not empty after conntrack -F")
+	end
+end
+
 -- The helper programs of bench/ that must have been built.
 function B:need_tools(here, names)
 	for _, p in ipairs(names) do

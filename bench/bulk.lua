@@ -32,6 +32,8 @@ package.path = here .. "/?.lua;" .. package.path
 local L = require "benchlib"
 local B = L.new("bench/bulk")
 local q, sh, capture, slurp = L.q, L.sh, L.capture, L.slurp
+local count = L.count
+local function flush() B:flush() end
 local function die(msg) B:die(msg) end
 
 local sizes, runs = B:options(arg, "100000", 4)
@@ -39,17 +41,6 @@ B:need_netns("run me through tools/netns-run: I flush the conntrack table")
 B:need_tools(here, { "ctdel", "ctfill", "timeit" })
 
 local tmpout, tmperr, savefile, smallfile = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
-
-local function count()
-	return tonumber(capture("conntrack -C 2>/dev/null"):match("%d+"))
-end
-
-local function flush()
-	sh("conntrack -F >/dev/null 2>&1")
-	if count() ~= 0 then
-		die("table not empty after conntrack -F")
-	end
-end
 
 local function fill(N)
 	flush()

@@ -19,7 +19,9 @@ local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
 package.path = here .. "/?.lua;" .. package.path
 local L = require "benchlib"
 local B = L.new("bench/ops")
-local q, sh, capture, slurp = L.q, L.sh, L.capture, L.slurp
+local q, slurp = L.q, L.slurp
+local count = L.count
+local function flush() B:flush() end
 
 local sizes, runs = B:options(arg, "10000", 1)
 B:need_netns("run me through `make bench-ops` (tools/netns-run): I flush the conntrack table")
@@ -28,17 +30,6 @@ B:need_tools(here, { "ctops", "timeit", "benchclock.so" })
 local TARGET = 1.2
 local OPS = { "create", "get", "update", "delete" }
 local tmpout, tmperr = os.tmpname(), os.tmpname()
-
-local function count()
-	return tonumber(capture("conntrack -C 2>/dev/null"):match("%d+"))
-end
-
-local function flush()
-	sh("conntrack -F >/dev/null 2>&1")
-	if count() ~= 0 then
-		B:die("table not empty after conntrack -F")
-	end
-end
 
 -- { ns = {create, get, update, delete}, cpu = {...} } per operation, or dies.
 local function run(label, argv, n)

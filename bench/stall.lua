@@ -16,7 +16,9 @@ local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 package.path = here .. "/?.lua;" .. package.path
 local L = require "benchlib"
 local B = L.new("bench/stall")
-local q, sh, capture = L.q, L.sh, L.capture
+local q, capture = L.q, L.capture
+local count = L.count
+local function flush() B:flush() end
 L.use_tree(here)
 local ct = require "conntrack"
 
@@ -36,17 +38,6 @@ B:need_tools(here, { "ctfill" })
 
 local MiB = 1024 * 1024
 local sizes = { false, 1 * MiB, 2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB, 32 * MiB, 64 * MiB }
-
-local function count()
-	return tonumber(capture("conntrack -C 2>/dev/null"):match("%d+"))
-end
-
-local function flush()
-	sh("conntrack -F >/dev/null 2>&1")
-	if count() ~= 0 then
-		B:die("table not empty after conntrack -F")
-	end
-end
 
 -- Rmem of the one subscribed NETLINK_NETFILTER socket of this namespace.
 local function rmem()
