@@ -77,7 +77,7 @@ TEST_ENV    = $(call TREE_ENV,$(BUILD))
 
 .PHONY: all install uninstall dist deps check check-layers check-unit check-asan check-compat check-all-lua lint \
 	fuzz fuzz-asan check-valgrind \
-	demo bench bench-bulk bench-events bench-cli bench-exporter bench-rpcd bench-replicate test-tools clean \
+	demo bench bench-bulk bench-events bench-ops bench-stall bench-cli bench-exporter bench-rpcd bench-replicate test-tools clean \
 	check-first-run check-install check-rocks check-openwrt FORCE
 
 all: $(MODULE)
@@ -238,12 +238,13 @@ bench: deps
 	$(MAKE) -s -C bench
 	$(TEST_ENV) tools/netns-run $(LUA) bench/bench.lua $(BENCH_ARGS)
 
-# C unit checks of the core's own helpers (no kernel needed).
-# The bulk-operation and event-stream benchmarks (bench/bulk.lua, bench/events.lua).
-bench-bulk: deps
+# bench-NAME runs bench/NAME.lua in a private namespace: bulk operations,
+# the conntrack command, events, single requests against a C libmnl program
+# (ops), what a stalled subscriber's buffer holds (stall).
+bench-bulk bench-cli bench-events bench-ops bench-stall: bench-%: deps
 	$(MAKE) all
 	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/bulk.lua $(BENCH_ARGS)
+	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/$*.lua $(BENCH_ARGS)
 
 bench-exporter: deps
 	$(MAKE) all
@@ -261,16 +262,6 @@ bench-rpcd: deps
 bench-replicate: deps
 	$(MAKE) all
 	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/replicate.lua $(BENCH_ARGS)
-
-bench-cli: deps
-	$(MAKE) all
-	$(MAKE) -s -C bench
-	$(TEST_ENV) LUA=$(LUA) tools/netns-run $(LUA) bench/cli.lua $(BENCH_ARGS)
-
-bench-events: deps
-	$(MAKE) all
-	$(MAKE) -s -C bench
-	$(TEST_ENV) tools/netns-run $(LUA) bench/events.lua $(BENCH_ARGS)
 
 # The C units stand in layers: no two call each other in a circle (from the
 # objects' symbols), and core.so exports luaopen_conntrack_core alone.  The
@@ -297,6 +288,7 @@ check-first-run:
 check-install check-rocks check-openwrt: deps
 	tools/$@
 
+# C unit checks of the core's own helpers (no kernel needed).
 test-tools: $(BUILD)/addr_test
 	$(BUILD)/addr_test
 

@@ -49,6 +49,27 @@ function M.use_tree(here)
 	package.cpath = here .. "/?.so;" .. package.cpath
 end
 
+-- Runs argv (an array of words) under bench/timeit, its stdout into out
+-- (a file name; /dev/null when nil) and its stderr into err.  Returns
+-- { wall = ns, rss = KiB, cpu = ns (user + system) }, or nil, why (timeit
+-- failed, or the command exited non-zero: its first line on stderr).
+function M.timeit(here, argv, out, err)
+	local cmd = { M.q(here .. "/timeit"), "-o", M.q(out or "/dev/null") }
+	for _, a in ipairs(argv) do
+		cmd[#cmd + 1] = M.q(a)
+	end
+	local res = M.capture(table.concat(cmd, " ") .. " 2>" .. M.q(err))
+	local wall, rss, code, cpu = res:match("^(%d+) (%d+) (%d+) (%d+)")
+	local why = M.slurp(err):match("[^\n]+") or ""
+	if not wall then
+		return nil, "timeit failed: " .. why
+	end
+	if tonumber(code) ~= 0 then
+		return nil, "exit " .. code .. ": " .. why
+	end
+	return { wall = tonumber(wall), rss = tonumber(rss), cpu = tonumber(cpu) }
+end
+
 -- The median of an array of numbers (nil when empty).
 function M.median(t)
 	if #t == 0 then
@@ -83,6 +104,19 @@ end
 function B:need_netns(msg)
 	if not os.getenv("LCT_NETNS") and os.getenv("BENCH_ANY_NETNS") ~= "1" then
 		self:die(msg)
+	end
+end
+
+-- The number of flows in this namespace's table (conntrack -C).
+function M.count()
+	return tonumber(M.capture("conntrack -C 2>/dev/null"):match("%d+"))
+end
+
+-- Empties the table (conntrack -F), and dies when it stays full.
+function B:flush()
+	M.sh("conntrack -F >/dev/null 2>&1")
+	if M.count() ~= 0 then
+		self:die("table not empty after conntrack -F")
 	end
 end
 

@@ -4,6 +4,7 @@
 --   delete_proto NAME   h:delete_where(ct.filter.proto(NAME))
 --   load FILE           h:load(specs) of the specs parsed from FILE (save format);
 --                       the parse is not timed (printed on stderr)
+--   load_text FILE      h:load(text) of FILE's text (read before the timing)
 --   parse FILE          ct.format.parse_save of FILE alone
 -- Prints "<count> <elapsed_ns>" (count: entries deleted / created), timed
 -- with bench/benchclock.so around the operation alone.
@@ -39,6 +40,14 @@ elseif op == "delete_proto" then
 	assert(ok, missing)
 	assert(#fails == 0, fails[1] and fails[1].message)
 	n = ok
+elseif op == "load_text" then
+	local text = slurp(a)
+	t0 = clock.now()
+	local ok, existing, fails = h:load(text)
+	t1 = clock.now()
+	assert(ok, existing)
+	assert(#fails == 0, fails[1] and fails[1].message)
+	n = ok
 elseif op == "load" or op == "parse" then
 	local text = slurp(a)
 	local p0 = clock.now()
@@ -50,14 +59,14 @@ elseif op == "load" or op == "parse" then
 	else
 		io.stderr:write(string.format("parse: %d lines in %.1f ms\n", #specs, (p1 - p0) / 1e6))
 		t0 = clock.now()
-		local ok, fails = h:load(specs)
+		local ok, existing, fails = h:load(specs)
 		t1 = clock.now()
-		assert(ok, fails)
+		assert(ok, existing)
 		assert(#fails == 0, fails[1] and fails[1].message)
 		n = ok
 	end
 else
-	io.stderr:write("usage: bulkop.lua delete_all | delete_proto NAME | load FILE | parse FILE\n")
+	io.stderr:write("usage: bulkop.lua delete_all | delete_proto NAME | load FILE | load_text FILE | parse FILE\n")
 	os.exit(2)
 end
 print(string.format("%d %d", n, t1 - t0))

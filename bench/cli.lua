@@ -48,7 +48,7 @@ local function timed(argv)
 	local cmd = { q(here .. "/timeit"), "-o", "/dev/null" }
 	for _, a in ipairs(argv) do cmd[#cmd + 1] = q(a) end
 	local res = capture(table.concat(cmd, " ") .. " 2>" .. q(tmperr))
-	local wall, _, code, user, sys = res:match("^(%d+) (%d+) (%d+) (%d+) (%d+)")
+	local wall, _, code, _, user, sys = res:match("^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)")
 	if not wall then B:die("timeit failed: " .. slurp(tmperr)) end
 	if tonumber(code) ~= 0 then B:die(table.concat(argv, " ") .. ": exit " .. code .. ": " .. slurp(tmperr)) end
 	return tonumber(wall), tonumber(user) + tonumber(sys)

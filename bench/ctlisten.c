@@ -17,10 +17,11 @@
  * ends CMD with SIGTERM.  CMD's stderr is left alone.  (Run one listener at a
  * time: the socket is told by being the only subscribed one.)
  *
- * Prints one line: "events N enobufs E drops D first_ns F last_ns L" where
+ * Prints one line: "events N enobufs E drops D first_ns F last_ns L cpu_ns C" where
  * E is -1 in line mode (CMD's ENOBUFS are its own business), drops is the kernel's count of events dropped for this socket (SO_MEMINFO;
  * in line mode /proc/net/netlink, or -1 when not found) and F, L are the
- * CLOCK_MONOTONIC times of the first and the last event.
+ * CLOCK_MONOTONIC times of the first and the last event, and C the
+ * listener's CPU time from its first event to its end (-1 in line mode).
  */
 #include <errno.h>
 #include <poll.h>
@@ -49,14 +50,20 @@ struct cl_count {
 	long long enobufs;		/* -1: not seen from here (line mode) */
 	int64_t first, last;
 	long long drops;
+	int64_t cpu;			/* at the first event, then from it to the end */
 };
 
-static int64_t cl_now(void)
+static int64_t cl_clock(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t cl_now(void)
+{
+	return cl_clock(CLOCK_MONOTONIC);
 }
 
 static void cl_die(const char *what)
@@ -88,8 +95,10 @@ static void cl_seen(struct cl_count *c, uint64_t n)
 {
 	int64_t t = cl_now();
 
-	if (c->events == 0)
+	if (c->events == 0) {
 		c->first = t;
+		c->cpu = cl_clock(CLOCK_PROCESS_CPUTIME_ID);
+	}
 	c->last = t;
 	c->events += n;
 }
@@ -264,7 +273,7 @@ done:
 
 int main(int argc, char **argv)
 {
-	struct cl_count c = { 0, 0, 0, 0, -1 };
+	struct cl_count c = { 0, 0, 0, 0, -1, 0 };
 	long long bytes = 8 * 1024 * 1024, want = 0, idle = 2000, max = 120;
 	int opt, lines = 0;
 	int64_t end;
@@ -289,8 +298,12 @@ int main(int argc, char **argv)
 	}
 	else
 		cl_listen((int)bytes, (uint64_t)want, (int)idle, end, &c);
-	printf("events %llu enobufs %lld drops %lld first_ns %lld last_ns %lld\n",
+	if (lines || c.events == 0)
+		c.cpu = -1;
+	else
+		c.cpu = cl_clock(CLOCK_PROCESS_CPUTIME_ID) - c.cpu;
+	printf("events %llu enobufs %lld drops %lld first_ns %lld last_ns %lld cpu_ns %lld\n",
 	       (unsigned long long)c.events, c.enobufs, c.drops,
-	       (long long)c.first, (long long)c.last);
+	       (long long)c.first, (long long)c.last, (long long)c.cpu);
 	return 0;
 }

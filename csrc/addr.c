@@ -9,17 +9,41 @@
 
 #include "lct.h"
 
+/* "00" to "99": two digits at a time (text.c writes its numbers with it too). */
+const char lct_digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324"
+	"25262728293031323334353637383940414243444546474849"
+	"50515253545556575859606162636465666768697071727374"
+	"75767778798081828384858687888990919293949596979899";
+
 static char *lct_dec(char *p, unsigned int v)
 {
 	if (v >= 100) {
 		*p++ = (char)('0' + v / 100);
 		v %= 100;
-		*p++ = (char)('0' + v / 10);
-	} else if (v >= 10) {
-		*p++ = (char)('0' + v / 10);
+		memcpy(p, lct_digit_pairs + 2 * v, 2);
+		return p + 2;
 	}
-	*p++ = (char)('0' + v % 10);
+	if (v >= 10) {
+		memcpy(p, lct_digit_pairs + 2 * v, 2);
+		return p + 2;
+	}
+	*p++ = (char)('0' + v);
 	return p;
+}
+
+char *lct_utoa(char *p, unsigned int v)
+{
+	char tmp[12], *q = tmp + sizeof(tmp);
+	size_t n;
+
+	do {
+		*--q = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	n = (size_t)(tmp + sizeof(tmp) - q);
+	memcpy(p, q, n);
+	return p + n;
 }
 
 static char *lct_v4(char *p, const unsigned char *a)
@@ -104,16 +128,52 @@ size_t lct_ntop(int family, const void *addr, char *buf)
 	return (size_t)(p - buf);
 }
 
+/*
+ * A dotted quad as inet_pton(AF_INET) reads it: four decimal parts of at
+ * most 255, no leading zeros, nothing else.  1 and the bytes, or 0.
+ */
+static int lct_pton4(const char *s, size_t len, unsigned char *out)
+{
+	unsigned char a[4];
+	unsigned int v = 0;
+	int part = 0, digits = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c >= '0' && c <= '9') {
+			if (digits > 0 && v == 0)
+				return 0;	/* a leading zero */
+			v = v * 10 + (unsigned int)(c - '0');
+			if (v > 255)
+				return 0;
+			digits++;
+		} else if (c == '.' && digits > 0 && part < 3) {
+			a[part++] = (unsigned char)v;
+			v = 0;
+			digits = 0;
+		} else {
+			return 0;
+		}
+	}
+	if (part != 3 || digits == 0)
+		return 0;
+	a[3] = (unsigned char)v;
+	memcpy(out, a, 4);
+	return 1;
+}
+
 int lct_pton(const char *s, size_t len, void *out)
 {
 	char buf[INET6_ADDRSTRLEN + 1];
 
 	if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
 		return 0;
+	if (lct_pton4(s, len, out))
+		return AF_INET;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
-	if (inet_pton(AF_INET, buf, out) == 1)
-		return AF_INET;
 	if (inet_pton(AF_INET6, buf, out) == 1)
 		return AF_INET6;
 	return 0;

@@ -9,43 +9,20 @@
 
 #include "lct.h"
 
-int lct_a_u8(const struct nlattr *a, uint8_t *v)
-{
-	if (a == NULL || mnl_attr_get_payload_len(a) < 1)
-		return 0;
-	*v = mnl_attr_get_u8(a);
-	return 1;
-}
-
-int lct_a_u16(const struct nlattr *a, uint16_t *v)
-{
-	if (a == NULL || mnl_attr_get_payload_len(a) < 2)
-		return 0;
-	*v = ntohs(mnl_attr_get_u16(a));
-	return 1;
-}
-
-int lct_a_u32(const struct nlattr *a, uint32_t *v)
-{
-	if (a == NULL || mnl_attr_get_payload_len(a) < 4)
-		return 0;
-	*v = ntohl(mnl_attr_get_u32(a));
-	return 1;
-}
-
 int lct_a_u64(const struct nlattr *a, uint64_t *v)
 {
 	uint64_t x;
+	uint32_t y;
 
 	if (a == NULL)
 		return 0;
-	if (mnl_attr_get_payload_len(a) >= 8) {
-		memcpy(&x, mnl_attr_get_payload(a), 8);
+	if (lct_a_len(a) >= 8) {
+		memcpy(&x, lct_a_data(a), 8);
 		*v = be64toh(x);
 		return 1;
 	}
-	if (mnl_attr_get_payload_len(a) >= 4) {
-		*v = ntohl(mnl_attr_get_u32(a));
+	if (lct_a_u32(a, &y)) {
+		*v = y;
 		return 1;
 	}
 	return 0;
@@ -55,10 +32,10 @@ const char *lct_a_str(const struct nlattr *a, size_t *len)
 {
 	const char *s;
 
-	if (a == NULL || mnl_attr_get_payload_len(a) == 0)
+	if (a == NULL || lct_a_len(a) == 0)
 		return NULL;
-	s = mnl_attr_get_payload(a);
-	*len = strnlen(s, mnl_attr_get_payload_len(a));
+	s = lct_a_data(a);
+	*len = strnlen(s, lct_a_len(a));
 	return s;
 }
 
@@ -103,18 +80,25 @@ void lct_a_index(const struct nlmsghdr *nlh, size_t hdrlen, uint16_t *off,
 	}
 }
 
+/* The same walk, into pointers (the first of each type, as lct_a_index). */
 void lct_a_table(const struct nlmsghdr *nlh, size_t hdrlen,
 		 const struct nlattr **at, unsigned int max)
 {
-	uint16_t off[LCT_CTA_MAX + 1];
-	unsigned int t;
+	const char *base = (const char *)nlh;
+	size_t pos = MNL_ALIGN(sizeof(struct nlmsghdr)) + MNL_ALIGN(hdrlen);
+	size_t end = nlh->nlmsg_len;
 
-	if (max > LCT_CTA_MAX)
-		max = LCT_CTA_MAX;
-	memset(off, 0, sizeof(off[0]) * (max + 1));
-	lct_a_index(nlh, hdrlen, off, max);
-	for (t = 0; t <= max; t++)
-		at[t] = off[t] ? (const struct nlattr *)((const char *)nlh + off[t]) : NULL;
+	memset(at, 0, sizeof(at[0]) * (max + 1));
+	while (pos + sizeof(struct nlattr) <= end) {
+		const struct nlattr *a = (const struct nlattr *)(base + pos);
+		unsigned int t = a->nla_type & NLA_TYPE_MASK;
+
+		if (a->nla_len < sizeof(struct nlattr) || pos + a->nla_len > end)
+			break;
+		if (t <= max && at[t] == NULL)
+			at[t] = a;
+		pos += MNL_ALIGN(a->nla_len);
+	}
 }
 
 void lct_dir_parse(const struct nlattr *tuple, const struct nlattr *ctr,
@@ -175,12 +159,12 @@ int lct_dir_addr(const struct lct_dir *d, int dst, const uint8_t **a)
 	const struct nlattr *v4 = dst ? d->dst4 : d->src4;
 	const struct nlattr *v6 = dst ? d->dst6 : d->src6;
 
-	if (v4 != NULL && mnl_attr_get_payload_len(v4) >= 4) {
-		*a = mnl_attr_get_payload(v4);
+	if (v4 != NULL && lct_a_len(v4) >= 4) {
+		*a = lct_a_data(v4);
 		return AF_INET;
 	}
-	if (v6 != NULL && mnl_attr_get_payload_len(v6) >= 16) {
-		*a = mnl_attr_get_payload(v6);
+	if (v6 != NULL && lct_a_len(v6) >= 16) {
+		*a = lct_a_data(v6);
 		return AF_INET6;
 	}
 	return 0;
@@ -207,8 +191,8 @@ void lct_pinfo_parse(const struct nlattr *pi, struct lct_pinfo *p)
 			continue;
 		LCT_EACH_CHILD(a, n, e2) {
 			unsigned int c = a->nla_type & NLA_TYPE_MASK;
-			size_t len = mnl_attr_get_payload_len(a);
-			const uint8_t *v = mnl_attr_get_payload(a);
+			size_t len = lct_a_len(a);
+			const uint8_t *v = lct_a_data(a);
 
 			if (t == CTA_PROTOINFO_TCP) {
 				if (c == CTA_PROTOINFO_TCP_STATE)

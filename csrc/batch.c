@@ -118,6 +118,17 @@ static int lct_brun_result(lua_State *L, const struct lct_brun *r)
 	return 3;
 }
 
+/* "batch: item I: op", the name an item's errors carry (48 bytes will do). */
+static void lct_item_name(char *buf, int i, const char *op)
+{
+	char *p = lct_utoa(buf + 12, (unsigned int)i);
+
+	memcpy(buf, "batch: item ", 12);
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, op, strlen(op) + 1);
+}
+
 /*
  * h:batch(op, items [, changes]) -> ok, missing, failures | nil, msg, errno
  * op is "create", "add", "update" or "delete"; items an array of specs,
@@ -193,7 +204,7 @@ static int lct_batch_run(lua_State *L, const char *fname)
 		} else {
 			char iname[48];
 
-			snprintf(iname, sizeof(iname), "batch: item %d: %s", i, op);
+			lct_item_name(iname, i, op);
 			bad = lct_spec_read_p(L, -1, kind == LCT_K_SPEC ? LCT_K_SPEC : LCT_K_TUPLE,
 					      iname, &s, 0) != 0;
 			if (!bad)
@@ -202,7 +213,7 @@ static int lct_batch_run(lua_State *L, const char *fname)
 		if (!bad && kind == LCT_K_CHANGES) {
 			char iname[48];
 
-			snprintf(iname, sizeof(iname), "batch: item %d: %s", i, op);
+			lct_item_name(iname, i, op);
 			s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 			bad = lct_spec_read_p(L, 4, 0, iname, &s, 1) != 0;
 			if (!bad && (s.has & LCT_S_STATUS)) {
@@ -355,7 +366,7 @@ int lct_f_load_text(lua_State *L)
 		if (lct_save_blank(line, n))
 			continue;
 		nspec++;
-		snprintf(fname, sizeof(fname), "load: line %d", lineno);
+		lct_save_fname(fname, lineno);
 		if (lct_save_line(L, line, n, fname, &s, &op, 0) != 0) {
 			lua_pushstring(L, lct_save_msg(L, -1, "load: line"));
 			lct_brun_fail(L, &r, nspec, EINVAL, lua_gettop(L));

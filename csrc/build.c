@@ -62,19 +62,137 @@ static const struct {
 #undef C
 #undef E
 
-/* Field names to ids: a Lua table, built once, so a lookup is one hash. */
-static const char lct_fieldmap_key = 'f';
-
-void lct_build_open(lua_State *L)
+/*
+ * A field name to its id, or -1: by length, then the few names of that
+ * length (a table's keys are read once per request: no Lua lookup).
+ */
+static int lct_field_find(const char *s, size_t n)
 {
-	int i;
-
-	lua_createtable(L, 0, F_N);
-	for (i = 0; i < F_N; i++) {
-		lua_pushinteger(L, i);
-		lua_setfield(L, -2, lct_fields[i].name);
+	switch (n) {
+	case 2:
+		if (memcmp(s, "id", 2) == 0)
+			return F_ID;
+		break;
+	case 3:
+		if (memcmp(s, "src", 3) == 0)
+			return F_SRC;
+		if (memcmp(s, "dst", 3) == 0)
+			return F_DST;
+		if (memcmp(s, "use", 3) == 0)
+			return F_USE;
+		break;
+	case 4:
+		if (memcmp(s, "zone", 4) == 0)
+			return F_ZONE;
+		if (memcmp(s, "mark", 4) == 0)
+			return F_MARK;
+		if (memcmp(s, "snat", 4) == 0)
+			return F_SNAT;
+		if (memcmp(s, "dnat", 4) == 0)
+			return F_DNAT;
+		if (memcmp(s, "role", 4) == 0)
+			return F_ROLE;
+		if (memcmp(s, "type", 4) == 0)
+			return F_TYPE;
+		break;
+	case 5:
+		if (memcmp(s, "proto", 5) == 0)
+			return F_PROTO;
+		if (memcmp(s, "sport", 5) == 0)
+			return F_SPORT;
+		if (memcmp(s, "dport", 5) == 0)
+			return F_DPORT;
+		if (memcmp(s, "state", 5) == 0)
+			return F_STATE;
+		break;
+	case 6:
+		if (memcmp(s, "family", 6) == 0)
+			return F_FAMILY;
+		if (memcmp(s, "srckey", 6) == 0)
+			return F_SRCKEY;
+		if (memcmp(s, "dstkey", 6) == 0)
+			return F_DSTKEY;
+		if (memcmp(s, "status", 6) == 0)
+			return F_STATUS;
+		if (memcmp(s, "labels", 6) == 0)
+			return F_LABELS;
+		if (memcmp(s, "helper", 6) == 0)
+			return F_HELPER;
+		break;
+	case 7:
+		if (memcmp(s, "icmp_id", 7) == 0)
+			return F_IID;
+		if (memcmp(s, "timeout", 7) == 0)
+			return F_TIMEOUT;
+		if (memcmp(s, "secmark", 7) == 0)
+			return F_SECMARK;
+		break;
+	case 9:
+		if (memcmp(s, "icmp_type", 9) == 0)
+			return F_ITYPE;
+		if (memcmp(s, "icmp_code", 9) == 0)
+			return F_ICODE;
+		if (memcmp(s, "orig_zone", 9) == 0)
+			return F_OZONE;
+		if (memcmp(s, "reply_src", 9) == 0)
+			return F_RSRC;
+		if (memcmp(s, "reply_dst", 9) == 0)
+			return F_RDST;
+		if (memcmp(s, "mark_mask", 9) == 0)
+			return F_MARKMASK;
+		if (memcmp(s, "label_add", 9) == 0)
+			return F_LABELADD;
+		if (memcmp(s, "label_del", 9) == 0)
+			return F_LABELDEL;
+		if (memcmp(s, "orig_vtag", 9) == 0)
+			return F_VTAG0;
+		break;
+	case 10:
+		if (memcmp(s, "reply_zone", 10) == 0)
+			return F_RZONE;
+		if (memcmp(s, "reply_vtag", 10) == 0)
+			return F_VTAG1;
+		if (memcmp(s, "orig_bytes", 10) == 0)
+			return F_BYTES0;
+		break;
+	case 11:
+		if (memcmp(s, "reply_sport", 11) == 0)
+			return F_RSPORT;
+		if (memcmp(s, "reply_dport", 11) == 0)
+			return F_RDPORT;
+		if (memcmp(s, "labels_mask", 11) == 0)
+			return F_LABELSMASK;
+		if (memcmp(s, "reply_bytes", 11) == 0)
+			return F_BYTES1;
+		break;
+	case 12:
+		if (memcmp(s, "reply_srckey", 12) == 0)
+			return F_RSRCKEY;
+		if (memcmp(s, "reply_dstkey", 12) == 0)
+			return F_RDSTKEY;
+		if (memcmp(s, "orig_packets", 12) == 0)
+			return F_PKTS0;
+		break;
+	case 13:
+		if (memcmp(s, "reply_packets", 13) == 0)
+			return F_PKTS1;
+		break;
+	case 14:
+		if (memcmp(s, "tcp_flags_orig", 14) == 0)
+			return F_FLAGS0;
+		break;
+	case 15:
+		if (memcmp(s, "tcp_flags_reply", 15) == 0)
+			return F_FLAGS1;
+		if (memcmp(s, "tcp_wscale_orig", 15) == 0)
+			return F_WSCALE0;
+		break;
+	case 16:
+		if (memcmp(s, "tcp_wscale_reply", 16) == 0)
+			return F_WSCALE1;
+		break;
 	}
-	lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_fieldmap_key);
+	return -1;
 }
 
 typedef char lct_fields_fit[F_N <= LCT_NFIELDS ? 1 : -1];
@@ -406,29 +524,29 @@ static void lct_read_field(lua_State *L, const char *fname, int id,
 }
 
 /* Reads the table at t; only fields allowed in kinds. */
+/* A field these kinds do not take. */
+static void lct_kinds_error(lua_State *L, const char *fname, const char *name, int kinds)
+{
+	lct_argerror(L, fname, name, "not a field of %s", kinds & LCT_K_CHANGES ? "changes" :
+		     kinds & LCT_K_TUPLE ? "a tuple" : "a spec");
+}
+
 static void lct_read(lua_State *L, int t, int kinds, const char *fname,
 		     struct lct_spec *s, struct lct_pending *p)
 {
-	int map;
-
-	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_fieldmap_key);
-	map = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, t) != 0) {
 		int id = -1;
 
 		if (lua_type(L, -2) == LUA_TSTRING) {
-			lua_pushvalue(L, -2);
-			lua_rawget(L, map);
-			if (lua_type(L, -1) == LUA_TNUMBER)
-				id = (int)lua_tointeger(L, -1);
-			lua_pop(L, 1);
+			size_t n;
+			const char *k = lua_tolstring(L, -2, &n);
+
+			id = lct_field_find(k, n);
 		}
 		if (id < 0 || !(lct_fields[id].kinds & kinds)) {
 			if (lua_type(L, -2) == LUA_TSTRING && id >= 0)
-				lct_argerror(L, fname, lua_tostring(L, -2), "not a field of %s",
-					     kinds & LCT_K_CHANGES ? "changes" :
-					     kinds & LCT_K_TUPLE ? "a tuple" : "a spec");
+				lct_kinds_error(L, fname, lua_tostring(L, -2), kinds);
 			if (lua_type(L, -2) == LUA_TSTRING)
 				lct_argerror(L, fname, lua_tostring(L, -2), "unknown field");
 			lct_error(L, "%s: bad argument (field names must be strings, got %s)",
@@ -438,7 +556,6 @@ static void lct_read(lua_State *L, int t, int kinds, const char *fname,
 		lct_read_field(L, fname, id, s, p);
 		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
 }
 
 static void lct_finish(lua_State *L, int kinds, const char *fname,
@@ -449,14 +566,14 @@ int lct_field_in(int id, int kinds)
 	return id >= 0 && id < F_N && (lct_fields[id].kinds & kinds) != 0;
 }
 
+const char *lct_field_name(int id)
+{
+	return id >= 0 && id < F_N ? lct_fields[id].name : NULL;
+}
+
 int lct_field_id(const char *name)
 {
-	int i;
-
-	for (i = 0; i < F_N; i++)
-		if (strcmp(lct_fields[i].name, name) == 0)
-			return i;
-	return -1;
+	return lct_field_find(name, strlen(name));
 }
 
 void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *s,
@@ -464,6 +581,14 @@ void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *
 {
 	r->fields |= (uint64_t)1 << id;
 	lct_read_field(L, fname, id, s, r);
+}
+
+void lct_reader_kfield(lua_State *L, const char *fname, int id, int kinds,
+		       struct lct_spec *s, struct lct_reader *r)
+{
+	if (!lct_field_in(id, kinds))
+		lct_kinds_error(L, fname, lct_fields[id].name, kinds);
+	lct_reader_field(L, fname, id, s, r);
 }
 
 void lct_reader_finish(lua_State *L, int kinds, const char *fname, struct lct_spec *s,

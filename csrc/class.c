@@ -4,7 +4,9 @@
  * pointer lookup, far cheaper than luaL_checkudata's by name) and under its
  * name.  __index is a closure over (methods, metatable, field names): a
  * key that names a field goes to the class's index function with the
- * field's number, any other key is looked up in the methods.
+ * field's number, any other key is looked up in the methods.  Methods and
+ * metamethods carry the metatable as their first upvalue, so that a
+ * method checks its self without the registry (lct_class_self).
  */
 #include <string.h>
 
@@ -26,13 +28,17 @@ void lct_class_new(lua_State *L, const struct lct_class *c)
 	luaL_newmetatable(L, c->name);
 	lua_pushvalue(L, -1);
 	lct_rawsetp(L, LUA_REGISTRYINDEX, c->key);
-	if (c->meta != NULL)
-		luaL_setfuncs(L, c->meta, 0);
+	if (c->meta != NULL) {
+		lua_pushvalue(L, -1);
+		luaL_setfuncs(L, c->meta, 1);
+	}
 	lua_pushstring(L, c->name);
 	lua_setfield(L, -2, "__name");
 	lua_newtable(L);
-	for (m = c->methods; m != NULL && *m != NULL; m++)
-		luaL_setfuncs(L, *m, 0);
+	for (m = c->methods; m != NULL && *m != NULL; m++) {
+		lua_pushvalue(L, -2);
+		luaL_setfuncs(L, *m, 1);
+	}
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -3, "methods");		/* for the Lua layer to add to */
 	lua_pushvalue(L, -2);			/* the metatable */
@@ -84,6 +90,20 @@ void *lct_class_test(lua_State *L, int idx, const void *key)
 	ok = lua_rawequal(L, -1, -2);
 	lua_pop(L, 2);
 	return ok ? p : NULL;
+}
+
+void *lct_class_self(lua_State *L, const struct lct_class *c, const char *fname)
+{
+	void *p = lua_touserdata(L, 1);
+
+	if (p != NULL && lua_getmetatable(L, 1)) {
+		int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+
+		lua_pop(L, 1);
+		if (ok)
+			return p;
+	}
+	return lct_class_check(L, 1, c, fname);
 }
 
 void *lct_class_check(lua_State *L, int idx, const struct lct_class *c,

@@ -24,14 +24,19 @@
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i)	lua_objlen(L, i)
 #if !defined(LUA_JITLIBNAME)
-static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l)
+static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
+	int i;
+
 	for (; l->name != NULL; l++) {
-		lua_pushcfunction(L, l->func);
-		lua_setfield(L, -2, l->name);
+		for (i = 0; i < nup; i++)
+			lua_pushvalue(L, -nup);
+		lua_pushcclosure(L, l->func, nup);
+		lua_setfield(L, -(nup + 2), l->name);
 	}
+	lua_pop(L, nup);
 }
-#define luaL_setfuncs(L, l, n)	lct_setfuncs(L, l)
+#define luaL_setfuncs(L, l, n)	lct_setfuncs(L, l, n)
 static inline void *lct_testudata(lua_State *L, int i, const char *tname)
 {
 	void *p = lua_touserdata(L, i);

@@ -84,7 +84,7 @@ static int lct_f_type(lua_State *L)
 static const luaL_Reg lct_core_funcs[] = {
 	{"open", lct_f_open},
 	{"subscribe", lct_f_subscribe},
-	{"next_event", lct_f_next_event},
+	{"events_iter", lct_f_events_iter},
 	{"purge", lct_f_purge},
 	{"batch", lct_f_batch},
 	{"load_text", lct_f_load_text},
@@ -103,7 +103,6 @@ int luaopen_conntrack_core(lua_State *L)
 	lua_newtable(L);
 	luaL_setfuncs(L, lct_core_funcs, 0);
 	luaL_setfuncs(L, lct_dump_funcs, 0);
-	lct_build_open(L);
 	lct_names_open(L);
 	lct_match_open(L);
 	lct_save_open(L);

@@ -65,8 +65,8 @@ static void lct_key_hash(const struct nlmsghdr *m, uint64_t *h1, uint64_t *h2)
 
 		if (x == NULL)
 			continue;
-		p = mnl_attr_get_payload(x);
-		n = mnl_attr_get_payload_len(x);
+		p = lct_a_data(x);
+		n = lct_a_len(x);
 		for (j = 0; j < n; j++) {
 			a = (a ^ p[j]) * 0x100000001b3ULL;
 			b = (b + p[j] + 1) * 0xff51afd7ed558ccdULL;
@@ -266,27 +266,36 @@ int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m)
 
 static struct lct_dump *lct_dump_state(lua_State *L, int idx, const char *fname);
 
-static void lct_dump_push(lua_State *L, const struct lct_dump *d, const struct nlmsghdr *m)
+/* mt: where the entry metatable is (0: the registry). */
+static void lct_dump_push(lua_State *L, const struct lct_dump *d, const struct nlmsghdr *m,
+			  int mt)
 {
 	if (d->expect)
 		lct_expect_push(L, m, 0);
 	else
-		lct_entry_push(L, m, 0);
+		lct_entry_pushm(L, m, 0, 0, mt);
 }
 
-/* The iterator function of a generic for: next(state) -> entry | nil. */
+/*
+ * The iterator function of a generic for: next(state) -> entry | nil.  A
+ * closure over its dump's state and the entry metatable, so that an entry
+ * costs no registry lookup; given another dump's state, it reads that one.
+ */
 static int lct_dump_iter(lua_State *L)
 {
-	struct lct_dump *d = lct_dump_state(L, 1, "dump");
+	struct lct_dump *d = lua_touserdata(L, lua_upvalueindex(1));
 	const struct nlmsghdr *m;
-	int r = lct_dump_msg(d, &m);
+	int r;
 
+	if (lua_touserdata(L, 1) != d)
+		d = lct_dump_state(L, 1, "dump");
+	r = lct_dump_msg(d, &m);
 	if (r < 0)
 		return lct_error(L, "%s", lct_pushmsg(L, "dump", -r));
 	if (r == 0)
 		lua_pushnil(L);
 	else
-		lct_dump_push(L, d, m);
+		lct_dump_push(L, d, m, lua_upvalueindex(2));
 	return 1;
 }
 
@@ -302,7 +311,7 @@ static int lct_dump_next(lua_State *L)
 	if (r == 0)
 		lua_pushboolean(L, 0);
 	else
-		lct_dump_push(L, d, m);
+		lct_dump_push(L, d, m, 0);
 	return 1;
 }
 
@@ -339,7 +348,9 @@ static int lct_h_dump(lua_State *L)
 	lua_settop(L, 3);
 	if (lct_dump_begin(L, h, 2, 3, "dump", 0, &err) == NULL)
 		return lct_error(L, "%s", lct_pushmsg(L, "dump", err));
-	lua_pushcfunction(L, lct_dump_iter);
+	lua_pushvalue(L, -1);
+	lct_entry_metatable(L);
+	lua_pushcclosure(L, lct_dump_iter, 2);
 	lua_insert(L, -2);
 	lua_pushnil(L);
 	lua_pushvalue(L, -2);
@@ -358,12 +369,13 @@ static int lct_h_list(lua_State *L)
 		struct lct_dump *d;
 		int n = 0;
 
+		lct_entry_metatable(L);
 		lua_newtable(L);
 		d = lct_dump_begin(L, h, 2, 3, "list", 1, &err);
 		if (d == NULL)
 			return lct_pusherr(L, "list", err);
 		while ((r = lct_dump_msg(d, &m)) == 1) {
-			lct_dump_push(L, d, m);
+			lct_dump_push(L, d, m, 4);
 			lua_rawseti(L, -3, ++n);
 		}
 		if (r < 0)
@@ -372,7 +384,7 @@ static int lct_h_list(lua_State *L)
 			lua_pop(L, 1);
 			return 1;
 		}
-		lua_pop(L, 2);
+		lua_pop(L, 3);
 	}
 	return lct_pusherr(L, "list", EINTR);
 }
@@ -435,6 +447,8 @@ const struct lct_class lct_dump_class = {
 
 static struct lct_dump *lct_dump_state(lua_State *L, int idx, const char *fname)
 {
+	if (idx == 1)
+		return lct_class_self(L, &lct_dump_class, fname);
 	return lct_class_check(L, idx, &lct_dump_class, fname);
 }
 

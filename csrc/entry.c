@@ -102,13 +102,13 @@ static void lct_push_addr(lua_State *L, const struct nlattr *ip, int src)
 	const struct nlattr *a;
 
 	a = lct_a_child(ip, src ? CTA_IP_V4_SRC : CTA_IP_V4_DST);
-	if (a != NULL && mnl_attr_get_payload_len(a) >= 4) {
-		lua_pushlstring(L, buf, lct_ntop(AF_INET, mnl_attr_get_payload(a), buf));
+	if (a != NULL && lct_a_len(a) >= 4) {
+		lua_pushlstring(L, buf, lct_ntop(AF_INET, lct_a_data(a), buf));
 		return;
 	}
 	a = lct_a_child(ip, src ? CTA_IP_V6_SRC : CTA_IP_V6_DST);
-	if (a != NULL && mnl_attr_get_payload_len(a) >= 16) {
-		lua_pushlstring(L, buf, lct_ntop(AF_INET6, mnl_attr_get_payload(a), buf));
+	if (a != NULL && lct_a_len(a) >= 16) {
+		lua_pushlstring(L, buf, lct_ntop(AF_INET6, lct_a_data(a), buf));
 		return;
 	}
 	lua_pushnil(L);
@@ -198,13 +198,17 @@ static void lct_t_push(lua_State *L, const struct nlattr *nest,
 }
 
 /*
- * totable runs as a closure whose upvalues are the key strings, already
+ * totable runs as a closure whose upvalues are the class's metatable (a
+ * check of self without a registry lookup), then the key strings, already
  * interned: a key costs a lua_pushvalue, not a lookup of its text.  Entry
- * fields come first, then tuple fields (their numbers in the enums).
+ * fields come first, then tuple fields (their numbers in the enums), then
+ * the names of the status bits.
  */
 #define LCT_EF_COUNT	27
-#define TKEY(f)		lua_upvalueindex(1 + LCT_EF_COUNT + (f))
-#define EKEY(f)		lua_upvalueindex(1 + (f))
+#define TKEY(f)		lua_upvalueindex(2 + LCT_EF_COUNT + (f))
+#define EKEY(f)		lua_upvalueindex(2 + (f))
+#define SKEY(b)		lua_upvalueindex(2 + LCT_EF_COUNT + TF_N + (b))
+#define LCT_NSTATUS	16	/* status bits with names: lct_status_names */
 
 /* t[key] = the value at the top. */
 static void lct_setk(lua_State *L, int key)
@@ -218,10 +222,10 @@ static void lct_set_addr(lua_State *L, int family, const struct nlattr *a, int k
 {
 	char buf[INET6_ADDRSTRLEN];
 
-	if (a == NULL || mnl_attr_get_payload_len(a) < (family == AF_INET ? 4u : 16u))
+	if (a == NULL || lct_a_len(a) < (family == AF_INET ? 4u : 16u))
 		return;
 	lua_pushvalue(L, key);
-	lua_pushlstring(L, buf, lct_ntop(family, mnl_attr_get_payload(a), buf));
+	lua_pushlstring(L, buf, lct_ntop(family, lct_a_data(a), buf));
 	lua_rawset(L, -3);
 }
 
@@ -293,7 +297,7 @@ static int lct_t_index(lua_State *L)
 
 static int lct_t_totable(lua_State *L)
 {
-	const struct lct_tuple *t = lct_class_check(L, 1, &lct_tuple_class, "totable");
+	const struct lct_tuple *t = lct_class_self(L, &lct_tuple_class, "totable");
 
 	lct_dir_totable(L, lct_t_nest(t), lct_t_counters(t));
 	return 1;
@@ -321,17 +325,36 @@ static int lct_t_tostring(lua_State *L)
 	return 1;
 }
 
-static void lct_push_tuple(lua_State *L, struct lct_entry *e, int reply)
+static void lct_tuple_pushm(lua_State *L, const struct nlattr *tn, const struct nlattr *cn,
+			    int mt);
+
+/* mt: where the tuple metatable is (0: the registry). */
+static void lct_push_tuple(lua_State *L, struct lct_entry *e, int reply, int mt)
 {
 	const struct nlattr *tn = lct_attr(e, reply ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG);
 
 	if (tn == NULL)
 		lua_pushnil(L);
 	else
-		lct_tuple_push(L, tn, lct_attr(e, reply ? CTA_COUNTERS_REPLY : CTA_COUNTERS_ORIG));
+		lct_tuple_pushm(L, tn, lct_attr(e, reply ? CTA_COUNTERS_REPLY : CTA_COUNTERS_ORIG), mt);
 }
 
 void lct_tuple_push(lua_State *L, const struct nlattr *tn, const struct nlattr *cn)
+{
+	lct_tuple_pushm(L, tn, cn, 0);
+}
+
+static void lct_setmt(lua_State *L, int mt, const void *key)
+{
+	if (mt == 0) {
+		lct_class_set(L, key);
+	} else {
+		lua_pushvalue(L, mt);
+		lua_setmetatable(L, -2);
+	}
+}
+
+static void lct_tuple_pushm(lua_State *L, const struct nlattr *tn, const struct nlattr *cn, int mt)
 {
 	uint16_t tlen, clen;
 	struct lct_tuple *t;
@@ -345,32 +368,34 @@ void lct_tuple_push(lua_State *L, const struct nlattr *tn, const struct nlattr *
 	memcpy(t->data, tn, tn->nla_len);
 	if (cn)
 		memcpy((char *)t->data + tlen, cn, cn->nla_len);
-	lct_class_set(L, &lct_tuple_key);
+	lct_setmt(L, mt, &lct_tuple_key);
 }
 
 /* ---- entries ----------------------------------------------------------- */
 
-void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype)
+void lct_entry_pushm(lua_State *L, const struct nlmsghdr *nlh, int evtype, double time, int mt)
 {
 	struct lct_entry *e;
 	uint32_t len = nlh->nlmsg_len;
 
 	e = lct_newuserdata(L, sizeof(*e) + len);
 	e->len = len;
-	e->time = 0;
+	e->time = time;
 	e->evtype = (uint8_t)evtype;
 	e->indexed = 0;
 	memset(e->off, 0, sizeof(e->off));
 	memcpy(e->msg, nlh, len);
-	lct_class_set(L, &lct_entry_key);
+	lct_setmt(L, mt, &lct_entry_key);
 }
 
-void lct_entry_stamp(lua_State *L, int idx, double time)
+void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype)
 {
-	struct lct_entry *e = lct_class_test(L, idx, &lct_entry_key);
+	lct_entry_pushm(L, nlh, evtype, 0, 0);
+}
 
-	if (e != NULL)
-		e->time = time;
+void lct_entry_metatable(lua_State *L)
+{
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_entry_key);
 }
 
 const struct nlmsghdr *lct_entry_msg(lua_State *L, int idx)
@@ -452,8 +477,8 @@ static void lct_push_labels(lua_State *L, struct lct_entry *e)
 		lua_pushnil(L);
 		return;
 	}
-	p = mnl_attr_get_payload(a);
-	n = (mnl_attr_get_payload_len(a) / 4) * 32;
+	p = lct_a_data(a);
+	n = (lct_a_len(a) / 4) * 32;
 	map = lct_labelmap(L);
 	lua_newtable(L);
 	for (i = 0; i < n; i++) {
@@ -520,7 +545,8 @@ static void lct_push_pinfo(lua_State *L, const struct lct_pinfo *pp, int f)
 	}
 }
 
-static void lct_e_push(lua_State *L, struct lct_entry *e, int f)
+/* tmt: where the tuple metatable is (0: the registry). */
+static void lct_e_push(lua_State *L, struct lct_entry *e, int f, int tmt)
 {
 	uint8_t p;
 
@@ -541,8 +567,8 @@ static void lct_e_push(lua_State *L, struct lct_entry *e, int f)
 		else
 			lua_pushnil(L);
 		return;
-	case EF_ORIG: lct_push_tuple(L, e, 0); return;
-	case EF_REPLY: lct_push_tuple(L, e, 1); return;
+	case EF_ORIG: lct_push_tuple(L, e, 0, tmt); return;
+	case EF_REPLY: lct_push_tuple(L, e, 1, tmt); return;
 	case EF_TIMEOUT: lct_push_u32(L, lct_attr(e, CTA_TIMEOUT)); return;
 	case EF_MARK: lct_push_u32(L, lct_attr(e, CTA_MARK)); return;
 	case EF_SECMARK: lct_push_u32(L, lct_attr(e, CTA_SECMARK)); return;
@@ -580,37 +606,98 @@ static void lct_e_push(lua_State *L, struct lct_entry *e, int f)
 	}
 }
 
+/* __index: upvalues of lct_class_field, then the tuple metatable. */
 static int lct_e_index(lua_State *L)
 {
 	struct lct_entry *e;
 	int f = lct_class_field(L, (void **)&e);
 
 	if (f >= 0)
-		lct_e_push(L, e, f);
+		lct_e_push(L, e, f, lua_upvalueindex(4));
 	return 1;
 }
 
 static struct lct_entry *lct_checkentry(lua_State *L, int idx, const char *fname)
 {
+	if (idx == 1)
+		return lct_class_self(L, &lct_entry_class, fname);
 	return lct_class_check(L, idx, &lct_entry_class, fname);
 }
 
+/* t[key] = the attribute's value, when it has one (totable). */
+static void lct_set_u32(lua_State *L, int key, const struct nlattr *a)
+{
+	uint32_t v;
+
+	if (lct_a_u32(a, &v))
+		lct_set_int(L, key, (lua_Integer)v);
+}
+
+static void lct_set_u64(lua_State *L, int key, const struct nlattr *a)
+{
+	uint64_t v;
+
+	if (lct_a_u64(a, &v)) {
+		lua_pushvalue(L, key);
+		lct_pushu64(L, v);
+		lua_rawset(L, -3);
+	}
+}
+
+static void lct_set_str(lua_State *L, int key, const struct nlattr *a)
+{
+	size_t n;
+	const char *v = lct_a_str(a, &n);
+
+	if (v != NULL) {
+		lua_pushvalue(L, key);
+		lua_pushlstring(L, v, n);
+		lua_rawset(L, -3);
+	}
+}
+
+/* The status set of totable, its names from the upvalues (as lct_push_status). */
+static void lct_set_status(lua_State *L, const struct nlattr *a)
+{
+	uint32_t v, n;
+	int i;
+
+	if (!lct_a_u32(a, &v))
+		return;
+	for (i = 0, n = v; n != 0; n &= n - 1)
+		i++;	/* the set's size: one slot a flag */
+	lua_pushvalue(L, EKEY(EF_STATUS));
+	lua_createtable(L, 0, i);
+	for (i = 0; i < 32; i++) {
+		if (!(v & (1u << i)))
+			continue;
+		if (i < LCT_NSTATUS && lct_status_names[i] != NULL) {
+			lua_pushvalue(L, SKEY(i));
+			lua_pushboolean(L, 1);
+			lua_rawset(L, -3);
+		} else {
+			lua_pushboolean(L, 1);
+			lua_rawseti(L, -2, i);
+		}
+	}
+	lua_rawset(L, -3);
+}
+
+/*
+ * e:totable(): every field in one table, from one walk of the message.
+ * The keys go in the order of the entry's fields (the same table every
+ * time, so pairs() walks it the same way).
+ */
 static int lct_e_totable(lua_State *L)
 {
-	struct lct_entry *e = lct_checkentry(L, 1, "totable");
-	static const uint8_t plain[] = {
-		EF_TIMEOUT, EF_MARK, EF_SECMARK, EF_USE, EF_ID, EF_ZONE, EF_STATE,
-		EF_STATUS, EF_LABELS, EF_START, EF_STOP, EF_HELPER, EF_SECCTX, EF_TYPE,
-		EF_TIME, EF_OVTAG, EF_RVTAG, EF_ROLE, EF_FLAGS0, EF_FLAGS1, EF_WSCALE0, EF_WSCALE1,
-	};
+	struct lct_entry *e = lct_class_self(L, &lct_entry_class, "totable");
 	const struct nlattr *a;
 	struct lct_pinfo pi;
-	size_t i;
 	uint8_t p;
 
 	lct_pinfo_parse(lct_attr(e, CTA_PROTOINFO), &pi);
 	lua_createtable(L, 0, 16);
-	lct_e_push(L, e, EF_FAMILY);
+	lct_e_push(L, e, EF_FAMILY, 0);
 	lct_setk(L, EKEY(EF_FAMILY));
 	if (lct_e_protonum(e, &p)) {
 		lct_push_proto(L, e);
@@ -625,20 +712,60 @@ static int lct_e_totable(lua_State *L)
 		lct_dir_totable(L, a, lct_attr(e, CTA_COUNTERS_REPLY));
 		lct_setk(L, EKEY(EF_REPLY));
 	}
-	for (i = 0; i < sizeof(plain); i++) {
-		int pinfo = plain[i] == EF_STATE || (plain[i] >= EF_OVTAG && plain[i] <= EF_WSCALE1);
-
-		if (pinfo && !pi.proto)
-			continue;
-		lua_pushvalue(L, EKEY(plain[i]));
-		if (pinfo)
-			lct_push_pinfo(L, &pi, plain[i]);
-		else
-			lct_e_push(L, e, plain[i]);
-		if (lua_isnil(L, -1))
-			lua_pop(L, 2);
-		else
+	lct_set_u32(L, EKEY(EF_TIMEOUT), lct_attr(e, CTA_TIMEOUT));
+	lct_set_u32(L, EKEY(EF_MARK), lct_attr(e, CTA_MARK));
+	lct_set_u32(L, EKEY(EF_SECMARK), lct_attr(e, CTA_SECMARK));
+	lct_set_u32(L, EKEY(EF_USE), lct_attr(e, CTA_USE));
+	lct_set_u32(L, EKEY(EF_ID), lct_attr(e, CTA_ID));
+	if ((a = lct_attr(e, CTA_ZONE)) != NULL && lct_a_len(a) >= 2)
+		lct_set_int(L, EKEY(EF_ZONE), ntohs(mnl_attr_get_u16(a)));
+	if (pi.proto && pi.has_state) {
+		lua_pushvalue(L, EKEY(EF_STATE));
+		lct_push_pinfo(L, &pi, EF_STATE);
+		lua_rawset(L, -3);
+	}
+	lct_set_status(L, lct_attr(e, CTA_STATUS));
+	if (lct_attr(e, CTA_LABELS) != NULL) {
+		lua_pushvalue(L, EKEY(EF_LABELS));
+		lct_push_labels(L, e);
+		lua_rawset(L, -3);
+	}
+	if ((a = lct_attr(e, CTA_TIMESTAMP)) != NULL) {
+		lct_set_u64(L, EKEY(EF_START), lct_a_child(a, CTA_TIMESTAMP_START));
+		lct_set_u64(L, EKEY(EF_STOP), lct_a_child(a, CTA_TIMESTAMP_STOP));
+	}
+	if ((a = lct_attr(e, CTA_HELP)) != NULL)
+		lct_set_str(L, EKEY(EF_HELPER), lct_a_child(a, CTA_HELP_NAME));
+	if ((a = lct_attr(e, CTA_SECCTX)) != NULL)
+		lct_set_str(L, EKEY(EF_SECCTX), lct_a_child(a, CTA_SECCTX_NAME));
+	if (lct_event_name(e->evtype) != NULL) {
+		lua_pushvalue(L, EKEY(EF_TYPE));
+		lua_pushstring(L, lct_event_name(e->evtype));
+		lua_rawset(L, -3);
+	}
+	if (e->time > 0) {
+		lua_pushvalue(L, EKEY(EF_TIME));
+		lua_pushnumber(L, e->time);
+		lua_rawset(L, -3);
+	}
+	if (pi.proto) {
+		if (pi.has_vtag[0])
+			lct_set_int(L, EKEY(EF_OVTAG), (lua_Integer)pi.vtag[0]);
+		if (pi.has_vtag[1])
+			lct_set_int(L, EKEY(EF_RVTAG), (lua_Integer)pi.vtag[1]);
+		if (pi.has_role) {
+			lua_pushvalue(L, EKEY(EF_ROLE));
+			lct_push_pinfo(L, &pi, EF_ROLE);
 			lua_rawset(L, -3);
+		}
+		if (pi.has_flags[0])
+			lct_set_int(L, EKEY(EF_FLAGS0), pi.flags[0]);
+		if (pi.has_flags[1])
+			lct_set_int(L, EKEY(EF_FLAGS1), pi.flags[1]);
+		if (pi.has_wscale[0])
+			lct_set_int(L, EKEY(EF_WSCALE0), pi.wscale[0]);
+		if (pi.has_wscale[1])
+			lct_set_int(L, EKEY(EF_WSCALE1), pi.wscale[1]);
 	}
 	return 1;
 }
@@ -677,9 +804,11 @@ static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
 	return 1;
 }
 
+/* __tostring: its upvalue is the entry metatable (lct_class_new). */
 static int lct_e_tostring(lua_State *L)
 {
-	return lct_e_text(L, lct_checkentry(L, 1, "tostring"), NFCT_O_DEFAULT, 0, NULL, 0);
+	return lct_e_text(L, lct_class_self(L, &lct_entry_class, "tostring"),
+			  NFCT_O_DEFAULT, 0, NULL, 0);
 }
 
 /*
@@ -845,20 +974,37 @@ static const luaL_Reg lct_entry_funcs[] = {
 	{NULL, NULL}
 };
 
-/* methods.totable of a class: a closure over the key strings. */
+/* methods.totable of a class: a closure over its metatable and the key strings. */
 static void lct_totable_closure(lua_State *L, const struct lct_class *c, lua_CFunction fn)
 {
 	int i;
 
-	luaL_checkstack(L, LCT_EF_COUNT + TF_N + 4, "conntrack: totable");
+	luaL_checkstack(L, LCT_EF_COUNT + TF_N + LCT_NSTATUS + 4, "conntrack: totable");
 	luaL_getmetatable(L, c->name);
 	lua_getfield(L, -1, "methods");
+	lua_pushvalue(L, -2);
 	for (i = 0; i < LCT_EF_COUNT; i++)
 		lua_pushstring(L, lct_entry_fields[i]);
 	for (i = 0; i < TF_N; i++)
 		lua_pushstring(L, lct_tuple_fields[i]);
-	lua_pushcclosure(L, fn, LCT_EF_COUNT + TF_N);
+	for (i = 0; i < LCT_NSTATUS; i++)
+		lua_pushstring(L, lct_status_names[i]);
+	lua_pushcclosure(L, fn, 1 + LCT_EF_COUNT + TF_N + LCT_NSTATUS);
 	lua_setfield(L, -2, "totable");
+	lua_pop(L, 2);
+}
+
+/* The entry's __index gets the tuple metatable as a fourth upvalue (e.orig makes a tuple). */
+static void lct_entry_bind(lua_State *L)
+{
+	luaL_getmetatable(L, lct_entry_class.name);
+	lua_getfield(L, -1, "__index");
+	lua_getupvalue(L, -1, 1);
+	lua_getupvalue(L, -2, 2);
+	lua_getupvalue(L, -3, 3);
+	luaL_getmetatable(L, lct_tuple_class.name);
+	lua_pushcclosure(L, lct_e_index, 4);
+	lua_setfield(L, -3, "__index");
 	lua_pop(L, 2);
 }
 
@@ -868,5 +1014,6 @@ void lct_entry_open(lua_State *L)
 	lct_class_new(L, &lct_tuple_class);
 	lct_totable_closure(L, &lct_entry_class, lct_e_totable);
 	lct_totable_closure(L, &lct_tuple_class, lct_t_totable);
+	lct_entry_bind(L);
 	luaL_setfuncs(L, lct_entry_funcs, 0);
 }

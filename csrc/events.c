@@ -24,7 +24,14 @@
 
 #include "lct.h"
 
-#define LCT_EV_RCVBUF	(32 * 1024 * 1024)	/* default: no loss on bursts */
+/*
+ * Default buffer: 32 MiB asked, 64 MiB granted.  The kernel charges 1280
+ * bytes per waiting event (bench/stall.lua): a reader that stalls pins at
+ * most 64 MiB and loses nothing for 52 428 events, one that keeps up pins
+ * nothing.  With 16 MiB, a reader that formats each event (tostring) lost
+ * part of a 200 000-event burst (bench/events.lua); with 32 MiB it did not.
+ */
+#define LCT_EV_RCVBUF	(32 * 1024 * 1024)
 
 struct lct_sub {
 	struct mnl_socket *nl;		/* NULL once closed */
@@ -38,6 +45,7 @@ struct lct_sub {
 	const struct lct_matcher *m;	/* kept alive by mref */
 	int mref;
 	int filter_ref;			/* Lua predicate in the registry */
+	int emt_ref;			/* the entry metatable in the registry (no lookup per event) */
 	uint32_t drops;			/* the socket's drop count at the last report */
 	double rxtime;			/* when the messages in buf came */
 	lua_Integer overflows, received, lost;
@@ -48,7 +56,8 @@ static const char lct_sub_key = 's';
 
 static struct lct_sub *lct_sub_check(lua_State *L, int idx, const char *fname)
 {
-	struct lct_sub *s = lct_class_check(L, idx, &lct_sub_class, fname);
+	struct lct_sub *s = idx == 1 ? lct_class_self(L, &lct_sub_class, fname) :
+			     lct_class_check(L, idx, &lct_sub_class, fname);
 
 	if (s->nl == NULL)
 		lct_error(L, "%s: attempt to use a closed subscription", fname);
@@ -119,6 +128,10 @@ static void lct_sub_close(lua_State *L, struct lct_sub *s)
 		luaL_unref(L, LUA_REGISTRYINDEX, s->mref);
 		s->mref = LUA_NOREF;
 	}
+	if (s->emt_ref != LUA_NOREF) {
+		luaL_unref(L, LUA_REGISTRYINDEX, s->emt_ref);
+		s->emt_ref = LUA_NOREF;
+	}
 	s->m = NULL;
 }
 
@@ -145,9 +158,11 @@ int lct_f_subscribe(lua_State *L)
 		h = lct_handle_check(L, 1, fname);
 	s = lct_newuserdata(L, sizeof(*s));
 	memset(s, 0, offsetof(struct lct_sub, buf));
-	s->filter_ref = s->mref = LUA_NOREF;
+	s->filter_ref = s->mref = s->emt_ref = LUA_NOREF;
 	s->rx.buf = s->buf;
 	lct_class_set(L, &lct_sub_key);
+	lct_entry_metatable(L);
+	s->emt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	if (!lua_isnil(L, 2)) {
 		lct_check_table(L, 2, fname, "opts");
 		lct_check_names(L, 2, fname, lct_sub_names);
@@ -430,16 +445,38 @@ static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
 }
 
 /*
- * One event pushed: 1; nothing (deadline passed, or wait == 0 and nothing
- * ready): 0; -errno on a failure.
+ * The end of a wait, read from the clock only when first needed: an event
+ * that is ready at once costs no clock read.  It is read before anything
+ * that takes time (a system call, an event the filter drops), so the
+ * deadline still counts from the call.
  */
-static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadline,
-			const char *fname)
+struct lct_until {
+	double timeout;		/* seconds; < 0: for ever */
+	double deadline;	/* < 0: for ever */
+	int known;
+};
+
+static void lct_until_start(struct lct_until *u)
+{
+	if (!u->known) {
+		u->deadline = u->timeout < 0 ? -1 : lct_now() + u->timeout;
+		u->known = 1;
+	}
+}
+
+/*
+ * One event pushed: 1; nothing (deadline passed, or wait == 0 and nothing
+ * ready): 0; -errno on a failure.  mt: where the entry metatable is.
+ */
+static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, struct lct_until *u,
+			const char *fname, int mt)
 {
 	for (;;) {
 		const struct nlmsghdr *m;
 
-		lct_sub_check(L, 1, fname);
+		/* Lua ran since the last check (finalizers, a predicate): closed? */
+		if (s->nl == NULL)
+			lct_error(L, "%s: attempt to use a closed subscription", fname);
 		m = lct_take(&s->rx, s->expect);
 		if (m == NULL && s->blen > s->bpos) {
 			struct lct_rx b;
@@ -456,10 +493,11 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 				s->received++;
 				return 1;
 			}
-			if (s->m != NULL && !lct_match(s->m, m))
+			if (s->m != NULL && !lct_match(s->m, m)) {
+				lct_until_start(u);
 				continue;
-			lct_entry_push(L, m, lct_ev_type(m));
-			lct_entry_stamp(L, -1, s->rxtime);
+			}
+			lct_entry_pushm(L, m, lct_ev_type(m), s->rxtime, mt);
 			s->received++;
 			return 1;
 		}
@@ -468,6 +506,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 			lct_push_overflow(L, s);
 			return 1;
 		}
+		lct_until_start(u);
 		for (;;) {
 			ssize_t n = lct_recv_many(s);
 			int r;
@@ -493,7 +532,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, double deadli
 				return -errno;
 			if (!wait)
 				return 0;
-			r = lct_sub_poll(L, s, deadline);
+			r = lct_sub_poll(L, s, u->deadline);
 			if (r <= 0)
 				return r;
 		}
@@ -516,29 +555,36 @@ static int lct_sub_keep(lua_State *L, struct lct_sub *s, const char *fname)
 	return keep;
 }
 
-static double lct_deadline(lua_State *L, int idx, const char *fname)
+/* A wait of the timeout at idx (seconds, nil for ever), not yet started. */
+static void lct_until_arg(lua_State *L, int idx, const char *fname, struct lct_until *u)
 {
 	lua_Number t;
 
+	u->known = 0;
+	u->timeout = -1;
 	if (lua_isnoneornil(L, idx))
-		return -1;
+		return;
 	t = lua_tonumber(L, idx);
 	if (lua_type(L, idx) != LUA_TNUMBER || !(t >= 0))
-		return lct_argerror(L, fname, "timeout", "seconds >= 0 expected, got %s",
-				    lct_shortval(L, idx));
-	return lct_now() + (t > 1e9 ? 1e9 : t);
+		lct_argerror(L, fname, "timeout", "seconds >= 0 expected, got %s",
+			     lct_shortval(L, idx));
+	u->timeout = t > 1e9 ? 1e9 : t;
 }
 
-/* sub:next([timeout]) -> event, or nil when the timeout passed. */
-static int lct_sub_next(lua_State *L, const char *fname)
+/*
+ * sub:next of s (at index 1) with the timeout at index 2: what next returns.
+ * fname names the call in messages ("next", or "events" for its iterator).
+ */
+static int lct_next(lua_State *L, struct lct_sub *s, const char *fname)
 {
-	struct lct_sub *s = lct_sub_check(L, 1, fname);
-	double deadline = lct_deadline(L, 2, fname);
+	struct lct_until u;
 	int r;
 
+	lct_until_arg(L, 2, fname, &u);
 	lua_settop(L, 2);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->emt_ref);
 	for (;;) {
-		r = lct_sub_step(L, s, 1, deadline, fname);
+		r = lct_sub_step(L, s, 1, &u, fname, 3);
 		if (r < 0)
 			return lct_pusherr(L, fname, -r);
 		if (r == 0) {
@@ -547,36 +593,73 @@ static int lct_sub_next(lua_State *L, const char *fname)
 		}
 		if (lct_sub_keep(L, s, fname))
 			return 1;
+		lct_until_start(&u);	/* the predicate took its time */
 	}
 }
 
+/* sub:next([timeout]) -> event, or nil when the timeout passed. */
 static int lct_s_next(lua_State *L)
 {
-	return lct_sub_next(L, "next");
+	return lct_next(L, lct_sub_check(L, 1, "next"), "next");
 }
 
-/* core.next_event(sub, timeout, fname): sub:next for ct.events' iterator, named "events". */
-int lct_f_next_event(lua_State *L)
+/*
+ * The iterator ct.events returns: a closure over (subscription, timeout,
+ * done).  Each call is sub:next(timeout); at the end (timeout, or a
+ * failure) the subscription is closed, a failure raised, and every later
+ * call returns nil.
+ */
+static int lct_events_iter(lua_State *L)
 {
-	const char *fname = lua_type(L, 3) == LUA_TSTRING && strcmp(lua_tostring(L, 3), "events") == 0
-		? "events" : "next";
+	struct lct_sub *s;
+	int n;
 
-	return lct_sub_next(L, fname);
+	if (lua_toboolean(L, lua_upvalueindex(3))) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_settop(L, 0);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, lua_upvalueindex(2));
+	s = lua_touserdata(L, 1);	/* checked by core.events_iter */
+	if (s->nl == NULL)
+		return lct_error(L, "events: attempt to use a closed subscription");
+	n = lct_next(L, s, "events");
+	if (!lua_isnil(L, -n))
+		return 1;
+	lua_pushboolean(L, 1);
+	lua_replace(L, lua_upvalueindex(3));
+	lct_sub_close(L, s);
+	if (n > 1)
+		return lct_error(L, "%s", lua_tostring(L, -n + 1));
+	return 1;
+}
+
+/* core.events_iter(sub, timeout) -> the iterator of ct.events. */
+int lct_f_events_iter(lua_State *L)
+{
+	lct_class_check(L, 1, &lct_sub_class, "events");
+	lua_settop(L, 2);
+	lua_pushboolean(L, 0);
+	lua_pushcclosure(L, lct_events_iter, 3);
+	return 1;
 }
 
 /* sub:read([max]) -> array of what is there now (never blocks). */
 static int lct_s_read(lua_State *L)
 {
 	struct lct_sub *s = lct_sub_check(L, 1, "read");
+	struct lct_until u = { -1, -1, 1 };
 	int64_t max = 0;
 	int n = 0, r;
 
 	if (!lua_isnoneornil(L, 2))
 		max = lct_int_arg(L, 2, "read", "max", 1, INT32_MAX);
 	lua_settop(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->emt_ref);
 	lua_newtable(L);
 	while (max == 0 || n < max) {
-		r = lct_sub_step(L, s, 0, 0, "read");
+		r = lct_sub_step(L, s, 0, &u, "read", 2);
 		if (r < 0) {
 			if (n > 0)
 				break;
@@ -594,14 +677,16 @@ static int lct_s_read(lua_State *L)
 static int lct_s_wait(lua_State *L)
 {
 	struct lct_sub *s = lct_sub_check(L, 1, "wait");
-	double deadline = lct_deadline(L, 2, "wait");
+	struct lct_until u;
 	int r;
 
+	lct_until_arg(L, 2, "wait", &u);
+	lct_until_start(&u);
 	if (s->rx.len > 0 || s->blen > s->bpos || s->pending_overflow) {
 		lua_pushboolean(L, 1);
 		return 1;
 	}
-	r = lct_sub_poll(L, s, deadline);
+	r = lct_sub_poll(L, s, u.deadline);
 	if (r < 0)
 		return lct_pusherr(L, "wait", -r);
 	lua_pushboolean(L, r > 0);

@@ -32,7 +32,8 @@ static int lct_h_index(lua_State *L)
 
 struct lct_handle *lct_handle_check(lua_State *L, int idx, const char *fname)
 {
-	struct lct_handle *h = lct_class_check(L, idx, &lct_handle_class, fname);
+	struct lct_handle *h = idx == 1 ? lct_class_self(L, &lct_handle_class, fname) :
+				lct_class_check(L, idx, &lct_handle_class, fname);
 
 	if (h->nl == NULL)
 		lct_error(L, "%s: attempt to use a closed handle", fname);

@@ -18,6 +18,8 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
+#include <arpa/inet.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -100,6 +102,13 @@ void lct_class_set(lua_State *L, const void *key);
 void *lct_class_test(lua_State *L, int idx, const void *key);
 void *lct_class_check(lua_State *L, int idx, const struct lct_class *c,
 		      const char *fname);
+/*
+ * Argument 1 as lct_class_check, first compared with upvalue 1, which a
+ * method of the class holds (its metatable).  Only for functions whose
+ * first upvalue is c's metatable, or is no metatable at all (none, a
+ * methods table, a state): never another class's metatable.
+ */
+void *lct_class_self(lua_State *L, const struct lct_class *c, const char *fname);
 
 /* ---- names.c: the vocabulary ------------------------------------------ */
 
@@ -133,9 +142,52 @@ void lct_names_open(lua_State *L);
 
 /* ---- attr.c: attributes ---------------------------------------------- */
 
-int lct_a_u8(const struct nlattr *a, uint8_t *v);
-int lct_a_u16(const struct nlattr *a, uint16_t *v);	/* network order in, host out */
-int lct_a_u32(const struct nlattr *a, uint32_t *v);
+/*
+ * An attribute's payload and its length, inline: libmnl's getters are
+ * calls into the library, and these run several times per entry.
+ */
+static inline const void *lct_a_data(const struct nlattr *a)
+{
+	return (const char *)a + MNL_ATTR_HDRLEN;
+}
+
+static inline size_t lct_a_len(const struct nlattr *a)
+{
+	return a->nla_len >= MNL_ATTR_HDRLEN ? (size_t)a->nla_len - MNL_ATTR_HDRLEN : 0;
+}
+
+/* The value of an integer attribute: 1, or 0 when a is NULL or too short. */
+static inline int lct_a_u8(const struct nlattr *a, uint8_t *v)
+{
+	if (a == NULL || lct_a_len(a) < 1)
+		return 0;
+	*v = *(const uint8_t *)lct_a_data(a);
+	return 1;
+}
+
+/* network order in, host out */
+static inline int lct_a_u16(const struct nlattr *a, uint16_t *v)
+{
+	uint16_t x;
+
+	if (a == NULL || lct_a_len(a) < 2)
+		return 0;
+	memcpy(&x, lct_a_data(a), 2);
+	*v = ntohs(x);
+	return 1;
+}
+
+static inline int lct_a_u32(const struct nlattr *a, uint32_t *v)
+{
+	uint32_t x;
+
+	if (a == NULL || lct_a_len(a) < 4)
+		return 0;
+	memcpy(&x, lct_a_data(a), 4);
+	*v = ntohl(x);
+	return 1;
+}
+
 int lct_a_u64(const struct nlattr *a, uint64_t *v);	/* 8 bytes, or 4 */
 /* A child of a nest, or NULL; lengths checked. */
 const struct nlattr *lct_a_child(const struct nlattr *nest, unsigned int type);
@@ -173,6 +225,10 @@ void lct_pinfo_parse(const struct nlattr *pi, struct lct_pinfo *p);
 
 /* ---- addr.c: addresses ------------------------------------------------ */
 
+/* "00" to "99": the two digits of n at lct_digit_pairs + 2 * n. */
+extern const char lct_digit_pairs[201];
+/* v in decimal at p (no NUL); returns the end. */
+char *lct_utoa(char *p, unsigned int v);
 /* Text of an address, as inet_ntop writes it; buf of INET6_ADDRSTRLEN. */
 size_t lct_ntop(int family, const void *addr, char *buf);
 /* Text to bytes: AF_INET/AF_INET6, or 0 when malformed (len: no NUL inside). */
@@ -365,17 +421,20 @@ struct lct_reader {
 	uint64_t fields;		/* ids seen */
 };
 int lct_field_id(const char *name);	/* -1 when not a spec field */
+const char *lct_field_name(int id);	/* NULL past the last */
 int lct_field_in(int id, int kinds);	/* does a field of these kinds have that id? */
 void lct_reader_init(struct lct_reader *r);
 /* The value at the top as field id (as a table's field would be read). */
 void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *s,
 		      struct lct_reader *r);
+/* The same for a table read with kinds: a field they do not take raises as there. */
+void lct_reader_kfield(lua_State *L, const char *fname, int id, int kinds,
+		       struct lct_spec *s, struct lct_reader *r);
 void lct_reader_finish(lua_State *L, int kinds, const char *fname, struct lct_spec *s,
 		       struct lct_reader *r);
 /* Safe forms for batches: 0, or a Lua error message left on the stack. */
 int lct_spec_read_p(lua_State *L, int idx, int kinds, const char *fname,
 		    struct lct_spec *s, int changes);
-void lct_build_open(lua_State *L);
 
 /* Expectations: the master, expected and mask tuples and the rest. */
 struct lct_xspec {
@@ -400,11 +459,16 @@ void lct_xspec_put(struct nlmsghdr *nlh, const struct lct_xspec *x);
 
 /* ---- save.c: save text (conntrack -o save, -R) -------------------------- */
 
-/* One line into s and *op ('A', 'I', 'U', 'D'); -1 with a message on the stack. */
+/*
+ * One line into s and *op ('A', 'I', 'U', 'D'); -1 with a message on the
+ * stack.  keys: 0, or the index of the field names (parse_save's): the
+ * line's table is pushed.
+ */
 int lct_save_line(lua_State *L, const char *p, size_t n, const char *fname,
-		  struct lct_spec *s, int *op, int tables);
+		  struct lct_spec *s, int *op, int keys);
 int lct_save_next(const char *text, size_t len, size_t *pos, const char **line, size_t *n);
 int lct_save_blank(const char *p, size_t n);
+void lct_save_fname(char *fname, int lineno);	/* "load: line N" (32 bytes will do) */
 const char *lct_save_msg(lua_State *L, int idx, const char *fname);
 void lct_save_open(lua_State *L);
 
@@ -446,8 +510,14 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 
 /* Pushes a new entry holding a copy of nlh (evtype 0 for dumps). */
 void lct_entry_push(lua_State *L, const struct nlmsghdr *nlh, int evtype);
-/* Events: when the entry at idx was received. */
-void lct_entry_stamp(lua_State *L, int idx, double time);
+/*
+ * The same, with time (events: when received, else 0), the entry metatable
+ * taken from index mt (a dump's or a subscription's copy: no registry
+ * lookup per entry).
+ */
+void lct_entry_pushm(lua_State *L, const struct nlmsghdr *nlh, int evtype, double time, int mt);
+/* Pushes the entry metatable. */
+void lct_entry_metatable(lua_State *L);
 /* The message of the entry at idx, or NULL when it is not an entry. */
 const struct nlmsghdr *lct_entry_msg(lua_State *L, int idx);
 void lct_entry_open(lua_State *L);
@@ -515,7 +585,7 @@ int lct_f_load_text(lua_State *L);
 
 extern const struct lct_class lct_sub_class;
 int lct_f_subscribe(lua_State *L);
-int lct_f_next_event(lua_State *L);
+int lct_f_events_iter(lua_State *L);
 void lct_events_open(lua_State *L);
 
 #endif

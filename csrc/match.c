@@ -506,8 +506,8 @@ static int lct_leaf(const struct lct_matcher *m, const struct lct_mnode *n,
 
 		memset(have, 0, sizeof(have));
 		if (a != NULL) {
-			len = mnl_attr_get_payload_len(a);
-			memcpy(have, mnl_attr_get_payload(a), len < 16 ? len : 16);
+			len = lct_a_len(a);
+			memcpy(have, lct_a_data(a), len < 16 ? len : 16);
 		}
 		for (i = 0; i < 16; i++)
 			if ((have[i] & n->u.labels[i]) != n->u.labels[i])

@@ -68,10 +68,19 @@ static void lct_putun(struct lct_out *o, const char *tag, size_t taglen, unsigne
 	char tmp[48], *q = tmp + sizeof(tmp);
 
 	*--q = ' ';
-	do {
-		*--q = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
+	while (v >= 100) {
+		unsigned int r = (unsigned int)(v % 100);
+
+		v /= 100;
+		q -= 2;
+		memcpy(q, lct_digit_pairs + 2 * r, 2);
+	}
+	if (v >= 10) {
+		q -= 2;
+		memcpy(q, lct_digit_pairs + 2 * v, 2);
+	} else {
+		*--q = (char)('0' + v);
+	}
 	q -= taglen;
 	memcpy(q, tag, taglen);
 	lct_putn(o, q, (size_t)(tmp + sizeof(tmp) - q));
@@ -123,8 +132,8 @@ static void lct_put_addr(struct lct_out *o, int family, const struct lct_dir *d)
 		const struct nlattr *a = family == AF_INET ? (w ? d->dst4 : d->src4) :
 					 (w ? d->dst6 : d->src6);
 
-		size_t n = lct_ntop(family, a && mnl_attr_get_payload_len(a) >= need ?
-				    mnl_attr_get_payload(a) : zero, tmp);
+		size_t n = lct_ntop(family, a && lct_a_len(a) >= need ?
+				    lct_a_data(a) : zero, tmp);
 
 		lct_putn(o, w ? "dst=" : "src=", 4);
 		tmp[n] = ' ';
@@ -248,8 +257,8 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 	if (at[CTA_SECMARK])
 		lct_putu(&o, "secmark=", lct_a32(at[CTA_SECMARK]));
 	if (secctx)
-		lct_put(&o, "secctx=%.*s ", (int)strnlen(mnl_attr_get_payload(secctx),
-			mnl_attr_get_payload_len(secctx)), (const char *)mnl_attr_get_payload(secctx));
+		lct_put(&o, "secctx=%.*s ", (int)strnlen(lct_a_data(secctx),
+			lct_a_len(secctx)), (const char *)lct_a_data(secctx));
 	if (at[CTA_ZONE])
 		lct_putu(&o, "zone=", lct_a16(at[CTA_ZONE]));
 	if (ts_start) {
@@ -265,8 +274,8 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 			lct_put_ctime(&o, "stop", lct_a64(ts_stop));
 	}
 	if (helper)
-		lct_put(&o, "helper=%.*s ", (int)strnlen(mnl_attr_get_payload(helper),
-			mnl_attr_get_payload_len(helper)), (const char *)mnl_attr_get_payload(helper));
+		lct_put(&o, "helper=%.*s ", (int)strnlen(lct_a_data(helper),
+			lct_a_len(helper)), (const char *)lct_a_data(helper));
 	if (at[CTA_USE])
 		lct_putu(&o, "use=", lct_a32(at[CTA_USE]));
 	if ((flags & NFCT_OF_ID) && at[CTA_ID])

@@ -54,15 +54,22 @@ M.format = require "conntrack.format"
 local handle = require "conntrack.handle"
 handle.install(core.methods.handle)
 
--- ct.dump(...) and friends run on the default handle.
-for name in pairs(core.methods.handle) do
+-- ct.dump(...) and friends run on the default handle.  The handle open,
+-- the call costs a field read (h.closed) and the method's lookup in a plain
+-- table: a single get or create is a few microseconds in all.
+local hmethods = core.methods.handle
+for name in pairs(hmethods) do
 	if name ~= "close" and name ~= "getfd" then
 		M[name] = function(...)
-			local h, msg, errno = M.default()
-			if not h then
-				return nil, msg, errno
+			local h = default
+			if h == nil or h.closed then
+				local msg, errno
+				h, msg, errno = M.default()
+				if not h then
+					return nil, msg, errno
+				end
 			end
-			return h[name](h, ...)
+			return hmethods[name](h, ...)
 		end
 	end
 end

@@ -391,9 +391,13 @@ function H.install(methods)
 			if last > count then
 				last = count
 			end
-			local part = {}
+			local part, k = {}, 0
 			for i = first, last do
-				part[#part + 1] = specs[i]
+				local spec = specs[i]
+				if spec ~= nil then
+					k = k + 1
+					part[k] = spec
+				end
 			end
 			local n, miss, fails = cbatch(h, mode or "create", part, nil, "load")
 			if not n then
@@ -590,23 +594,9 @@ function H.install(methods)
 		if not sub then
 			raise(msg)
 		end
-		-- Looked up once: each lookup on the subscription is a metamethod call.
-		local nextev, close, done = core.next_event, sub.close, false
-		local function iter()
-			if done then
-				return nil
-			end
-			local ev, err = nextev(sub, timeout, "events")
-			if ev == nil then
-				done = true
-				close(sub)
-				if err then
-					raise(err)
-				end
-			end
-			return ev
-		end
-		return iter, sub, nil, sub
+		-- sub:next(timeout) until it returns nil; then the subscription is
+		-- closed (and a failure raised).  In C: no Lua call per event.
+		return core.events_iter(sub, timeout), sub, nil, sub
 	end
 
 	methods.events = events
