@@ -367,7 +367,7 @@ int lct_f_load_text(lua_State *L)
 			continue;
 		nspec++;
 		lct_save_fname(fname, lineno);
-		if (lct_save_line(L, line, n, fname, &s, &op, 0) != 0) {
+		if (lct_save_line(L, line, n, fname, &s, &op, 0, 0) != 0) {
 			lua_pushstring(L, lct_save_msg(L, -1, "load: line"));
 			lct_brun_fail(L, &r, nspec, EINVAL, lua_gettop(L));
 			lua_rawgeti(L, r.ft, r.failed);

@@ -462,10 +462,11 @@ void lct_xspec_put(struct nlmsghdr *nlh, const struct lct_xspec *x);
 /*
  * One line into s and *op ('A', 'I', 'U', 'D'); -1 with a message on the
  * stack.  keys: 0, or the index of the field names (parse_save's): the
- * line's table is pushed.
+ * line's table is pushed.  partial (with keys): a -D/-U line's table holds
+ * every option given and needs none (a filter).
  */
 int lct_save_line(lua_State *L, const char *p, size_t n, const char *fname,
-		  struct lct_spec *s, int *op, int keys);
+		  struct lct_spec *s, int *op, int keys, int partial);
 int lct_save_next(const char *text, size_t len, size_t *pos, const char **line, size_t *n);
 int lct_save_blank(const char *p, size_t n);
 void lct_save_fname(char *fname, int lineno);	/* "load: line N" (32 bytes will do) */

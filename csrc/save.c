@@ -245,6 +245,7 @@ struct lct_line {
 	int kinds;		/* tables: what the table is read as */
 	int dups;		/* tables: a field given twice (the last value counts) */
 	int keys;		/* tables: the field names, interned, by id + 1 */
+	int partial;		/* a -D/-U line read as a filter: any fields, none needed */
 };
 
 /*
@@ -288,7 +289,7 @@ static void lct_line_check(lua_State *L, struct lct_line *ln, int id, const char
 		if (lct_num(&a, 0) < 0)
 			lct_error(L, "%s: option -m: mark expected, got '%.*s'", ln->fname,
 				  (int)(v->n > 40 ? 40 : v->n), v->p);
-		if (slash != NULL && ln->op == 'U') {
+		if (slash != NULL && (ln->op == 'U' || ln->partial)) {
 			struct lct_tok m = { slash + 1, v->n - a.n - 1 };
 
 			if (lct_num(&m, 0) < 0)
@@ -324,7 +325,7 @@ static void lct_line_value(lua_State *L, struct lct_line *ln, int id, const char
 		if (n < 0)
 			lct_error(L, "%s: option -m: mark expected, got '%.*s'", ln->fname,
 				  (int)(v->n > 40 ? 40 : v->n), v->p);
-		if (slash != NULL && ln->op == 'U') {
+		if (slash != NULL && (ln->op == 'U' || ln->partial)) {
 			struct lct_tok m = { slash + 1, v->n - a.n - 1 };
 			int64_t mask = lct_num(&m, 0);
 
@@ -460,7 +461,7 @@ static int lct_line_opt(lua_State *L, struct lct_line *ln, const struct lct_tok 
 	if (i + 1 >= nt)
 		lct_error(L, "%s: option %.*s needs a value", ln->fname,
 			  (int)tok[i].n, tok[i].p);
-	if (ln->op == 'D' && !lct_field_in(lct_field_id(lct_save_opts[k].field), LCT_K_TUPLE))
+	if (ln->op == 'D' && !ln->partial && !lct_field_in(lct_field_id(lct_save_opts[k].field), LCT_K_TUPLE))
 		return -1;	/* a delete names the flow: the rest is left out */
 	return k;
 }
@@ -500,6 +501,8 @@ static int lct_line_parse(lua_State *L)
 		else if (lct_tok_is(&tok[0], "-D") || lct_tok_is(&tok[0], "--delete"))
 			ln->op = 'D', i = 1;
 	}
+	if (ln->op != 'U' && ln->op != 'D')
+		ln->partial = 0;
 	first = i;
 	if (ln->tables) {
 		uint64_t seen = 0;
@@ -513,7 +516,8 @@ static int lct_line_parse(lua_State *L)
 					       lct_save_opts[opt[i]].kind, &tok[i + 1], &seen);
 			}
 		}
-		ln->kinds = ln->op == 'U' ? LCT_K_TUPLE | LCT_K_CHANGES :
+		ln->kinds = ln->partial ? LCT_K_SPEC | LCT_K_CHANGES :
+			    ln->op == 'U' ? LCT_K_TUPLE | LCT_K_CHANGES :
 			    ln->op == 'D' ? LCT_K_TUPLE : LCT_K_SPEC;
 		lua_createtable(L, 0, 16);
 		ln->tidx = lua_gettop(L);
@@ -529,7 +533,9 @@ static int lct_line_parse(lua_State *L)
 		if (ln->nat[i].n > 0 && ln->op != 'D')
 			lct_line_nat(L, ln, i);
 	if (ln->tables) {
-		/* checked as the load would read it */
+		/* checked as the load would read it; a filter line needs no field */
+		if (ln->partial)
+			return 1;
 		if (ln->dups)
 			lct_spec_read(L, ln->tidx, ln->kinds, ln->fname, ln->s);
 		else
@@ -548,7 +554,7 @@ static int lct_line_parse(lua_State *L)
  * is pushed.
  */
 int lct_save_line(lua_State *L, const char *p, size_t n, const char *fname,
-		  struct lct_spec *s, int *op, int keys)
+		  struct lct_spec *s, int *op, int keys, int partial)
 {
 	int tables = keys != 0;
 	struct lct_lineargs a;
@@ -560,6 +566,7 @@ int lct_save_line(lua_State *L, const char *p, size_t n, const char *fname,
 	ln.fname = fname;
 	ln.s = s;
 	ln.tables = tables;
+	ln.partial = tables && partial;
 	lct_reader_init(&ln.r);
 	a.p = p;
 	a.n = n;
@@ -625,15 +632,17 @@ const char *lct_save_msg(lua_State *L, int idx, const char *fname)
 }
 
 /*
- * core.parse_save(text) -> specs, errors, lines, ops: the lines as spec
- * tables; errors {line =, errno = EINVAL, message =}; lines[i] the line
- * number of specs[i]; ops[i] "-A", "-I", "-U" or "-D".
+ * core.parse_save(text [, filters]) -> specs, errors, lines, ops: the lines
+ * as spec tables; errors {line =, errno = EINVAL, message =}; lines[i] the
+ * line number of specs[i]; ops[i] "-A", "-I", "-U" or "-D".  filters: the
+ * -D and -U lines as the fields of a filter (and of the changes): every
+ * option kept, none required.
  */
 static int lct_f_parse_save(lua_State *L)
 {
 	size_t len, pos = 0, n;
 	const char *text = luaL_checklstring(L, 1, &len), *line;
-	int lineno = 0, nspec = 0, nerr = 0;
+	int lineno = 0, nspec = 0, nerr = 0, filters = lua_toboolean(L, 2);
 
 	lua_settop(L, 1);
 	lua_newtable(L);	/* 2 specs */
@@ -649,7 +658,7 @@ static int lct_f_parse_save(lua_State *L)
 		if (lct_save_blank(line, n))
 			continue;
 		lct_save_fname(fname, lineno);
-		if (lct_save_line(L, line, n, fname, &s, &op, lua_upvalueindex(1)) != 0) {
+		if (lct_save_line(L, line, n, fname, &s, &op, lua_upvalueindex(1), filters) != 0) {
 			lua_createtable(L, 0, 3);
 			lua_pushinteger(L, lineno);
 			lua_setfield(L, -2, "line");

@@ -25,19 +25,34 @@ local function table_of(ns)
 	return t
 end
 
+-- Two scratch namespaces beside h's, each table holding UDP flows 1001-1004:
+-- ns2, the third's handle, and on_exit (removing them).
+local function three_tables(h, finally)
+	local t2, ns2, h2 = H.scratch()
+	local t3, _, h3 = H.scratch()
+	local on_exit = H.finally(finally)
+	on_exit(function() h2:close() h3:close() t2:destroy() t3:destroy() end)
+	for sport = 1001, 1004 do
+		for _, x in ipairs{ h, h2, h3 } do assert.is_true(x:create(udp(sport))) end
+	end
+	return ns2, h3, on_exit
+end
+
+-- conntrack -R of the one line (through file) in namespace ns2.
+local function cli_load(ns2, file, line)
+	local f = assert(io.open(file, "w"))
+	f:write(line, "\n")
+	f:close()
+	H.cli(ns2, "-R " .. file)
+end
+
 describe("save text: -D and -U lines, format.save with a command", function()
 	local topo, ns, h
 	H.private(function(t, n, hh) topo, ns, h = t, n, hh end)
 	before_each(function() assert(h:flush()) end)
 
 	it("ct.load runs -I, -A, -U and -D lines as conntrack -R does, on a table of the same flows", function()
-		local t2, ns2, h2 = H.scratch()
-		local t3, _, h3 = H.scratch()
-		local on_exit = H.finally(finally)
-		on_exit(function() h2:close() h3:close() t2:destroy() t3:destroy() end)
-		for sport = 1001, 1004 do
-			for _, x in ipairs{ h, h2, h3 } do assert.is_true(x:create(udp(sport))) end
-		end
+		local ns2, h3, on_exit = three_tables(h, finally)
 		local lines = {
 			"-D -s 192.0.2.1 -d 198.51.100.2 -p udp --sport 1001 --dport 53",
 			"-U -s 192.0.2.1 -d 198.51.100.2 -p udp --sport 1002 --dport 53 -m 77",
@@ -56,10 +71,7 @@ describe("save text: -D and -U lines, format.save with a command", function()
 			local done, existing, failures = h:load(line .. "\n")
 			assert.same({}, failures, line)
 			sums[1], sums[2] = sums[1] + done, sums[2] + existing
-			local f = assert(io.open(file, "w"))
-			f:write(line, "\n")
-			f:close()
-			H.cli(ns2, "-R " .. file)
+			cli_load(ns2, file, line)
 			assert.same(table_of(ns2), table_of(ns), line)
 		end
 		-- done: the -D, both -U and the -I; existing: the -D of a flow gone
@@ -79,6 +91,49 @@ describe("save text: -D and -U lines, format.save with a command", function()
 		table.sort(a)
 		table.sort(b)
 		assert.same(a, b)
+	end)
+
+	it("a -D or -U line that names no single flow acts on every flow it matches, as conntrack -R runs it", function()
+		local ns2, h3, on_exit = three_tables(h, finally)
+		local lines = {
+			{ "-D -s 192.0.2.1 -m 1", 1 },		-- the mark filters too: 1001 alone
+			{ "-U -s 192.0.2.1 -m 42", 3 },		-- the three left
+			{ "-D -p udp --sport 1003", 1 },
+			{ "-D -s 203.0.113.9", 0 },		-- nothing matches: nothing done, no failure
+		}
+		local file = os.tmpname()
+		on_exit(function() os.remove(file) end)
+		local all = {}
+		for _, l in ipairs(lines) do
+			local line, want = l[1], l[2]
+			all[#all + 1] = line
+			local done, existing, failures = h:load(line .. "\n")
+			assert.same({}, failures, line)
+			assert.same({ want, 0 }, { done, existing }, line)
+			cli_load(ns2, file, line)
+			assert.same(table_of(ns2), table_of(ns), line)
+		end
+		assert.equals(ct.errno.ENOENT, select(3, h:get(H.tuple(udp(1001)))))
+		assert.equals(ct.errno.ENOENT, select(3, h:get(H.tuple(udp(1003)))))
+		assert.equals(42, assert(h:get(H.tuple(udp(1002)))).mark)
+		assert.equals(42, assert(h:get(H.tuple(udp(1004)))).mark)
+		-- the whole text at once, with creations between the filter lines, in
+		-- file order: 1005 made before the -U is marked; 1003 made again
+		-- after the -D of 1003 stays, with its own mark
+		table.insert(all, 2, "-I -t 100 -s 192.0.2.1 -d 198.51.100.2 -p udp --sport 1005 --dport 53")
+		table.insert(all, "-I -t 100 -s 192.0.2.1 -d 198.51.100.2 -p udp --sport 1003 --dport 53 -m 9")
+		table.insert(all, "-U -s 192.0.2.1 -x 1")
+		table.insert(all, "-U -s 192.0.2.1")
+		local done, existing, failures = h3:load(table.concat(all, "\n") .. "\n")
+		assert.same({ 1 + 1 + 4 + 1 + 1, 0 }, { done, existing })
+		assert.equals(2, #failures)
+		assert.same({ 7, 7, ct.errno.EINVAL }, { failures[1].index, failures[1].line, failures[1].errno })
+		assert.matches("^load: line 7: unsupported option %-x", failures[1].message)
+		assert.same({ 8, 8 }, { failures[2].index, failures[2].line })
+		assert.matches("^load: line 8: an update line changes nothing", failures[2].message)
+		assert.equals(9, assert(h3:get(H.tuple(udp(1003)))).mark)
+		assert.equals(42, assert(h3:get(H.tuple(udp(1005)))).mark)
+		assert.equals(ct.errno.ENOENT, select(3, h3:get(H.tuple(udp(1001)))))
 	end)
 
 	it("format.save(e, {command = \"-D\"}) is the line conntrack -D -o save prints, and it loads back as a delete",

@@ -362,10 +362,155 @@ function H.install(methods)
 		return bulk(h, "update_where", "update", filter, c, hw, dhow)
 	end
 
+	-- A -D or -U line that does not name one flow (its tuple is partial,
+	-- or a -D line gives more than the tuple): its fields as a filter, and
+	-- for -U the changes apart.  nil for a line that names one flow (the C
+	-- batch runs it as a single delete or update) or one the reader refuses
+	-- (the C reader gives its message).
+	local parse_save = core.parse_save
+	local function filter_line(line)
+		local strict, serr = parse_save(line)
+		local loose = parse_save(line, true)
+		local fields = loose[1]
+		if not fields then
+			return nil
+		end
+		if strict[1] then
+			local extra = false
+			for k in pairs(fields) do
+				if strict[1][k] == nil then
+					extra = true
+					break
+				end
+			end
+			if not extra then
+				return nil
+			end
+		elseif not (serr[1] and serr[1].message:find("%(missing%)$")) then
+			return nil
+		end
+		return fields
+	end
+
+	-- The line's op, when it is a -D or -U line.
+	local function du_op(line)
+		local op = line:match("^[ \t]*(%-%-?%a+)")
+		if op == "-D" or op == "--delete" then
+			return "D"
+		elseif op == "-U" or op == "--update" then
+			return "U"
+		end
+	end
+
+	-- load of text with -D/-U lines that act on every flow they match (as
+	-- conntrack -R runs them): the lines between them go to the C reader as
+	-- they are, in order; each such line runs as delete_where/update_where.
+	local function load_filtered(h, text, mode, batch)
+		local done, existing, failures = 0, 0, {}
+		local seg, seg_line, seg_item = {}, 1, 0
+		local lineno, item = 0, 0
+		local function flush_seg()
+			if seg[1] == nil then
+				return true
+			end
+			local n, ex, fails = core.load_text(h, table.concat(seg, "\n") .. "\n", mode, batch)
+			seg = {}
+			if not n then
+				return nil, ex, fails
+			end
+			done, existing = done + n, existing + ex
+			for _, f in ipairs(fails) do
+				if f.line then
+					local real = f.line + seg_line - 1
+					f.message = f.message:gsub("^load: line %d+", "load: line " .. real, 1)
+					f.line = real
+				end
+				f.index = f.index + seg_item
+				failures[#failures + 1] = f
+			end
+			return true
+		end
+		local pos, len = 1, #text
+		while pos <= len do
+			local nl = text:find("\n", pos, true) or len + 1
+			local line = text:sub(pos, nl - 1)
+			pos = nl + 1
+			lineno = lineno + 1
+			local blank = line:find("^[ \t\r]*$") or line:find("^[ \t\r]*#")
+			local op = not blank and du_op(line)
+			local fields = op and filter_line(line)
+			if fields then
+				local ok, msg, errno = flush_seg()
+				if not ok then
+					return nil, msg, errno
+				end
+				item = item + 1
+				local n, fails
+				local okc, err = pcall(function()
+					if op == "D" then
+						n, msg, fails = delete_where("load", h, fields)
+					else
+						local filter, changes = {}, {}
+						for k, v in pairs(fields) do
+							if change_keys[k] then
+								changes[k] = v
+							else
+								filter[k] = v
+							end
+						end
+						if next(changes) == nil then
+							error("load: line " .. lineno .. ": an update line changes nothing", 0)
+						end
+						n, msg, fails = methods.update_where(h, filter, changes)
+					end
+				end)
+				if not okc then
+					local m = tostring(err)
+					if not m:find("^load: line %d+: ") then
+						m = "load: line " .. lineno .. ": " .. m:gsub("^[%a_]+: ", "", 1)
+					end
+					failures[#failures + 1] = { index = item, line = lineno, errno = core.errno.EINVAL,
+						message = m }
+				elseif not n then
+					return nil, msg, fails
+				else
+					done = done + n
+					for _, f in ipairs(fails) do
+						failures[#failures + 1] = { index = item, line = lineno, errno = f.errno,
+							message = "load: line " .. lineno .. ": " .. f.message }
+					end
+				end
+				seg_line, seg_item = lineno + 1, item
+			else
+				if seg[1] == nil then
+					seg_line, seg_item = lineno, item
+				end
+				seg[#seg + 1] = line
+				if not blank then
+					item = item + 1
+				end
+			end
+		end
+		local ok, msg, errno = flush_seg()
+		if not ok then
+			return nil, msg, errno
+		end
+		table.sort(failures, function(a, b) return a.index < b.index end)
+		return done, existing, failures
+	end
+
+	-- Does the text hold a -D or -U line?  (A quick look; a false alarm
+	-- only costs the slower path.)
+	local function has_du(text)
+		return text:find("^[ \t]*%-[DU]") or text:find("\n[ \t]*%-[DU]") or
+			text:find("%-%-delete") or text:find("%-%-update")
+	end
+
 	-- load(specs or save text [, how]) -> done, existing, failures
 	-- Text goes straight from the C reader to batched requests; each line
 	-- runs as its command says (-I create, -A add, -U update, -D delete),
-	-- unless how.mode says "create" or "add" for the -I and -A lines.
+	-- unless how.mode says "create" or "add" for the -I and -A lines.  A
+	-- -D/-U line that does not name one flow acts on every flow it matches.
 	function methods.load(h, specs, how)
 		local hw = check_how("load", how)
 		local mode = hw.mode
@@ -374,6 +519,9 @@ function H.install(methods)
 		end
 		if type(specs) == "string" then
 			check_open("load", h)
+			if has_du(specs) then
+				return load_filtered(h, specs, mode, hw.batch)
+			end
 			return core.load_text(h, specs, mode, hw.batch)
 		elseif type(specs) ~= "table" then
 			raise("load: bad argument 'specs' (array of specs or save-format text expected, got " ..
