@@ -43,8 +43,10 @@ struct lct_brun {
 	struct lct_handle *h;
 	struct lct_batch *bt;
 	const char *fname;	/* the function the user called */
-	const char *op;		/* create, add, update, delete */
+	const char *op;		/* create, add, update, delete, put */
 	int ft;			/* the failures table */
+	int items;		/* put: the items' table */
+	int put;		/* put: 1 creating, 2 updating, 3 updating without status */
 	int ok, missing, failed;
 	int item[LCT_BATCH_MAX];	/* item index of each message in the batch */
 	int line[LCT_BATCH_MAX];	/* load_text: its line */
@@ -70,12 +72,27 @@ static void lct_brun_fail(lua_State *L, struct lct_brun *r, int index, int err, 
 	lua_rawseti(L, r->ft, r->failed);
 }
 
+/* "batch: item I: op", the name an item's errors carry (48 bytes will do). */
+static void lct_item_name(char *buf, int i, const char *op)
+{
+	char *p = lct_utoa(buf + 12, (unsigned int)i);
+
+	memcpy(buf, "batch: item ", 12);
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, op, strlen(op) + 1);
+}
+
+static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
+				const struct lct_batchfail *items, int n);
+
 /* Sends what is collected; records failures.  0 or an errno for the whole batch. */
 static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 {
 	struct lct_batch *bt = r->bt;
-	int sent = bt->count, i, bad = 0, err;
+	int sent = bt->count, i, bad = 0, err, nagain = 0;
 	int items[LCT_BATCH_MAX], lines[LCT_BATCH_MAX];
+	struct lct_batchfail again[LCT_BATCH_MAX];
 
 	if (sent == 0)
 		return 0;
@@ -90,7 +107,14 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 		char k = r->kind[at];
 
 		bad++;
-		if (k == 0 && e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
+		if ((r->put == 1 && e == EEXIST) || (r->put == 2 && (e == EBUSY || e == EPERM))) {
+			/* there: update it; or again, without what the kernel refused */
+			again[nagain].index = idx;
+			again[nagain++].err = e;
+		}
+		else if (r->put != 0)
+			lct_brun_fail(L, r, idx, e, 0);
+		else if (k == 0 && e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
 			r->missing++;
 		else if (k == 0 && e == EEXIST && strcmp(r->op, "add") == 0)
 			r->missing++;	/* for add: already there, left as it is */
@@ -107,7 +131,68 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 		}
 	}
 	r->ok += sent - bad;
+	if (r->put >= 2)
+		r->missing += sent - bad;	/* updated: flows that were there */
+	if (nagain > 0)
+		return lct_brun_put_updates(L, r, again, nagain);
 	return 0;
+}
+
+/*
+ * put: the items that were there, updated with what an update can change
+ * (timeout, mark, status, labels, protocol state and window fields): NAT,
+ * helper and secmark are the kernel's once a flow exists.  An update the
+ * kernel refuses changes nothing: the status when it lacks SEEN_REPLY or
+ * ASSURED where the flow has them (EBUSY), the timeout of a FIXED_TIMEOUT
+ * flow (EPERM).  Such items go once more without that field.
+ */
+static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
+				const struct lct_batchfail *items, int n)
+{
+	static const uint64_t changeable = LCT_S_ORIG | LCT_S_ZONE | LCT_S_TIMEOUT | LCT_S_MARK |
+		LCT_S_STATUS | LCT_S_LABELS | LCT_S_LABELMASK | LCT_S_STATE | LCT_S_TCPFLAGS0 |
+		LCT_S_TCPFLAGS1 | LCT_S_WSCALE0 | LCT_S_WSCALE1 | LCT_S_VTAG0 | LCT_S_VTAG1 | LCT_S_ROLE;
+	int phase = r->put, i, err = 0;
+
+	r->put = phase + 1;
+	for (i = 0; i < n; i++) {
+		struct nlmsghdr *nlh = lct_batch_cur(r->bt);
+		struct lct_spec s;
+		char iname[48];
+		int idx = items[i].index;
+
+		lct_item_name(iname, idx, "put");
+		lua_rawgeti(L, r->items, idx);
+		/* read once already: it reads the same again (raw access, no Lua code) */
+		if (lct_spec_read_p(L, -1, LCT_K_SPEC, iname, &s, 0) != 0) {
+			lct_brun_fail(L, r, idx, EINVAL, lua_gettop(L));
+			lua_pop(L, 2);
+			continue;
+		}
+		lua_pop(L, 1);
+		s.has &= changeable;
+		if (r->put == 3) {
+			uint64_t refused = items[i].err == EPERM ? LCT_S_TIMEOUT : LCT_S_STATUS;
+
+			if (!(s.has & refused)) {
+				/* refused for another reason: the answer stands */
+				lct_brun_fail(L, r, idx, items[i].err, 0);
+				continue;
+			}
+			s.has &= ~refused;
+		}
+		lct_nl_req(nlh, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW, 0, AF_UNSPEC, 0);
+		lct_spec_put(nlh, &s, LCT_K_CHANGES);
+		r->item[r->bt->count] = idx;
+		if (lct_batch_add(r->bt, lct_handle_seq(r->h))) {
+			err = lct_brun_flush(L, r);
+			if (err != 0)
+				break;
+		}
+	}
+	err = i < n ? err : lct_brun_flush(L, r);
+	r->put = phase;
+	return err;
 }
 
 static int lct_brun_result(lua_State *L, const struct lct_brun *r)
@@ -118,22 +203,12 @@ static int lct_brun_result(lua_State *L, const struct lct_brun *r)
 	return 3;
 }
 
-/* "batch: item I: op", the name an item's errors carry (48 bytes will do). */
-static void lct_item_name(char *buf, int i, const char *op)
-{
-	char *p = lct_utoa(buf + 12, (unsigned int)i);
-
-	memcpy(buf, "batch: item ", 12);
-	*p++ = ':';
-	*p++ = ' ';
-	memcpy(p, op, strlen(op) + 1);
-}
-
 /*
  * h:batch(op, items [, changes]) -> ok, missing, failures | nil, msg, errno
- * op is "create", "add", "update" or "delete"; items an array of specs,
- * tuples or entries.  failures: array of {index, errno, message}.  Entries
- * gone before their update/delete count as missing, not failed.  fname:
+ * op is "create", "add", "update", "delete" or "put"; items an array of
+ * specs, tuples or entries.  failures: array of {index, errno, message}.
+ * Entries gone before their update/delete count as missing, not failed;
+ * put counts in missing the flows that were there (and were updated).  fname:
  * the method the user called, in the messages of a closed or bad handle,
  * of bad arguments and of the kernel's refusal of a whole batch.
  */
@@ -147,7 +222,7 @@ static int lct_batch_run(lua_State *L, const char *fname)
 	int n, i, kind, err;
 
 	if (lua_type(L, 2) != LUA_TSTRING)
-		return lct_argerror(L, fname, "op", "\"create\", \"add\", \"update\" or \"delete\" expected, got %s",
+		return lct_argerror(L, fname, "op", "\"create\", \"add\", \"update\", \"delete\" or \"put\" expected, got %s",
 				    luaL_typename(L, 2));
 	op = lua_tostring(L, 2);
 	if (strcmp(op, "create") == 0) {
@@ -158,6 +233,8 @@ static int lct_batch_run(lua_State *L, const char *fname)
 		kind = LCT_K_CHANGES; type = IPCTNL_MSG_CT_NEW; flags = 0; op = "update";
 	} else if (strcmp(op, "delete") == 0) {
 		kind = LCT_K_TUPLE; type = IPCTNL_MSG_CT_DELETE; flags = 0; op = "delete";
+	} else if (strcmp(op, "put") == 0) {
+		kind = LCT_K_SPEC; type = IPCTNL_MSG_CT_NEW; flags = NLM_F_CREATE | NLM_F_EXCL; op = "put";
 	} else {
 		return lct_argerror(L, fname, "op", "unknown operation %s", lct_shortval(L, 2));
 	}
@@ -174,6 +251,8 @@ static int lct_batch_run(lua_State *L, const char *fname)
 	r.fname = fname;
 	r.op = op;
 	r.ft = lua_gettop(L);
+	r.items = 3;
+	r.put = strcmp(op, "put") == 0;
 	r.bt = lct_batch_of(L, h, fname);
 	if (r.bt == NULL)
 		return lct_pusherr(L, fname, ENOMEM);

@@ -770,6 +770,217 @@ static int lct_e_totable(lua_State *L)
 	return 1;
 }
 
+/* ---- e:spec() ---------------------------------------------------------- */
+
+/* t[name] = the address a of family f (a table at the top). */
+static void lct_spec_addr(lua_State *L, const char *name, int f, const uint8_t *a)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	lua_pushlstring(L, buf, lct_ntop(f, a, buf));
+	lua_setfield(L, -2, name);
+}
+
+static void lct_spec_int(lua_State *L, const char *name, lua_Integer v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, name);
+}
+
+/* snat or dnat = {addr =, port =}: what the kernel made of the flow's source or destination. */
+static void lct_spec_nat(lua_State *L, const char *name, int f, const uint8_t *a,
+			 const struct nlattr *port, int ports)
+{
+	uint16_t v;
+
+	lua_createtable(L, 0, 2);
+	if (a != NULL)
+		lct_spec_addr(L, "addr", f, a);
+	if (ports && lct_a_u16(port, &v))
+		lct_spec_int(L, "port", v);
+	lua_setfield(L, -2, name);
+}
+
+/* Two optional 16-bit attributes differ (one absent: no). */
+static int lct_u16_differ(const struct nlattr *a, const struct nlattr *b, uint16_t *va)
+{
+	uint16_t vb;
+
+	return lct_a_u16(a, va) && lct_a_u16(b, &vb) && *va != vb;
+}
+
+/*
+ * e:spec(): the flow as a create spec, from one walk of the message: the
+ * keys ct.create takes, and only those, so that ct.create(e:spec()) (in
+ * another table) makes the same flow.  NAT becomes snat/dnat where the
+ * SRC_NAT/DST_NAT bits say the kernel translates (the translation read
+ * from the reply tuple); without them a reply tuple other than the
+ * inverse becomes reply_*.  Only the status bits a program may set go.
+ */
+static int lct_e_spec(lua_State *L)
+{
+	struct lct_entry *e = lct_checkentry(L, 1, "spec");
+	const struct nlattr *a, *ot = lct_attr(e, CTA_TUPLE_ORIG), *rt = lct_attr(e, CTA_TUPLE_REPLY);
+	struct lct_dir o, r;
+	struct lct_pinfo pi;
+	const uint8_t *osrc = NULL, *odst = NULL, *rsrc = NULL, *rdst = NULL;
+	const char *name;
+	uint32_t status = 0, v32;
+	uint16_t v16;
+	uint8_t proto = 0, v8;
+	int f, fr, ports, gre, nat;
+
+	lct_dir_parse(ot, NULL, &o);
+	lct_dir_parse(rt, NULL, &r);
+	lct_a_u8(o.num, &proto);
+	if (proto == 0)
+		lct_a_u8(r.num, &proto);
+	ports = lct_proto_ports(proto);
+	gre = proto == IPPROTO_GRE;
+	lct_a_u32(lct_attr(e, CTA_STATUS), &status);
+	nat = status & (IPS_SRC_NAT | IPS_DST_NAT);
+
+	lua_createtable(L, 0, 16);
+	name = lct_family_name(lct_nl_msgfamily(lct_msg(e)));
+	if (name != NULL) {
+		lua_pushstring(L, name);
+		lua_setfield(L, -2, "family");
+	}
+	if (o.num != NULL || r.num != NULL) {
+		name = lct_proto_name(proto);
+		if (name != NULL)
+			lua_pushstring(L, name);
+		else
+			lua_pushinteger(L, proto);
+		lua_setfield(L, -2, "proto");
+	}
+	f = lct_dir_addr(&o, 0, &osrc);
+	if (f)
+		lct_spec_addr(L, "src", f, osrc);
+	f = lct_dir_addr(&o, 1, &odst);
+	if (f)
+		lct_spec_addr(L, "dst", f, odst);
+	if (ports || gre) {
+		if (lct_a_u16(o.sport, &v16))
+			lct_spec_int(L, gre ? "srckey" : "sport", v16);
+		if (lct_a_u16(o.dport, &v16))
+			lct_spec_int(L, gre ? "dstkey" : "dport", v16);
+	}
+	if (lct_a_u8(o.itype, &v8))
+		lct_spec_int(L, "icmp_type", v8);
+	if (lct_a_u8(o.icode, &v8))
+		lct_spec_int(L, "icmp_code", v8);
+	if (lct_a_u16(o.iid, &v16))
+		lct_spec_int(L, "icmp_id", v16);
+	if (lct_a_u16(o.zone, &v16))
+		lct_spec_int(L, "orig_zone", v16);
+	if (lct_a_u16(r.zone, &v16))
+		lct_spec_int(L, "reply_zone", v16);
+	if (lct_a_u16(lct_attr(e, CTA_ZONE), &v16))
+		lct_spec_int(L, "zone", v16);
+
+	/* The reply tuple: a translation, or a rewritten inverse, or nothing to say. */
+	fr = lct_dir_addr(&r, 0, &rsrc);
+	lct_dir_addr(&r, 1, &rdst);
+	if (nat && rt != NULL) {
+		if (status & IPS_SRC_NAT)
+			lct_spec_nat(L, "snat", fr, rdst, r.dport, ports);
+		if (status & IPS_DST_NAT)
+			lct_spec_nat(L, "dnat", fr, rsrc, r.sport, ports);
+	} else if (rt != NULL) {
+		size_t alen = fr == AF_INET ? 4 : 16;
+
+		if (rsrc != NULL && (odst == NULL || memcmp(rsrc, odst, alen) != 0))
+			lct_spec_addr(L, "reply_src", fr, rsrc);
+		if (rdst != NULL && (osrc == NULL || memcmp(rdst, osrc, alen) != 0))
+			lct_spec_addr(L, "reply_dst", fr, rdst);
+		if ((ports || gre) && lct_u16_differ(r.sport, o.dport, &v16))
+			lct_spec_int(L, gre ? "reply_srckey" : "reply_sport", v16);
+		if ((ports || gre) && lct_u16_differ(r.dport, o.sport, &v16))
+			lct_spec_int(L, gre ? "reply_dstkey" : "reply_dport", v16);
+	}
+
+	status &= ~(uint32_t)IPS_UNCHANGEABLE_MASK;
+	if (status != 0) {
+		int i, n = 0;
+
+		lua_createtable(L, 4, 0);
+		for (i = 0; i < 32; i++) {
+			if (!(status & (1u << i)))
+				continue;
+			if (lct_status_names[i] != NULL)
+				lua_pushstring(L, lct_status_names[i]);
+			else
+				lua_pushinteger(L, i);
+			lua_rawseti(L, -2, ++n);
+		}
+		lua_setfield(L, -2, "status");
+	}
+	if (lct_a_u32(lct_attr(e, CTA_TIMEOUT), &v32))
+		lct_spec_int(L, "timeout", (lua_Integer)v32);
+	if (lct_a_u32(lct_attr(e, CTA_MARK), &v32))
+		lct_spec_int(L, "mark", (lua_Integer)v32);
+	if (lct_a_u32(lct_attr(e, CTA_SECMARK), &v32) && v32 != 0)
+		lct_spec_int(L, "secmark", (lua_Integer)v32);
+	if ((a = lct_attr(e, CTA_LABELS)) != NULL) {
+		const uint8_t *p = lct_a_data(a);
+		unsigned int i, n = 0, bits = (unsigned int)(lct_a_len(a) / 4) * 32;
+
+		/* bit numbers: they mean the same on a host with another label map */
+		lua_createtable(L, 2, 0);
+		for (i = 0; i < bits && i < 128; i++) {
+			uint32_t w;
+
+			memcpy(&w, p + (i / 32) * 4, 4);
+			if (w & (1u << (i % 32))) {
+				lua_pushinteger(L, i);
+				lua_rawseti(L, -2, (int)++n);
+			}
+		}
+		if (n > 0)
+			lua_setfield(L, -2, "labels");
+		else
+			lua_pop(L, 1);
+	}
+	if ((a = lct_attr(e, CTA_HELP)) != NULL) {
+		size_t n;
+		const char *s = lct_a_str(lct_a_child(a, CTA_HELP_NAME), &n);
+
+		if (s != NULL && n > 0) {
+			lua_pushlstring(L, s, n);
+			lua_setfield(L, -2, "helper");
+		}
+	}
+
+	lct_pinfo_parse(lct_attr(e, CTA_PROTOINFO), &pi);
+	if (pi.proto != 0 && pi.proto == proto) {
+		if (pi.has_state && (name = lct_state_name(proto, pi.state)) != NULL) {
+			lua_pushstring(L, name);
+			lua_setfield(L, -2, "state");
+		}
+		if (pi.has_flags[0])
+			lct_spec_int(L, "tcp_flags_orig", pi.flags[0]);
+		if (pi.has_flags[1])
+			lct_spec_int(L, "tcp_flags_reply", pi.flags[1]);
+		if (pi.has_wscale[0])
+			lct_spec_int(L, "tcp_wscale_orig", pi.wscale[0]);
+		if (pi.has_wscale[1])
+			lct_spec_int(L, "tcp_wscale_reply", pi.wscale[1]);
+		if (pi.has_vtag[0])
+			lct_spec_int(L, "orig_vtag", (lua_Integer)pi.vtag[0]);
+		if (pi.has_vtag[1])
+			lct_spec_int(L, "reply_vtag", (lua_Integer)pi.vtag[1]);
+		if (pi.has_role) {
+			if (pi.role <= 1)
+				lua_pushstring(L, pi.role ? "server" : "client");
+			else
+				lua_pushinteger(L, pi.role);
+			lua_setfield(L, -2, "role");
+		}
+	}
+	return 1;
+}
+
 /* Text through the library, so that it is the CLI's text exactly. */
 static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
 		      unsigned int flags, struct nfct_labelmap *map, int lib)
@@ -932,6 +1143,7 @@ static int lct_f_entry(lua_State *L)
 static const luaL_Reg lct_entry_methods[] = {
 	{"format", lct_e_format},
 	{"raw", lct_e_raw},
+	{"spec", lct_e_spec},
 	{NULL, NULL}
 };
 static const luaL_Reg *const lct_entry_arrays[] = { lct_entry_methods, NULL };

@@ -25,36 +25,9 @@ describe("NAT of real traffic through a router", function()
 	lazy_setup(function()
 		topo = hosts.new { nat = { snat = { ports = "40000-40009" }, masquerade = true, dnat = true, redirect = true } }
 		A, P = topo.addr, hosts.port
-		-- one flow with both translations: a DNATed flow to 9003 also SNATed
-		assert(topo:nft("router", "table ip lct_both {\n\tchain post {\n"
-			.. "\t\ttype nat hook postrouting priority 200; policy accept;\n"
-			.. "\t\toifname \"s0\" ip daddr " .. A.server .. " tcp dport " .. P.dnat_to
-			.. " snat ip to " .. A.snat .. "\n\t}\n}"))
 		topo:serve()
 		h = assert(ct.open { netns = topo.ns.router })
-		local function tcp(name, addr, port)
-			local ok, reply, sport = topo:tcp_request("client", addr, port, name)
-			assert(ok and reply == name, name .. ": " .. tostring(reply))
-			flows[name] = sport
-		end
-		local function udp(name, addr, port)
-			-- the first datagram may wait for neighbour discovery: allow a retry
-			local ok, reply, sport
-			for _ = 1, 3 do
-				ok, reply, sport = topo:udp_send("client", addr, port, name, 1, { wait = 1 })
-				if ok then break end
-			end
-			assert(ok and reply == name, name .. ": " .. tostring(reply))
-			flows[name] = sport
-		end
-		tcp("plain", A.server, P.plain)
-		udp("snat", A.server, P.snat)
-		tcp("masq", A.server, P.masquerade)
-		tcp("both", A.public, P.dnat)     -- DNAT in prerouting, then lct_both's SNAT
-		tcp("redir", A.server, P.redirect)
-		udp("snat6", A.server6, P.snat)
-		tcp("masq6", A.server6, P.masquerade)
-		tcp("dnat6", A.public6, P.dnat)
+		flows = H.nat_flows(topo)
 	end)
 
 	lazy_teardown(function()

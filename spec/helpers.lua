@@ -48,6 +48,9 @@
 --                         taken out of opts) and a handle on the router;
 --                         set(topo, h), set() after
 --   H.sh(ns, cmd)         a shell command's output inside namespace ns, and ok
+--   H.nat_flows(topo)     routed topology with every NAT preset, listeners
+--                         serving: one flow of each kind through the router
+--                         (and one both DNATed and SNATed); -> {name = sport}
 --   H.finally(finally)    -> add: in a test, given busted's finally, add(fn)
 --                         registers a cleanup; all run, last first, when the
 --                         test ends (finally itself keeps only the last
@@ -458,6 +461,40 @@ function H.private(set)
 	end, function(topo, h)
 		if topo then set(topo, topo.ns.host, h) else set() end
 	end)
+end
+
+function H.nat_flows(topo)
+	local A, P = hosts.routed_addr, hosts.port
+	local flows = {}
+	-- one flow with both translations: a DNATed flow to 9003 also SNATed
+	assert(topo:nft("router", "table ip lct_both {\n\tchain post {\n"
+		.. "\t\ttype nat hook postrouting priority 200; policy accept;\n"
+		.. "\t\toifname \"s0\" ip daddr " .. A.server .. " tcp dport " .. P.dnat_to
+		.. " snat ip to " .. A.snat .. "\n\t}\n}"))
+	local function tcp(name, addr, port)
+		local ok, reply, sport = topo:tcp_request("client", addr, port, name)
+		assert(ok and reply == name, name .. ": " .. tostring(reply))
+		flows[name] = sport
+	end
+	local function udp(name, addr, port)
+		-- the first datagram may wait for neighbour discovery: allow a retry
+		local ok, reply, sport
+		for _ = 1, 3 do
+			ok, reply, sport = topo:udp_send("client", addr, port, name, 1, { wait = 1 })
+			if ok then break end
+		end
+		assert(ok and reply == name, name .. ": " .. tostring(reply))
+		flows[name] = sport
+	end
+	tcp("plain", A.server, P.plain)
+	udp("snat", A.server, P.snat)
+	tcp("masq", A.server, P.masquerade)
+	tcp("both", A.public, P.dnat)     -- DNAT in prerouting, then lct_both's SNAT
+	tcp("redir", A.server, P.redirect)
+	udp("snat6", A.server6, P.snat)
+	tcp("masq6", A.server6, P.masquerade)
+	tcp("dnat6", A.public6, P.dnat)
+	return flows
 end
 
 -- Entries and specs ------------------------------------------------------------
