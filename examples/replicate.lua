@@ -19,10 +19,11 @@ socket lives there); --netns NS reads or writes the table of another
 namespace (a name under /run/netns or a path such as /proc/PID/ns/net).
 
 What crosses the wire: one JSON object per line (kept libraries on every
-Lua: lua-cjson, else lua-dkjson).  A flow is the module's own create spec (the keys of
+Lua: lua-cjson, else lua-dkjson).  A flow is the module's own create spec,
+as e:spec() reads it from an entry or event in one call (the keys of
 ct.create: src, dst, sport, dport, snat, dnat, state, status, timeout,
 mark, zone, labels, helper, tcp_flags_orig, tcp_wscale_orig ...), so the
-backup hands it to h:batch("create") unchanged; a text anybody can read
+backup hands it to h:batch("put") unchanged; a text anybody can read
 (`nc`, `jq`) and a newer side can extend.  Not the entries' netlink
 messages (e:raw()): the kernel's dump message has no NAT attributes to
 create from (the translation has to be read back from the reply tuple
@@ -55,13 +56,11 @@ deletions.  Not replicated: expectations and the master of a related flow,
 secmark, counters, timestamps, ICMP id translations (the module's snat/dnat
 take a port for port protocols only: an ICMP flow is NATed by address).
 
-Cost (bench/replicate.lua): about 20 us of CPU a flow on each side, twice
-conntrackd's; most of it is the Lua work of a flow: its fields read one by
-one into a spec table, JSON both ways, a table again on the backup.  What
-would make it cheaper is in the module: an entry read as a create spec in
-one call (NAT as snat/dnat, the settable status bits), and a batch
-operation that creates a flow or else updates it (today a flow already
-there costs an update of its own, which reads the entry's status first).
+Cost (bench/replicate.lua, README "Performance"): the primary reads each
+flow with e:spec() (one C call: NAT as snat/dnat, the settable status
+bits) and encodes it; the backup decodes it and hands runs of flows to
+h:batch("put"), which creates them and updates, in a second batch, those
+already there.  What is left is mostly JSON both ways.
 
 Resynchronisation.  The primary sends a full copy when it connects, after
 every reconnection, when the event stream overflows (the kernel dropped
@@ -172,19 +171,20 @@ local EEXIST, ENOENT = ct.errno.EEXIST, ct.errno.ENOENT
 
 -- Flows as specs ---------------------------------------------------------------
 
--- Protocols whose NAT has ports.
-local PORTS = { [6] = true, [17] = true, [136] = true, [132] = true, [33] = true }
--- The status bits a program may set; the kernel keeps the others itself.
-local SETTABLE = { "SEEN_REPLY", "ASSURED", "FIXED_TIMEOUT" }
 -- What a tuple is made of, and the changes an update can carry.
 local TUPLE = { "family", "proto", "src", "dst", "sport", "dport", "icmp_type", "icmp_code", "icmp_id",
 	"srckey", "dstkey", "zone", "orig_zone", "reply_zone" }
 local CHANGES = { "timeout", "mark", "state", "status", "labels", "tcp_flags_orig", "tcp_flags_reply",
 	"tcp_wscale_orig", "tcp_wscale_reply" }
-local SPEC = { "reply_src", "reply_dst", "reply_sport", "reply_dport", "snat", "dnat", "helper",
-	"orig_vtag", "reply_vtag", "role" }
+-- What a spec may hold (e:spec() gives these): anything else a newer
+-- primary sends is left out.
+local SPEC = {}
+for _, k in ipairs({ "reply_src", "reply_dst", "reply_sport", "reply_dport", "reply_srckey",
+	"reply_dstkey", "snat", "dnat", "helper", "secmark", "orig_vtag", "reply_vtag", "role" }) do
+	SPEC[k] = true
+end
 for _, list in ipairs({ TUPLE, CHANGES }) do
-	for _, k in ipairs(list) do SPEC[#SPEC + 1] = k end
+	for _, k in ipairs(list) do SPEC[k] = true end
 end
 
 -- The keys of s named in keys; numbers that are whole made integers (a
@@ -203,80 +203,27 @@ local function pick(s, keys)
 	return t
 end
 
--- The original tuple and zones of entry e, into s.
-local function tuple_of(e, s)
-	local t = e.orig
-	s.family, s.proto = e.family, e.protonum
-	s.src, s.dst, s.sport, s.dport = t.src, t.dst, t.sport, t.dport
-	s.icmp_type, s.icmp_code, s.icmp_id = t.icmp_type, t.icmp_code, t.icmp_id
-	s.srckey, s.dstkey = t.srckey, t.dstkey
-	s.zone, s.orig_zone, s.reply_zone = e.zone, t.zone, e.reply.zone
-	return s
-end
-
 -- A flow's identity: its original tuple and zones.
 local function key(s)
-	return ("%s %s %s %s %s %s %s %s %s %s %s %s %s"):format(s.proto, s.src, s.dst, s.sport or "",
-		s.dport or "", s.icmp_type or "", s.icmp_code or "", s.icmp_id or "", s.srckey or "",
-		s.dstkey or "", s.zone or 0, s.orig_zone or "", s.reply_zone or "")
-end
-
--- What makes a flow, as it is in e (an entry or an event): a create spec.
-local function spec_of(e, s)
-	tuple_of(e, s)
-	local t, r, st = e.orig, e.reply, e.status or {}
-	local ports = PORTS[s.proto]
-	if st.SRC_NAT then
-		s.snat = { addr = r.dst, port = ports and r.dport or nil }
-	end
-	if st.DST_NAT then
-		s.dnat = { addr = r.src, port = ports and r.sport or nil }
-	end
-	if not st.SRC_NAT and not st.DST_NAT then
-		-- a reply tuple other than the inverse, as a program may have made it
-		if r.src ~= t.dst then s.reply_src = r.src end
-		if r.dst ~= t.src then s.reply_dst = r.dst end
-		if r.sport ~= t.dport then s.reply_sport = r.sport end
-		if r.dport ~= t.sport then s.reply_dport = r.dport end
-	end
-	local bits = {}
-	for _, b in ipairs(SETTABLE) do
-		if st[b] then bits[#bits + 1] = b end
-	end
-	if #bits > 0 then s.status = bits end
-	s.timeout, s.mark, s.state, s.helper = e.timeout, e.mark, e.state, e.helper
-	local labels = e.labels
-	if labels then
-		local l = {}
-		for name in pairs(labels) do l[#l + 1] = name end
-		table.sort(l, function(a, b) return tostring(a) < tostring(b) end)
-		s.labels = l
-	end
-	if s.proto == 6 then
-		s.tcp_flags_orig, s.tcp_flags_reply = e.tcp_flags_orig, e.tcp_flags_reply
-		s.tcp_wscale_orig, s.tcp_wscale_reply = e.tcp_wscale_orig, e.tcp_wscale_reply
-	elseif s.proto == 132 then
-		s.orig_vtag, s.reply_vtag = e.orig_vtag, e.reply_vtag
-	elseif s.proto == 33 then
-		s.role = e.role
-	end
-	return s
+	return ("%s %s %s %s %s %s %s %s %s %s %s %s %s"):format(s.proto, s.src, s.dst,
+		tointeger(s.sport or -1), tointeger(s.dport or -1), tointeger(s.icmp_type or -1),
+		tointeger(s.icmp_code or -1), tointeger(s.icmp_id or -1), tointeger(s.srckey or -1),
+		tointeger(s.dstkey or -1), tointeger(s.zone or 0), tointeger(s.orig_zone or -1),
+		tointeger(s.reply_zone or -1))
 end
 
 -- Protocols with a state: an event that lacks it carries no protocol info.
-local STATEFUL = { [6] = true, [132] = true, [33] = true }
+local STATEFUL = { tcp = true, sctp = true, dccp = true }
 
---- The line for an event (or a dump entry, type nil): put, set or del.
-local function line_of(e)
-	local s = { t = "put" }
-	local ty = e.type
+--- The line for a flow's spec s (from an event, or a dump entry: type nil):
+-- put, set or del.
+local function line_of(s, ty)
 	if ty == "destroy" then
 		s.t = "del"
-		return json.encode(tuple_of(e, s))
-	end
-	spec_of(e, s)
-	if ty == "update" and s.state == nil and STATEFUL[s.proto] then
+	elseif ty == "update" and s.state == nil and STATEFUL[s.proto] then
 		s.t = "set"
+	else
+		s.t = "put"
 	end
 	return json.encode(s)
 end
@@ -395,8 +342,9 @@ local function primary()
 			local t0, n = now(), 0
 			w.add(json.encode{ t = "begin", n = copies })
 			for e in h:dump(filter, { unique = true }) do
-				if not own(e) then
-					w.add(line_of(e))
+				local s = e:spec()
+				if not own(s) then
+					w.add(line_of(s))
 					n = n + 1
 				end
 			end
@@ -415,8 +363,11 @@ local function primary()
 				local ev = evs[i]
 				if ev.type == "overflow" then
 					overflow = ev.lost or 0
-				elseif not overflow and not own(ev) then
-					w.add(line_of(ev))
+				elseif not overflow then
+					local s = ev:spec()
+					if not own(s) then
+						w.add(line_of(s, ev.type))
+					end
 				end
 			end
 			if overflow then
@@ -469,9 +420,8 @@ local function primary()
 			log("connected to %s from %s", addr_opt, tb.hostport(lip, lport))
 			-- the links to the backup (this one, and earlier ones still in
 			-- the table) are its flows too: never sent
-			local function own(e)
-				local t = e.orig
-				return e.protonum == 6 and ((t.dport == pport and t.dst == pip) or (t.sport == pport and t.src == pip))
+			local function own(s)
+				return s.proto == "tcp" and ((s.dport == pport and s.dst == pip) or (s.sport == pport and s.src == pip))
 			end
 			err = link_errors(session, conn, own)
 			conn:close()
@@ -512,13 +462,16 @@ local function backup()
 		end
 	end
 
-	-- The spec of a received flow, as the module takes it.
+	-- The spec of a received flow, as the module takes it: the keys it
+	-- knows (a newer primary may send more), the timeout held longer.
 	local function spec_in(d)
-		local s = pick(d, SPEC)
-		if s.timeout then
-			s.timeout = math.floor(s.timeout + hold)
+		for k in pairs(d) do
+			if not SPEC[k] then d[k] = nil end
 		end
-		return s
+		if d.timeout then
+			d.timeout = math.floor(d.timeout + hold)
+		end
+		return d
 	end
 
 	local function update(s)
@@ -531,27 +484,22 @@ local function backup()
 		return ok and res, errno
 	end
 
-	-- A run of puts: created in one batch; those already there updated.
+	-- A run of puts: created, or updated where already there, in one batch.
 	local function puts(run)
-		local ok, bmsg, fails = h:batch("create", run)
+		local ok, bmsg, fails = h:batch("put", run)
 		if not ok then
-			fail("create", bmsg)
+			fail("put", bmsg)
 			return
 		end
 		for _, f in ipairs(fails) do
 			local s = run[f.index]
-			if f.errno == EEXIST then
-				local _, errno = update(s)
-				if errno == ENOENT then
-					h:create(s)
-				end
-			elseif s.helper then
+			if s.helper and f.errno ~= EEXIST then
 				-- a helper this host lacks: the flow without it
-				fail("create", f.message .. " (helper " .. tostring(s.helper) .. ": created without it)")
+				fail("put", f.message .. " (helper " .. tostring(s.helper) .. ": created without it)")
 				s.helper = nil
 				h:create(s)
 			else
-				fail("create", f.message)
+				fail("put", f.message)
 			end
 		end
 	end
@@ -589,7 +537,7 @@ local function backup()
 		local gone = {}
 		for e in h:dump() do
 			local t = e.orig
-			if not seen[key(tuple_of(e, {}))] and not mine[t.src] and not mine[t.dst] then
+			if not seen[key(e:spec())] and not mine[t.src] and not mine[t.dst] then
 				gone[#gone + 1] = e
 			end
 		end
