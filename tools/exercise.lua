@@ -137,6 +137,7 @@ for _, x in ipairs(all) do
 		check(type(x:format(o)) == "string", "format " .. o)
 	end
 	check(#x:raw() > 0, "raw")
+	check(type(x:spec()) == "table", "spec")
 	check(x == x and x ~= all[1] or x == all[1], "==")
 end
 raises("format", e.format, e, "bogus")

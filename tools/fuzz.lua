@@ -1670,8 +1670,8 @@ local SHAPES = {
 	dump = function() return filterish(), how() end,
 	list = function() return filterish(), how() end,
 	batch = function()
-		local op = chance(0.9) and pick { "create", "add", "update", "delete" } or any(1)
-		local maker = (op == "create" or op == "add") and spec or flowish
+		local op = chance(0.9) and pick { "create", "add", "update", "delete", "put" } or any(1)
+		local maker = (op == "create" or op == "add" or op == "put") and spec or flowish
 		return op, chance(0.9) and items(maker) or any(1), (op == "update" or chance(0.05)) and changes() or nil
 	end,
 	delete_where = function() return filterish(), how() end,
@@ -1761,8 +1761,10 @@ local function poke_entry(e)
 	elseif r < 0.4 then
 		local o = chance(0.85) and pick(FORMATS) or any(1)
 		call("entry:format", names_of("format"), function() return e:format(o) end)
-	elseif r < 0.5 then
+	elseif r < 0.45 then
 		call("entry:raw", names_of("raw"), function() return e:raw() end)
+	elseif r < 0.5 then
+		call("entry:spec", names_of("spec"), function() return e:spec() end)
 	elseif r < 0.65 then
 		call("tostring(entry)", names_of("tostring"), tostring, e)
 	elseif r < 0.75 then
