@@ -51,9 +51,10 @@ translation up and the SRC_NAT / DST_NAT bits, as a NAT rule would; the
 translated address and port are the reply tuple's); a rewritten reply tuple
 without NAT as reply_*; TCP, SCTP and DCCP state, TCP window tracking flags
 and scales, SCTP verification tags, DCCP role; the status bits a program may
-set (SEEN_REPLY, ASSURED, FIXED_TIMEOUT); timeout; mark; labels; helper; and
-deletions.  Not replicated: expectations and the master of a related flow,
-secmark, counters, timestamps, ICMP id translations (the module's snat/dnat
+set (SEEN_REPLY, ASSURED, FIXED_TIMEOUT, HELPER); timeout; mark; labels
+(as bits); helper; and deletions: what e:spec() reads.  Not replicated:
+expectations and the master of a related flow, secmark (sent, but the
+kernel ignores it on create), counters, timestamps, ICMP id translations (the module's snat/dnat
 take a port for port protocols only: an ICMP flow is NATed by address).
 
 Cost (bench/replicate.lua, README "Performance"): the primary reads each
