@@ -551,9 +551,12 @@ int lct_f_open(lua_State *L);
 typedef void (*lct_push_fn)(lua_State *L, const struct nlmsghdr *m, void *ud);
 int lct_handle_exchange(lua_State *L, struct lct_handle *h, const char *fname,
 			struct nlmsghdr *nlh, lct_push_fn push, void *ud);
-/* Adds the entry's status (of the flow at idx) to an update's, as the CLI does. */
-int lct_update_status(lua_State *L, struct lct_handle *h, const char *fname, int idx,
-		      struct lct_spec *s);
+/*
+ * Completes an update from the flow at idx as it is: its status added to the
+ * update's (as the CLI does), SCTP state and tags the kernel wants together.
+ */
+int lct_update_fill(lua_State *L, struct lct_handle *h, const char *fname, int idx,
+		    struct lct_spec *s);
 /* Per-CPU statistics of the table, or of the expectations (expect). */
 int lct_stats(lua_State *L, const char *op, int expect);
 

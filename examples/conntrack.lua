@@ -35,8 +35,12 @@ conntrack 1.4.7 is wrong:
     SRC_NAT / DST_NAT status bit, the address compared whole (IPv6
     included); conntrack compares 32 bits and calls un-NATed ICMP flows
     NATed.
-  * SCTP vtags: -I and -o save take and write them as the kernel holds
-    them (conntrack swaps their bytes both ways).
+  * SCTP vtags: -I, -U and -o save take and write them as the kernel
+    holds them (conntrack swaps their bytes both ways).  -U changes the
+    tags it is given and keeps the entry's state and other tag (the kernel
+    takes the three together); conntrack drops a change of tags unless
+    the state changes too, and then fails in the kernel ("invalid
+    parameters") unless both tags are given, yet counts the entry updated.
   * -I expect: the expected tuple gets the protocol of -p and its ports
     (conntrack takes the protocol from a byte of the port and drops the
     ports, for TCP, SCTP and DCCP).
@@ -1220,11 +1224,6 @@ local function call(command, fn, h, arg, add)
 	return res
 end
 
--- Something the module cannot do: said plainly, exit status 1.
-local function missing(what)
-	fail(OTHER, "%s: not supported by lua-conntrack %s", what, tostring(ct.version))
-end
-
 -- ---------------------------------------------------------------------
 -- Output: lines gathered and written in blocks.
 
@@ -1645,6 +1644,7 @@ local function update_changes(c)
 		ch.label_del = c.label_del
 	end
 	if c.state then ch.state = c.state end
+	ch.orig_vtag, ch.reply_vtag = c.orig.vtag, c.reply.vtag
 	return ch
 end
 
@@ -1665,6 +1665,9 @@ local function alters(e, ch)
 		if bor(old, ch.status) ~= old then return true end
 	end
 	if ch.state and e.state ~= ch.state then return true end
+	-- conntrack compares no tags: a change of tags alone is dropped there
+	if ch.orig_vtag and e.orig_vtag ~= ch.orig_vtag then return true end
+	if ch.reply_vtag and e.reply_vtag ~= ch.reply_vtag then return true end
 	local ls = e.labels
 	if ch.label_add then
 		for _, l in ipairs(ch.label_add) do
@@ -1688,12 +1691,7 @@ local function cmd_update(h, c)
 		any = true
 	end)
 	each(h, build_filter(c, "update"), nil, "update", function(e)
-		if next(ch) ~= nil and alters(e, ch) then
-			if c.orig.vtag or c.reply.vtag then
-				missing("changing SCTP verification tags (-U --orig-vtag, --reply-vtag)")
-			end
-			add(e)
-		end
+		if next(ch) ~= nil and alters(e, ch) then add(e) end
 	end)
 	local n = add(nil)
 	if any then
