@@ -1266,13 +1266,6 @@ do
 	end
 end
 
--- The <when> element of -o xml,timestamp, at time t (seconds).
-local function when(t)
-	local d = os.date("*t", floor(t))
-	return format("<when><hour>%d</hour><min>%02d</min><sec>%02d</sec><wday>%d</wday><day>%d</day>" ..
-		"<month>%d</month><year>%d</year></when>", d.hour, d.min, d.sec, d.wday, d.day, d.month, d.year)
-end
-
 -- fn(e) -> the line the CLI prints for e.  kind: "list" (dumps, gets,
 -- events), "update" (changed entries: no ktimestamp) or "delete" (deleted
 -- entries: no ktimestamp, no labels).  Labels are shown with -o labels or
@@ -1761,57 +1754,17 @@ end
 -- ---------------------------------------------------------------------
 -- The expectation table.
 
-local XPROTO = { [6] = "tcp", [17] = "udp", [136] = "udplite", [1] = "icmp", [58] = "icmpv6",
-	[132] = "sctp", [47] = "gre", [33] = "dccp" }
-
--- An expectation as `conntrack -o xml` writes it (libnetfilter_conntrack's
--- layout; the module gives expectations their text line only).
-local function xml_expect(x, t)
-	local fam = x.family
-	local parts = { x.type and format('<flow type="%s">', x.type) or "<flow>",
-		format('<layer3 protonum="%d" protoname="%s">', fam == "ipv6" and 10 or 2, fam) }
-	local tuples = { { "expected", x.tuple }, { "mask", x.mask }, { "master", x.master } }
-	for _, tp in ipairs(tuples) do
-		local u = tp[2] or {}
-		parts[#parts + 1] = format("<%s><src>%s</src><dst>%s</dst></%s>", tp[1], u.src or "", u.dst or "", tp[1])
-	end
-	local pnum = x.protonum or 0
-	parts[#parts + 1] = format('</layer3><layer4 protonum="%d" protoname="%s">', pnum, XPROTO[pnum] or "unknown")
-	for _, tp in ipairs(tuples) do
-		local u = tp[2] or {}
-		local pn = u.protonum or pnum
-		parts[#parts + 1] = "<" .. tp[1] .. ">"
-		if PORT_PROTOS[pn] then
-			parts[#parts + 1] = format("<sport>%d</sport><dport>%d</dport>", u.sport or 0, u.dport or 0)
-		elseif pn == 47 then
-			parts[#parts + 1] = format("<srckey>0x%x</srckey><dstkey>0x%x</dstkey>", u.srckey or 0, u.dstkey or 0)
-		end
-		parts[#parts + 1] = "</" .. tp[1] .. ">"
-	end
-	parts[#parts + 1] = "</layer4><meta>"
-	if x.helper then parts[#parts + 1] = "<helper-name>" .. x.helper .. "</helper-name>" end
-	if x.timeout then parts[#parts + 1] = format("<timeout>%d</timeout>", x.timeout) end
-	if x.class then parts[#parts + 1] = format("<class>%d</class>", x.class) end
-	if x.zone then parts[#parts + 1] = format("<zone>%d</zone>", x.zone) end
-	if t then parts[#parts + 1] = when(t) end
-	local fl = x.flags or {}
-	if fl.PERMANENT then parts[#parts + 1] = "<permanent/>" end
-	if fl.INACTIVE then parts[#parts + 1] = "<inactive/>" end
-	if fl.USERSPACE then parts[#parts + 1] = "<userspace/>" end
-	parts[#parts + 1] = "</meta></flow>"
-	return concat(parts)
-end
-
--- fn(x [, t]) -> the CLI's line for expectation x (t: its time, for -o
--- timestamp; the CLI takes the time of printing).
+-- fn(x) -> the CLI's line for expectation x.  -o timestamp: an event's
+-- time of receipt (x:format), for a dump the time of printing (as the CLI).
 local function xprinter(c)
 	local o = c.output
 	if o.xml then
-		return function(x, t) return xml_expect(x, o.timestamp and (t or now()) or nil) end
+		local opts = o.timestamp and "xml,timestamp" or "xml"
+		return function(x) return x:format(opts) end
 	elseif o.timestamp then
-		return function(x, t)
-			local sec, usec
-			if t then sec, usec = floor(t), floor((t - floor(t)) * 1e6) else sec, usec = now() end
+		return function(x)
+			if x.time then return x:format("timestamp") end
+			local sec, usec = now()
 			return format("[%-8d.%-6d]\t", sec, usec) .. tostring(x)
 		end
 	end
@@ -2070,7 +2023,7 @@ local function cmd_exp_event(_, c)
 			emit(xml.head)
 		end
 		n = n + 1
-		emit(line(x, x.time))
+		emit(line(x))
 	end)
 	if head then emit(xml.foot) end
 	flush_out()

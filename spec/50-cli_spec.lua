@@ -323,7 +323,7 @@ describe("conntrack.lua against conntrack 1.4.7", function()
 	-- masters made through the module.
 	local EXPECT = {
 		"-L expect", "-L expect -o xml", "-L expect -f ipv6", "-L expect -o extended", "-L expect -o id",
-		"-L expect -o xml,id", "-C expect", "-F expect", "-L exp",
+		"-L expect -o xml,id", "-L expect -o xml,timestamp", "-C expect", "-F expect", "-L exp",
 		"-G expect -s 192.0.2.21 -d 198.51.100.20 -p udp --sport 5 --dport 3000 --reply-port-src 1 --reply-port-dst 2",
 		"-G expect -s 192.0.2.21 -d 198.51.100.20 -p udp --sport 9 --dport 3000 --reply-port-src 1 --reply-port-dst 2",
 		"-G expect -s 192.0.2.21 -d 198.51.100.20 -p udp --sport 5 --dport 3001 --reply-port-src 1 --reply-port-dst 2",
@@ -639,7 +639,8 @@ describe("conntrack.lua against conntrack 1.4.7", function()
 	end)
 
 	it("-E expect prints the same expectation events", function()
-		for _, args in ipairs({ "-E expect", "-E expect -o xml", "-E expect -o timestamp" }) do
+		for _, args in ipairs({ "-E expect", "-E expect -o xml", "-E expect -o timestamp",
+			"-E expect -o xml,timestamp" }) do
 			fixture("cli")
 			masters()
 			local a, b = listen("cli", args), listen("lua", args)
