@@ -369,7 +369,8 @@ function H.install(methods)
 	end
 
 	-- A -D or -U line that does not name one flow (its tuple is partial,
-	-- or a -D line gives more than the tuple): its fields as a filter, and
+	-- a prefix stands for an address (-s 192.0.2.0/24), or a -D line gives
+	-- more than the tuple): its fields as a filter, and
 	-- for -U the changes apart.  nil for a line that names one flow (the C
 	-- batch runs it as a single delete or update) or one the reader refuses
 	-- (the C reader gives its message).
@@ -392,7 +393,8 @@ function H.install(methods)
 			if not extra then
 				return nil
 			end
-		elseif not (serr[1] and serr[1].message:find("%(missing%)$")) then
+		elseif not (serr[1] and serr[1].message:find("%(missing%)$")) and
+			not (tostring(fields.src):find("/", 1, true) or tostring(fields.dst):find("/", 1, true)) then
 			return nil
 		end
 		return fields
