@@ -969,5 +969,5 @@ void lct_entry_open(lua_State *L)
 	lct_totable_closure(L, &lct_entry_class, lct_e_totable);
 	lct_totable_closure(L, &lct_tuple_class, lct_t_totable);
 	lct_entry_bind(L);
-	luaL_setfuncs(L, lct_entry_funcs, 0);
+	lct_setfuncs(L, lct_entry_funcs, 0);
 }

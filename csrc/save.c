@@ -728,5 +728,5 @@ void lct_save_open(lua_State *L)
 		lua_pushstring(L, lct_field_name((int)k));
 		lua_rawseti(L, -2, (int)k + 1);
 	}
-	luaL_setfuncs(L, lct_save_funcs, 1);
+	lct_setfuncs(L, lct_save_funcs, 1);
 }
