@@ -216,9 +216,9 @@ static int lct_batch_run(lua_State *L, const char *fname)
 			lct_item_name(iname, i, op);
 			s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 			bad = lct_spec_read_p(L, 4, 0, iname, &s, 1) != 0;
-			if (!bad && (s.has & LCT_S_STATUS)) {
-				/* the entry's status, added to the change's (as update does) */
-				err = lct_update_status(L, h, fname, -1, &s);
+			if (!bad) {
+				/* completed from the entry as update does (status, SCTP tags) */
+				err = lct_update_fill(L, h, fname, -1, &s);
 				if (err == ENOENT) {
 					r.missing++;
 					lua_settop(L, top);

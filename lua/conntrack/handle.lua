@@ -118,6 +118,10 @@ local function alters(e, c)
 	if c.state ~= nil and c.state ~= e.state then
 		return true
 	end
+	if c.orig_vtag ~= nil and c.orig_vtag ~= e.orig_vtag or
+		c.reply_vtag ~= nil and c.reply_vtag ~= e.reply_vtag then
+		return true
+	end
 	if c.mark ~= nil then
 		local old, mask = e.mark or 0, c.mark_mask or 4294967295
 		if F.bxor(F.band(old, 4294967295 - mask), c.mark) ~= old then
@@ -173,6 +177,8 @@ local function check_changes(fname, c)
 	end
 	u32("mark", c.mark)
 	u32("mark_mask", c.mark_mask)
+	u32("orig_vtag", c.orig_vtag)
+	u32("reply_vtag", c.reply_vtag)
 	local st = c.status
 	if type(st) == "number" then
 		u32("status", st)
@@ -338,7 +344,7 @@ function H.install(methods)
 	end
 
 	local change_keys = { mark = true, mark_mask = true, timeout = true, status = true, labels = true,
-		labels_mask = true, label_add = true, label_del = true, state = true }
+		labels_mask = true, label_add = true, label_del = true, state = true, orig_vtag = true, reply_vtag = true }
 
 	function methods.update_where(h, filter, changes, how)
 		local hw, dhow = check_how("update_where", how)
@@ -363,7 +369,8 @@ function H.install(methods)
 	end
 
 	-- A -D or -U line that does not name one flow (its tuple is partial,
-	-- or a -D line gives more than the tuple): its fields as a filter, and
+	-- a prefix stands for an address (-s 192.0.2.0/24), or a -D line gives
+	-- more than the tuple): its fields as a filter, and
 	-- for -U the changes apart.  nil for a line that names one flow (the C
 	-- batch runs it as a single delete or update) or one the reader refuses
 	-- (the C reader gives its message).
@@ -386,7 +393,8 @@ function H.install(methods)
 			if not extra then
 				return nil
 			end
-		elseif not (serr[1] and serr[1].message:find("%(missing%)$")) then
+		elseif not (serr[1] and serr[1].message:find("%(missing%)$")) and
+			not (tostring(fields.src):find("/", 1, true) or tostring(fields.dst):find("/", 1, true)) then
 			return nil
 		end
 		return fields
