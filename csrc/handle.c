@@ -260,13 +260,13 @@ static void lct_current_got(lua_State *L, const struct nlmsghdr *m, void *ud)
  * some, and clears the others when they are left out).  SCTP: the kernel
  * takes the state and both verification tags together or refuses them all
  * (nlattr_to_sctp: EINVAL), so what the changes leave out of the three is
- * the entry's.  The entry's own message serves, else a get.  Returns 0 or
- * an errno.
+ * the entry's.  The entry's own message serves, else a get of the tuple
+ * at idx (0: of the tuple in s itself).  Returns 0 or an errno.
  */
 int lct_update_fill(lua_State *L, struct lct_handle *h, const char *fname, int idx,
 		    struct lct_spec *s)
 {
-	const struct nlmsghdr *msg = lct_entry_msg(L, idx);
+	const struct nlmsghdr *msg = idx != 0 ? lct_entry_msg(L, idx) : NULL;
 	uint64_t sctp = s->orig.proto == IPPROTO_SCTP ? s->has & LCT_S_SCTP : 0;
 	int pi = sctp != 0 && sctp != LCT_S_SCTP, d;
 	struct lct_current cur;
@@ -285,6 +285,8 @@ int lct_update_fill(lua_State *L, struct lct_handle *h, const char *fname, int i
 
 		if (msg != NULL) {
 			lct_put_key(nlh, msg);
+		} else if (idx == 0) {
+			lct_spec_put(nlh, s, LCT_K_TUPLE);	/* s holds the tuple too */
 		} else {
 			struct lct_spec t;
 

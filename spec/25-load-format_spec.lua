@@ -191,6 +191,23 @@ describe("save text: -D and -U lines, format.save with a command", function()
 		assert.same({ src = "2001:db8::/48", dst = "2001:db8:1::/64", proto = "udp" }, specs[1])
 	end)
 
+	it("a -U line of one flow adds its status flags to the flow's, as conntrack -U -u does", function()
+		local ns2, h3, on_exit = three_tables(h, finally)
+		local tuple = "-s 192.0.2.1 -d 198.51.100.2 -p udp --sport 1002 --dport 53"
+		local lines = load_both(h, ns, ns2, on_exit, {
+			{ "-U " .. tuple .. " -u ASSURED", 1 },
+			{ "-U " .. tuple .. " -u SEEN_REPLY", 1 },	-- ASSURED stays
+		})
+		local e = assert(h:get(H.tuple(udp(1002))))
+		assert.is_true(e.status.ASSURED)
+		assert.is_true(e.status.SEEN_REPLY)
+		-- in one text, after a creation of the flow in the same batch
+		assert.is_true(h3:delete(H.tuple(udp(1002))))
+		local done, existing, failures = h3:load("-I -t 100 -m 2 " .. tuple .. "\n" .. table.concat(lines, "\n") .. "\n")
+		assert.same({ {}, 3, 0 }, { failures, done, existing })
+		assert.same(entries(h), entries(h3))
+	end)
+
 	it("format.save(e, {command = \"-D\"}) is the line conntrack -D -o save prints, and it loads back as a delete",
 		function()
 			assert.is_true(h:create(udp(2001)))
