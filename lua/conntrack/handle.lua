@@ -669,14 +669,17 @@ function H.install(methods)
 			raise(fname .. ": bad argument 'kernel_filter' (table expected, got " .. type(kf) .. ")")
 		end
 		local parts = {}
-		local function list(v)
-			return type(v) == "table" and v or { v }
+		local function list(v, k)
+			if type(v) ~= "table" then
+				return { v }
+			end
+			return (args.list(fname, "kernel_filter." .. k, v))
 		end
 		for k, v in pairs(kf) do
 			if k == "proto" then
-				parts[#parts + 1] = F.proto((table.unpack or unpack)(list(v)))
+				parts[#parts + 1] = F.proto((table.unpack or unpack)(list(v, k)))
 			elseif k == "src" or k == "dst" then
-				parts[#parts + 1] = F[k]((table.unpack or unpack)(list(v)))
+				parts[#parts + 1] = F[k]((table.unpack or unpack)(list(v, k)))
 			elseif k == "mark" then
 				if type(v) ~= "table" then
 					raise(fname .. ": bad argument 'kernel_filter.mark' ({value =, mask =} expected)")
