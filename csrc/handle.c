@@ -506,6 +506,60 @@ static int lct_h_stats(lua_State *L)
 	return lct_stats(L, "stats", 0);
 }
 
+/*
+ * The module-level form of a handle method written in C (ct.get for h:get):
+ * upvalues (metatable, box, method, opener).  box[1] is the default handle;
+ * while it is missing or closed, opener() gives one (or nil, msg, errno,
+ * returned as they are).  The handle goes in front of the arguments and the
+ * method runs in this call: one Lua->C hop, no metamethod for h.closed.
+ */
+static int lct_default_call(lua_State *L)
+{
+	lua_CFunction fn = lua_tocfunction(L, lua_upvalueindex(3));
+	struct lct_handle *h;
+
+	/* box[1] is nil or a handle: conntrack.lua stores only what core.open made. */
+	lua_rawgeti(L, lua_upvalueindex(2), 1);
+	h = lua_touserdata(L, -1);
+	if (h == NULL || h->nl == NULL) {
+		lua_pop(L, 1);
+		lua_pushvalue(L, lua_upvalueindex(4));
+		lua_call(L, 0, 3);
+		if (lua_isnil(L, -3))
+			return 3;
+		lua_pop(L, 2);
+	}
+	lua_insert(L, 1);
+	return fn(L);
+}
+
+/*
+ * core.on_default(box, method, opener): lct_default_call over a method of
+ * the handle class written in C (its only upvalue the class's metatable),
+ * or nil for any other function (a Lua method keeps a Lua wrapper).
+ */
+int lct_f_on_default(lua_State *L)
+{
+	int ok;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	lua_settop(L, 3);
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_handle_key);
+	ok = lua_tocfunction(L, 2) != NULL && lua_getupvalue(L, 2, 1) != NULL;
+	if (ok) {
+		ok = lua_rawequal(L, -1, 4) && lua_getupvalue(L, 2, 2) == NULL;
+		lua_pop(L, 1);
+	}
+	if (!ok) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_insert(L, 1);		/* metatable, box, method, opener */
+	lua_pushcclosure(L, lct_default_call, 4);
+	return 1;
+}
+
 const luaL_Reg lct_handle_methods[] = {
 	{"close", lct_h_close},
 	{"getfd", lct_h_getfd},

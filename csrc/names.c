@@ -281,9 +281,11 @@ uint32_t lct_status_arg(lua_State *L, int idx, const char *fname, const char *ar
 		lct_argerror(L, fname, arg, "flag names expected, got %s", luaL_typename(L, idx));
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
-		if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
+		int kt = lua_type(L, -2), vt = lua_type(L, -1);
+
+		if (kt == LUA_TNUMBER && vt == LUA_TSTRING) {
 			v |= 1u << lct_status_name_arg(L, -1, fname, arg);
-		} else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TBOOLEAN) {
+		} else if (kt == LUA_TSTRING && vt == LUA_TBOOLEAN) {
 			if (lua_toboolean(L, -1))
 				v |= 1u << lct_status_name_arg(L, -2, fname, arg);
 		} else {
