@@ -200,11 +200,11 @@ static void lct_put_flow(lua_State *L, int idx, const char *fname, struct nlmsgh
 {
 	const struct nlmsghdr *msg = lct_entry_msg(L, idx);
 
-	memset(s, 0, sizeof(*s));
 	if (msg != NULL) {
 		struct lct_dir d;
 		const struct nlattr *at[LCT_CTA_MAX + 1];
 
+		memset(s, 0, sizeof(*s));
 		if (lct_put_key(nlh, msg) < 0)
 			lct_argerror(L, fname, "tuple", "the entry has no tuple");
 		lct_a_table(msg, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
@@ -213,7 +213,7 @@ static void lct_put_flow(lua_State *L, int idx, const char *fname, struct nlmsgh
 		s->family = lct_nl_msgfamily(msg);
 		return;
 	}
-	lct_spec_read(L, idx, LCT_K_TUPLE, fname, s);
+	lct_spec_read(L, idx, LCT_K_TUPLE, fname, s);	/* clears s first */
 	lct_spec_put(nlh, s, LCT_K_TUPLE);
 }
 

@@ -40,7 +40,7 @@ int lct_proto_lookup(const char *name)
 	size_t i;
 
 	for (i = 0; i < LCT_NPROTOS; i++)
-		if (strcmp(lct_protos[i].name, name) == 0)
+		if (lct_protos[i].name[0] == name[0] && strcmp(lct_protos[i].name, name) == 0)
 			return lct_protos[i].num;
 	if (*name == '\0')
 		return -1;
@@ -102,7 +102,7 @@ int lct_state_lookup(unsigned int proto, const char *name)
 	int i;
 
 	for (i = 0; s != NULL && s[i] != NULL; i++)
-		if (strcmp(s[i], name) == 0)
+		if (s[i][0] == name[0] && strcmp(s[i], name) == 0)
 			return i;
 	/* The CLI's name for state 9 from before Linux 2.6.31. */
 	if (proto == IPPROTO_TCP && strcmp(name, "LISTEN") == 0)
@@ -122,8 +122,9 @@ int lct_status_lookup(const char *name)
 {
 	int i;
 
+	/* The first letter before strcmp: a lookup per name of every request. */
 	for (i = 0; i < 32 && lct_status_names[i] != NULL; i++)
-		if (strcmp(lct_status_names[i], name) == 0)
+		if (lct_status_names[i][0] == name[0] && strcmp(lct_status_names[i], name) == 0)
 			return i;
 	if (strcmp(name, "NAT_CLASH") == 0)
 		return 12;	/* the kernel's other name for bit 12 */
