@@ -650,12 +650,14 @@ static void lct_invert(const struct lct_tup *in, struct lct_tup *out, int proto)
 	out->zone = zone;
 }
 
-/* Cross-field checks and the values that needed the protocol. */
-static void lct_finish(lua_State *L, int kinds, const char *fname,
-		       struct lct_spec *s, struct lct_pending *p)
+/*
+ * The tuples, checked across their fields, with the values that needed the
+ * protocol; has[dir]: a direction was given.
+ */
+static void lct_tuples(lua_State *L, const char *fname, struct lct_spec *s,
+		       struct lct_pending *p, int has[2])
 {
-	int proto = p->proto, dir, w, spec = kinds & (LCT_K_SPEC | LCT_K_ENTRY);
-	int has[2], ports;
+	int proto = p->proto, dir, w, ports;
 
 	lct_family_check(L, fname, p);
 	s->family = (uint8_t)p->family;
@@ -749,6 +751,48 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 		if (s->reply.set & (LCT_T_SPORT | LCT_T_DPORT))
 			s->reply.set |= LCT_T_PORTS;
 	}
+}
+
+/* The fields of the tuples (F_FAMILY to F_RDSTKEY); a plain tuple has these. */
+#define LCT_TUPLE_FIELDS	((UINT64_C(1) << (F_RDSTKEY + 1)) - 1)
+#define LCT_PLAIN_FIELDS	(UINT64_C(1) << F_SRC | UINT64_C(1) << F_DST | UINT64_C(1) << F_PROTO | \
+				 UINT64_C(1) << F_SPORT | UINT64_C(1) << F_DPORT)
+
+/*
+ * The common tuple, src, dst, proto of a protocol with ports, sport, dport
+ * and no other field of a tuple, every address (NAT's too) of one family:
+ * what lct_tuples makes of it, without its checks.  0 for any other.
+ */
+static int lct_plain_tuple(struct lct_spec *s, struct lct_pending *p)
+{
+	int f = p->famof[F_SRC];
+
+	if ((p->fields & LCT_TUPLE_FIELDS) != LCT_PLAIN_FIELDS || f != p->famof[F_DST] ||
+	    (p->famof[F_SNAT] != 0 && p->famof[F_SNAT] != f) ||
+	    (p->famof[F_DNAT] != 0 && p->famof[F_DNAT] != f) ||
+	    !lct_proto_ports((unsigned int)p->proto))
+		return 0;
+	p->family = f;
+	s->family = (uint8_t)f;
+	s->orig.proto = s->reply.proto = (uint8_t)p->proto;
+	s->orig.sport = (uint16_t)p->port[0][0];
+	s->orig.dport = (uint16_t)p->port[0][1];
+	s->orig.set |= LCT_T_SPORT | LCT_T_DPORT | LCT_T_PORTS | LCT_T_PROTO;
+	s->reply.set |= LCT_T_PROTO;
+	return 1;
+}
+
+/* Cross-field checks and the values that needed the protocol. */
+static void lct_finish(lua_State *L, int kinds, const char *fname,
+		       struct lct_spec *s, struct lct_pending *p)
+{
+	int proto, ports, spec = kinds & (LCT_K_SPEC | LCT_K_ENTRY);
+	int has[2] = { 1, 0 };
+
+	if (!lct_plain_tuple(s, p))
+		lct_tuples(L, fname, s, p, has);
+	proto = s->orig.proto;
+	ports = lct_proto_ports((unsigned int)proto);
 
 	if (spec) {
 		/* The missing direction, or missing parts: from the other one.
