@@ -51,7 +51,7 @@ static const struct {
 	[F_HELPER] = {"helper", S | E},
 	[F_FLAGS0] = {"tcp_flags_orig", S | C | E}, [F_FLAGS1] = {"tcp_flags_reply", S | C | E},
 	[F_WSCALE0] = {"tcp_wscale_orig", S | C | E}, [F_WSCALE1] = {"tcp_wscale_reply", S | C | E},
-	[F_VTAG0] = {"orig_vtag", S | E}, [F_VTAG1] = {"reply_vtag", S | E},
+	[F_VTAG0] = {"orig_vtag", S | C | E}, [F_VTAG1] = {"reply_vtag", S | C | E},
 	[F_ROLE] = {"role", S | E},
 	[F_TYPE] = {"type", E}, [F_ID] = {"id", E}, [F_USE] = {"use", E},
 	[F_PKTS0] = {"orig_packets", E}, [F_BYTES0] = {"orig_bytes", E},
@@ -914,6 +914,9 @@ void lct_changes_read(lua_State *L, int idx, const char *fname, struct lct_spec 
 	if ((s->has & (LCT_S_TCPFLAGS0 | LCT_S_TCPFLAGS1 | LCT_S_WSCALE0 | LCT_S_WSCALE1)) &&
 	    proto != IPPROTO_TCP)
 		lct_argerror(L, fname, "tcp_flags_orig", "only for tcp");
+	if ((s->has & (LCT_S_VTAG0 | LCT_S_VTAG1)) && proto != IPPROTO_SCTP)
+		lct_argerror(L, fname, s->has & LCT_S_VTAG0 ? "orig_vtag" : "reply_vtag",
+			     "only for sctp");
 }
 
 /* Safe forms: errors become a message on the stack (return -1). */

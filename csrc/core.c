@@ -102,8 +102,8 @@ int luaopen_conntrack_core(lua_State *L)
 	size_t i;
 
 	lua_newtable(L);
-	luaL_setfuncs(L, lct_core_funcs, 0);
-	luaL_setfuncs(L, lct_dump_funcs, 0);
+	lct_setfuncs(L, lct_core_funcs, 0);
+	lct_setfuncs(L, lct_dump_funcs, 0);
 	lct_names_open(L);
 	lct_match_open(L);
 	lct_save_open(L);

@@ -241,45 +241,83 @@ static int lct_h_get(lua_State *L)
 	return lct_get_on(L, lct_handle_check(L, 1, "get"));
 }
 
-static void lct_status_got(lua_State *L, const struct nlmsghdr *m, void *ud)
+/* What an update takes from the flow as it is: its status and protocol info. */
+struct lct_current {
+	uint32_t status;
+	struct lct_pinfo pi;
+};
+
+static void lct_current_got(lua_State *L, const struct nlmsghdr *m, void *ud)
 {
+	struct lct_current *c = ud;
 	const struct nlattr *at[LCT_CTA_MAX + 1];
 
 	(void)L;
 	lct_a_table(m, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
-	lct_a_u32(at[CTA_STATUS], ud);
+	lct_a_u32(at[CTA_STATUS], &c->status);
+	lct_pinfo_parse(at[CTA_PROTOINFO], &c->pi);
 }
 
-/*
- * The status flags of an update are added to the entry's, as `conntrack
- * -U -u` does (the kernel refuses to clear some, and clears the others when
- * they are left out): the entry's own from its message, else from a get.
- * Returns 0 or an errno.
- */
-int lct_update_status(lua_State *L, struct lct_handle *h, const char *fname, int idx,
-		      struct lct_spec *s)
-{
-	const struct nlmsghdr *msg = lct_entry_msg(L, idx);
-	uint32_t cur = 0;
+#define LCT_S_SCTP	(LCT_S_STATE | LCT_S_VTAG0 | LCT_S_VTAG1)
 
-	if (!(s->has & LCT_S_STATUS))
+/*
+ * Completes an update from the flow as it is.  The status flags are added
+ * to the entry's, as `conntrack -U -u` does (the kernel refuses to clear
+ * some, and clears the others when they are left out).  SCTP: the kernel
+ * takes the state and both verification tags together or refuses them all
+ * (nlattr_to_sctp: EINVAL), so what the changes leave out of the three is
+ * the entry's.  The entry's own message serves, else a get of the tuple
+ * at idx (0: of the tuple in s itself).  Returns 0 or an errno.
+ */
+int lct_update_fill(lua_State *L, struct lct_handle *h, const char *fname, int idx,
+		    struct lct_spec *s)
+{
+	const struct nlmsghdr *msg = idx != 0 ? lct_entry_msg(L, idx) : NULL;
+	uint64_t sctp = s->orig.proto == IPPROTO_SCTP ? s->has & LCT_S_SCTP : 0;
+	int pi = sctp != 0 && sctp != LCT_S_SCTP, d;
+	struct lct_current cur;
+
+	if (!(s->has & LCT_S_STATUS) && !pi)
 		return 0;
-	if (msg != NULL) {
-		lct_status_got(L, msg, &cur);
-	} else {
+	memset(&cur, 0, sizeof(cur));
+	if (msg != NULL)
+		lct_current_got(L, msg, &cur);
+	/* an event's entry may lack the tags (a destroy carries none) */
+	if (msg == NULL || (pi && !(cur.pi.has_state && cur.pi.has_vtag[0] && cur.pi.has_vtag[1]))) {
 		char buf[LCT_TXBUF] = { 0 };	/* padding included */
-		struct lct_spec t;
 		struct nlmsghdr *nlh = lct_nl_req(buf, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
 						  NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
 		int err;
 
-		lct_spec_read(L, idx, LCT_K_TUPLE, fname, &t);
-		lct_spec_put(nlh, &t, LCT_K_TUPLE);
-		err = lct_handle_exchange(L, h, fname, nlh, lct_status_got, &cur);
+		if (msg != NULL) {
+			lct_put_key(nlh, msg);
+		} else if (idx == 0) {
+			lct_spec_put(nlh, s, LCT_K_TUPLE);	/* s holds the tuple too */
+		} else {
+			struct lct_spec t;
+
+			lct_spec_read(L, idx, LCT_K_TUPLE, fname, &t);
+			lct_spec_put(nlh, &t, LCT_K_TUPLE);
+		}
+		memset(&cur, 0, sizeof(cur));
+		err = lct_handle_exchange(L, h, fname, nlh, lct_current_got, &cur);
 		if (err != 0)
 			return err;
 	}
-	s->status |= cur;
+	if (s->has & LCT_S_STATUS)
+		s->status |= cur.status;
+	if (!pi)
+		return 0;
+	if (!(s->has & LCT_S_STATE) && cur.pi.has_state) {
+		s->state = cur.pi.state;
+		s->has |= LCT_S_STATE;
+	}
+	for (d = 0; d < 2; d++) {
+		if (!(s->has & (d ? LCT_S_VTAG1 : LCT_S_VTAG0)) && cur.pi.has_vtag[d]) {
+			s->vtag[d] = cur.pi.vtag[d];
+			s->has |= d ? LCT_S_VTAG1 : LCT_S_VTAG0;
+		}
+	}
 	return 0;
 }
 
@@ -300,7 +338,7 @@ static int lct_change(lua_State *L, struct lct_handle *h, const char *op, uint8_
 		lct_put_flow(L, 2, op, nlh, &s);
 		s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 		lct_changes_read(L, 3, op, &s);
-		err = lct_update_status(L, h, op, 2, &s);
+		err = lct_update_fill(L, h, op, 2, &s);
 		if (err != 0)
 			return lct_pusherr(L, op, err);
 		lct_spec_put(nlh, &s, LCT_K_CHANGES);

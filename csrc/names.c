@@ -473,7 +473,7 @@ void lct_names_open(lua_State *L)
 	size_t i;
 	int b;
 
-	luaL_setfuncs(L, lct_names_funcs, 0);
+	lct_setfuncs(L, lct_names_funcs, 0);
 	lua_newtable(L);
 
 	lua_newtable(L);

@@ -114,7 +114,7 @@ describe("core: handles", function()
 	end)
 
 	it("binds to the namespace of a process, by /proc/PID/ns/net", function()
-		local p = assert(io.popen("ip netns exec " .. ns .. " sh -c 'echo $$; exec sleep 10'"))
+		local p = assert(io.popen("exec ip netns exec " .. ns .. " sh -c 'echo $$; exec sleep 10'"))
 		local pid = assert(tonumber(p:read("*l")))
 		local h = assert(ct.open{ netns = "/proc/" .. pid .. "/ns/net" })
 		finally(function()
