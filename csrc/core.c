@@ -83,6 +83,7 @@ static int lct_f_type(lua_State *L)
 
 static const luaL_Reg lct_core_funcs[] = {
 	{"open", lct_f_open},
+	{"on_default", lct_f_on_default},
 	{"subscribe", lct_f_subscribe},
 	{"events_iter", lct_f_events_iter},
 	{"purge", lct_f_purge},
