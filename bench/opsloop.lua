@@ -1,11 +1,14 @@
--- bench/opsloop.lua N: the module's side of the single-operation benchmark
--- (bench/ops.lua), the same four phases as bench/ctops over the same flows:
--- ct.create of each (ESTABLISHED, SEEN_REPLY and ASSURED, timeout 3600),
--- ct.get of each, ct.update of each (mark = its index), ct.delete of each,
--- one call at a time.  Each call gets a table made in the loop, as a script
--- does; the address strings are made before (a C program has its addresses
--- as numbers).  Prints what bench/ctops prints: "<N>", then each phase's
--- time and CPU time in ns (bench/benchclock.so).
+-- bench/opsloop.lua N [premade]: the module's side of the single-operation
+-- benchmark (bench/ops.lua), the same four phases as bench/ctops over the
+-- same flows: ct.create of each (ESTABLISHED, SEEN_REPLY and ASSURED, timeout
+-- 3600), ct.get of each, ct.update of each (mark = its index), ct.delete of
+-- each, one call at a time.  Each call gets a table made in the loop, as a
+-- script does; the address strings are made before (a C program has its
+-- addresses as numbers).  With "premade" every table is made before the
+-- timing too, which leaves the module's own part of an operation (the
+-- script's table is no part of the C program's work either).  Prints what
+-- bench/ctops prints: "<N>", then each phase's time and CPU time in ns
+-- (bench/benchclock.so).
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 require("benchlib").use_tree(here)
@@ -14,8 +17,9 @@ local clock = require "benchclock"
 local ct = require "conntrack"
 
 local n = tonumber(arg[1] or "")
-if not n or n < 1 or n ~= math.floor(n) then
-	io.stderr:write("usage: opsloop.lua N\n")
+local premade = arg[2] == "premade"
+if not n or n < 1 or n ~= math.floor(n) or (arg[2] ~= nil and not premade) then
+	io.stderr:write("usage: opsloop.lua N [premade]\n")
 	os.exit(2)
 end
 
@@ -51,19 +55,36 @@ local function phase(name, op)
 	out[#out + 1] = clock.cpu() - c0
 end
 
-phase("create", function(i)
-	return create{ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i],
-		timeout = 3600, state = "ESTABLISHED", status = status }
-end)
-phase("get", function(i)
-	return get{ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i] }
-end)
-phase("update", function(i)
-	return update({ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i] }, { mark = i })
-end)
-phase("delete", function(i)
-	return delete{ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i] }
-end)
+local function tuple(i)
+	return { src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i] }
+end
+
+if premade then
+	local C, T1, T2, U, T3 = {}, {}, {}, {}, {}
+	for i = 0, n - 1 do
+		C[i] = { src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i],
+			timeout = 3600, state = "ESTABLISHED", status = status }
+		T1[i], T2[i], U[i], T3[i] = tuple(i), tuple(i), { mark = i }, tuple(i)
+	end
+	phase("create", function(i) return create(C[i]) end)
+	phase("get", function(i) return get(T1[i]) end)
+	phase("update", function(i) return update(T2[i], U[i]) end)
+	phase("delete", function(i) return delete(T3[i]) end)
+else
+	phase("create", function(i)
+		return create{ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i],
+			timeout = 3600, state = "ESTABLISHED", status = status }
+	end)
+	phase("get", function(i)
+		return get{ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i] }
+	end)
+	phase("update", function(i)
+		return update({ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i] }, { mark = i })
+	end)
+	phase("delete", function(i)
+		return delete{ src = S[i], dst = D[i], proto = "tcp", sport = SP[i], dport = DP[i] }
+	end)
+end
 
 for i = 1, #out do
 	out[i] = string.format("%d", out[i])

@@ -85,8 +85,7 @@ int main(int argc, char **argv)
 		code = WEXITSTATUS(status);
 	else
 		code = 128 + WTERMSIG(status);
-	printf("%lld %ld %d %lld %lld %lld
-", (long long)(t1 - t0), ru.ru_maxrss, code,
+	printf("%lld %ld %d %lld %lld %lld\n", (long long)(t1 - t0), ru.ru_maxrss, code,
 	       (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
 	       (long long)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL,
 	       (long long)ru.ru_utime.tv_sec * 1000000000LL + (long long)ru.ru_utime.tv_usec * 1000LL,

@@ -134,32 +134,35 @@ size_t lct_ntop(int family, const void *addr, char *buf)
  */
 static int lct_pton4(const char *s, size_t len, unsigned char *out)
 {
+	const char *end = s + len;
 	unsigned char a[4];
-	unsigned int v = 0;
-	int part = 0, digits = 0;
-	size_t i;
+	int part;
 
-	for (i = 0; i < len; i++) {
-		char c = s[i];
+	for (part = 0; part < 4; part++) {
+		unsigned int v;
 
-		if (c >= '0' && c <= '9') {
-			if (digits > 0 && v == 0)
-				return 0;	/* a leading zero */
-			v = v * 10 + (unsigned int)(c - '0');
-			if (v > 255)
-				return 0;
-			digits++;
-		} else if (c == '.' && digits > 0 && part < 3) {
-			a[part++] = (unsigned char)v;
-			v = 0;
-			digits = 0;
-		} else {
+		if (s == end || (unsigned int)(*s - '0') > 9)
 			return 0;
+		v = (unsigned int)(*s++ - '0');
+		if (s != end && (unsigned int)(*s - '0') <= 9) {
+			if (v == 0)
+				return 0;	/* a leading zero */
+			v = v * 10 + (unsigned int)(*s++ - '0');
+			if (s != end && (unsigned int)(*s - '0') <= 9) {
+				v = v * 10 + (unsigned int)(*s++ - '0');
+				if (v > 255)
+					return 0;
+			}
+		}
+		a[part] = (unsigned char)v;
+		if (part < 3) {
+			if (s == end || *s != '.')
+				return 0;
+			s++;
 		}
 	}
-	if (part != 3 || digits == 0)
+	if (s != end)
 		return 0;
-	a[3] = (unsigned char)v;
 	memcpy(out, a, 4);
 	return 1;
 }
@@ -168,10 +171,13 @@ int lct_pton(const char *s, size_t len, void *out)
 {
 	char buf[INET6_ADDRSTRLEN + 1];
 
-	if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
+	/* lct_pton4 takes digits and dots alone (no NUL): try it first. */
+	if (len == 0 || len >= sizeof(buf))
 		return 0;
 	if (lct_pton4(s, len, out))
 		return AF_INET;
+	if (memchr(s, '\0', len) != NULL)
+		return 0;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
 	if (inet_pton(AF_INET6, buf, out) == 1)

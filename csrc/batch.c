@@ -295,9 +295,9 @@ static int lct_batch_run(lua_State *L, const char *fname)
 			lct_item_name(iname, i, op);
 			s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 			bad = lct_spec_read_p(L, 4, 0, iname, &s, 1) != 0;
-			if (!bad && (s.has & LCT_S_STATUS)) {
-				/* the entry's status, added to the change's (as update does) */
-				err = lct_update_status(L, h, fname, -1, &s);
+			if (!bad) {
+				/* completed from the entry as update does (status, SCTP tags) */
+				err = lct_update_fill(L, h, fname, -1, &s);
 				if (err == ENOENT) {
 					r.missing++;
 					lua_settop(L, top);
@@ -465,6 +465,29 @@ int lct_f_load_text(lua_State *L)
 			s.has &= (uint64_t)(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 			r.kind[r.bt->count] = 'D';
 		} else {
+			/*
+			 * Completed from the flow as update does (status, SCTP
+			 * tags), read after the lines before it took effect.
+			 */
+			if ((s.has & (LCT_S_STATUS | LCT_S_STATE | LCT_S_VTAG0 | LCT_S_VTAG1)) &&
+			    r.bt->count > 0) {
+				err = lct_brun_flush(L, &r);
+				if (err != 0)
+					return lct_pusherr(L, "load", err);
+			}
+			err = lct_update_fill(L, h, "load", 0, &s);
+			if (err == ENOENT) {
+				r.missing++;
+				continue;
+			}
+			if (err != 0) {
+				lct_brun_fail(L, &r, nspec, err, 0);
+				lua_rawgeti(L, r.ft, r.failed);
+				lua_pushinteger(L, lineno);
+				lua_setfield(L, -2, "line");
+				lua_settop(L, top);
+				continue;
+			}
 			r.kind[r.bt->count] = 'U';
 		}
 		nlh = lct_nl_req(lct_batch_cur(r.bt), (NFNL_SUBSYS_CTNETLINK << 8) | type, flags,

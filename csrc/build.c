@@ -51,7 +51,7 @@ static const struct {
 	[F_HELPER] = {"helper", S | E},
 	[F_FLAGS0] = {"tcp_flags_orig", S | C | E}, [F_FLAGS1] = {"tcp_flags_reply", S | C | E},
 	[F_WSCALE0] = {"tcp_wscale_orig", S | C | E}, [F_WSCALE1] = {"tcp_wscale_reply", S | C | E},
-	[F_VTAG0] = {"orig_vtag", S | E}, [F_VTAG1] = {"reply_vtag", S | E},
+	[F_VTAG0] = {"orig_vtag", S | C | E}, [F_VTAG1] = {"reply_vtag", S | C | E},
 	[F_ROLE] = {"role", S | E},
 	[F_TYPE] = {"type", E}, [F_ID] = {"id", E}, [F_USE] = {"use", E},
 	[F_PKTS0] = {"orig_packets", E}, [F_BYTES0] = {"orig_bytes", E},
@@ -536,22 +536,19 @@ static void lct_read(lua_State *L, int t, int kinds, const char *fname,
 {
 	lua_pushnil(L);
 	while (lua_next(L, t) != 0) {
-		int id = -1;
+		size_t n;
+		const char *k;
+		int id;
 
-		if (lua_type(L, -2) == LUA_TSTRING) {
-			size_t n;
-			const char *k = lua_tolstring(L, -2, &n);
-
-			id = lct_field_find(k, n);
-		}
-		if (id < 0 || !(lct_fields[id].kinds & kinds)) {
-			if (lua_type(L, -2) == LUA_TSTRING && id >= 0)
-				lct_kinds_error(L, fname, lua_tostring(L, -2), kinds);
-			if (lua_type(L, -2) == LUA_TSTRING)
-				lct_argerror(L, fname, lua_tostring(L, -2), "unknown field");
+		if (lua_type(L, -2) != LUA_TSTRING)
 			lct_error(L, "%s: bad argument (field names must be strings, got %s)",
 				  fname, luaL_typename(L, -2));
-		}
+		k = lua_tolstring(L, -2, &n);
+		id = lct_field_find(k, n);
+		if (id < 0)
+			lct_argerror(L, fname, k, "unknown field");
+		if (!(lct_fields[id].kinds & kinds))
+			lct_kinds_error(L, fname, k, kinds);
 		p->fields |= (uint64_t)1 << id;
 		lct_read_field(L, fname, id, s, p);
 		lua_pop(L, 1);
@@ -653,12 +650,14 @@ static void lct_invert(const struct lct_tup *in, struct lct_tup *out, int proto)
 	out->zone = zone;
 }
 
-/* Cross-field checks and the values that needed the protocol. */
-static void lct_finish(lua_State *L, int kinds, const char *fname,
-		       struct lct_spec *s, struct lct_pending *p)
+/*
+ * The tuples, checked across their fields, with the values that needed the
+ * protocol; has[dir]: a direction was given.
+ */
+static void lct_tuples(lua_State *L, const char *fname, struct lct_spec *s,
+		       struct lct_pending *p, int has[2])
 {
-	int proto = p->proto, dir, w, spec = kinds & (LCT_K_SPEC | LCT_K_ENTRY);
-	int has[2];
+	int proto = p->proto, dir, w, ports;
 
 	lct_family_check(L, fname, p);
 	s->family = (uint8_t)p->family;
@@ -671,6 +670,7 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 	if (proto == IPPROTO_ICMPV6 && s->family == AF_INET)
 		lct_argerror(L, fname, "proto", "icmpv6 with IPv4 addresses");
 	s->orig.proto = s->reply.proto = (uint8_t)proto;
+	ports = lct_proto_ports((unsigned int)proto);
 
 	for (dir = 0; dir < 2; dir++) {
 		struct lct_tup *t = dir ? &s->reply : &s->orig;
@@ -680,7 +680,7 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 		for (w = 0; w < 2; w++) {
 			int port = p->port[dir][w], key = p->key[dir][w];
 
-			if (port >= 0 && !lct_proto_ports((unsigned int)proto))
+			if (port >= 0 && !ports)
 				lct_argerror(L, fname, lct_fname(pf[dir][w]), "protocol %d has no ports",
 					     proto);
 			if (key >= 0 && proto != IPPROTO_GRE)
@@ -733,7 +733,7 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 			lct_argerror(L, fname, srcf[dir], "missing");
 		if (!(t->set & LCT_T_DST))
 			lct_argerror(L, fname, dstf[dir], "missing");
-		if (lct_proto_ports((unsigned int)proto) || proto == IPPROTO_GRE) {
+		if (ports || proto == IPPROTO_GRE) {
 			int gre = proto == IPPROTO_GRE;
 
 			if (!(t->set & LCT_T_SPORT) && !gre)
@@ -745,12 +745,54 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 	}
 	s->orig.set |= LCT_T_PROTO;
 	s->reply.set |= LCT_T_PROTO;
-	if (lct_proto_ports((unsigned int)proto) || proto == IPPROTO_GRE) {
+	if (ports || proto == IPPROTO_GRE) {
 		if (s->orig.set & (LCT_T_SPORT | LCT_T_DPORT))
 			s->orig.set |= LCT_T_PORTS;
 		if (s->reply.set & (LCT_T_SPORT | LCT_T_DPORT))
 			s->reply.set |= LCT_T_PORTS;
 	}
+}
+
+/* The fields of the tuples (F_FAMILY to F_RDSTKEY); a plain tuple has these. */
+#define LCT_TUPLE_FIELDS	((UINT64_C(1) << (F_RDSTKEY + 1)) - 1)
+#define LCT_PLAIN_FIELDS	(UINT64_C(1) << F_SRC | UINT64_C(1) << F_DST | UINT64_C(1) << F_PROTO | \
+				 UINT64_C(1) << F_SPORT | UINT64_C(1) << F_DPORT)
+
+/*
+ * The common tuple, src, dst, proto of a protocol with ports, sport, dport
+ * and no other field of a tuple, every address (NAT's too) of one family:
+ * what lct_tuples makes of it, without its checks.  0 for any other.
+ */
+static int lct_plain_tuple(struct lct_spec *s, struct lct_pending *p)
+{
+	int f = p->famof[F_SRC];
+
+	if ((p->fields & LCT_TUPLE_FIELDS) != LCT_PLAIN_FIELDS || f != p->famof[F_DST] ||
+	    (p->famof[F_SNAT] != 0 && p->famof[F_SNAT] != f) ||
+	    (p->famof[F_DNAT] != 0 && p->famof[F_DNAT] != f) ||
+	    !lct_proto_ports((unsigned int)p->proto))
+		return 0;
+	p->family = f;
+	s->family = (uint8_t)f;
+	s->orig.proto = s->reply.proto = (uint8_t)p->proto;
+	s->orig.sport = (uint16_t)p->port[0][0];
+	s->orig.dport = (uint16_t)p->port[0][1];
+	s->orig.set |= LCT_T_SPORT | LCT_T_DPORT | LCT_T_PORTS | LCT_T_PROTO;
+	s->reply.set |= LCT_T_PROTO;
+	return 1;
+}
+
+/* Cross-field checks and the values that needed the protocol. */
+static void lct_finish(lua_State *L, int kinds, const char *fname,
+		       struct lct_spec *s, struct lct_pending *p)
+{
+	int proto, ports, spec = kinds & (LCT_K_SPEC | LCT_K_ENTRY);
+	int has[2] = { 1, 0 };
+
+	if (!lct_plain_tuple(s, p))
+		lct_tuples(L, fname, s, p, has);
+	proto = s->orig.proto;
+	ports = lct_proto_ports((unsigned int)proto);
 
 	if (spec) {
 		/* The missing direction, or missing parts: from the other one.
@@ -813,8 +855,7 @@ static void lct_finish(lua_State *L, int kinds, const char *fname,
 		for (i = 0; i < 2; i++) {
 			const struct lct_nat *n = i ? &s->dnat : &s->snat;
 
-			if ((s->has & (i ? LCT_S_DNAT : LCT_S_SNAT)) && n->port >= 0 &&
-			    !lct_proto_ports((unsigned int)proto))
+			if ((s->has & (i ? LCT_S_DNAT : LCT_S_SNAT)) && n->port >= 0 && !ports)
 				lct_argerror(L, fname, i ? "dnat" : "snat", "a port needs tcp, udp, udplite, sctp or dccp");
 		}
 	}
@@ -845,12 +886,10 @@ void lct_changes_read(lua_State *L, int idx, const char *fname, struct lct_spec 
 
 	if (!lua_istable(L, t))
 		lct_argerror(L, fname, "changes", "table expected, got %s", luaL_typename(L, t));
-	lua_pushnil(L);
-	if (lua_next(L, t) == 0)
-		lct_argerror(L, fname, "changes", "nothing to change");
-	lua_pop(L, 2);
 	lct_reader_init(&p);
 	lct_read(L, t, LCT_K_CHANGES, fname, s, &p);
+	if (p.fields == 0)
+		lct_argerror(L, fname, "changes", "nothing to change");
 	if ((s->has & LCT_S_MARKMASK) && !(s->has & LCT_S_MARK))
 		lct_argerror(L, fname, "mark_mask", "needs 'mark'");
 	if ((s->has & LCT_S_LABELMASK) && !(s->has & LCT_S_LABELS))
@@ -875,6 +914,9 @@ void lct_changes_read(lua_State *L, int idx, const char *fname, struct lct_spec 
 	if ((s->has & (LCT_S_TCPFLAGS0 | LCT_S_TCPFLAGS1 | LCT_S_WSCALE0 | LCT_S_WSCALE1)) &&
 	    proto != IPPROTO_TCP)
 		lct_argerror(L, fname, "tcp_flags_orig", "only for tcp");
+	if ((s->has & (LCT_S_VTAG0 | LCT_S_VTAG1)) && proto != IPPROTO_SCTP)
+		lct_argerror(L, fname, s->has & LCT_S_VTAG0 ? "orig_vtag" : "reply_vtag",
+			     "only for sctp");
 }
 
 /* Safe forms: errors become a message on the stack (return -1). */
@@ -922,55 +964,55 @@ int lct_spec_read_p(lua_State *L, int idx, int kinds, const char *fname,
 void lct_put_tuple(struct nlmsghdr *nlh, int type, const struct lct_tup *t,
 		   int family)
 {
-	struct nlattr *nest = mnl_attr_nest_start(nlh, type), *n;
+	struct nlattr *nest = lct_attr_nest(nlh, type), *n;
 	size_t alen = family == AF_INET ? 4 : 16;
 
-	n = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+	n = lct_attr_nest(nlh, CTA_TUPLE_IP);
 	if (t->set & LCT_T_SRC)
-		mnl_attr_put(nlh, family == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, alen, t->src);
+		lct_attr_put(nlh, family == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, alen, t->src);
 	if (t->set & LCT_T_DST)
-		mnl_attr_put(nlh, family == AF_INET ? CTA_IP_V4_DST : CTA_IP_V6_DST, alen, t->dst);
-	mnl_attr_nest_end(nlh, n);
-	n = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
-	mnl_attr_put_u8(nlh, CTA_PROTO_NUM, t->proto);
+		lct_attr_put(nlh, family == AF_INET ? CTA_IP_V4_DST : CTA_IP_V6_DST, alen, t->dst);
+	lct_attr_end(nlh, n);
+	n = lct_attr_nest(nlh, CTA_TUPLE_PROTO);
+	lct_attr_u8(nlh, CTA_PROTO_NUM, t->proto);
 	if (t->set & LCT_T_PORTS) {
 		if (t->set & LCT_T_SPORT || t->proto == IPPROTO_GRE)
-			mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(t->sport));
+			lct_attr_u16(nlh, CTA_PROTO_SRC_PORT, htons(t->sport));
 		if (t->set & LCT_T_DPORT || t->proto == IPPROTO_GRE)
-			mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t->dport));
+			lct_attr_u16(nlh, CTA_PROTO_DST_PORT, htons(t->dport));
 	}
 	if (t->set & LCT_T_ICMP) {
 		int v6 = t->proto == IPPROTO_ICMPV6;
 
-		mnl_attr_put_u8(nlh, v6 ? CTA_PROTO_ICMPV6_TYPE : CTA_PROTO_ICMP_TYPE, t->itype);
-		mnl_attr_put_u8(nlh, v6 ? CTA_PROTO_ICMPV6_CODE : CTA_PROTO_ICMP_CODE, t->icode);
-		mnl_attr_put_u16(nlh, v6 ? CTA_PROTO_ICMPV6_ID : CTA_PROTO_ICMP_ID, htons(t->iid));
+		lct_attr_u8(nlh, v6 ? CTA_PROTO_ICMPV6_TYPE : CTA_PROTO_ICMP_TYPE, t->itype);
+		lct_attr_u8(nlh, v6 ? CTA_PROTO_ICMPV6_CODE : CTA_PROTO_ICMP_CODE, t->icode);
+		lct_attr_u16(nlh, v6 ? CTA_PROTO_ICMPV6_ID : CTA_PROTO_ICMP_ID, htons(t->iid));
 	}
-	mnl_attr_nest_end(nlh, n);
+	lct_attr_end(nlh, n);
 	if (t->set & LCT_T_ZONE)
-		mnl_attr_put_u16(nlh, CTA_TUPLE_ZONE, htons(t->zone));
-	mnl_attr_nest_end(nlh, nest);
+		lct_attr_u16(nlh, CTA_TUPLE_ZONE, htons(t->zone));
+	lct_attr_end(nlh, nest);
 }
 
 static void lct_put_nat(struct nlmsghdr *nlh, int type, const struct lct_nat *n)
 {
-	struct nlattr *nest = mnl_attr_nest_start(nlh, type);
+	struct nlattr *nest = lct_attr_nest(nlh, type);
 
 	if (n->family == AF_INET) {
-		mnl_attr_put(nlh, CTA_NAT_V4_MINIP, 4, n->addr);
-		mnl_attr_put(nlh, CTA_NAT_V4_MAXIP, 4, n->addr);
+		lct_attr_put(nlh, CTA_NAT_V4_MINIP, 4, n->addr);
+		lct_attr_put(nlh, CTA_NAT_V4_MAXIP, 4, n->addr);
 	} else if (n->family == AF_INET6) {
-		mnl_attr_put(nlh, CTA_NAT_V6_MINIP, 16, n->addr);
-		mnl_attr_put(nlh, CTA_NAT_V6_MAXIP, 16, n->addr);
+		lct_attr_put(nlh, CTA_NAT_V6_MINIP, 16, n->addr);
+		lct_attr_put(nlh, CTA_NAT_V6_MAXIP, 16, n->addr);
 	}
 	if (n->port >= 0) {
-		struct nlattr *p = mnl_attr_nest_start(nlh, CTA_NAT_PROTO);
+		struct nlattr *p = lct_attr_nest(nlh, CTA_NAT_PROTO);
 
-		mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MIN, htons((uint16_t)n->port));
-		mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MAX, htons((uint16_t)n->port));
-		mnl_attr_nest_end(nlh, p);
+		lct_attr_u16(nlh, CTA_PROTONAT_PORT_MIN, htons((uint16_t)n->port));
+		lct_attr_u16(nlh, CTA_PROTONAT_PORT_MAX, htons((uint16_t)n->port));
+		lct_attr_end(nlh, p);
 	}
-	mnl_attr_nest_end(nlh, nest);
+	lct_attr_end(nlh, nest);
 }
 
 static void lct_put_protoinfo(struct nlmsghdr *nlh, const struct lct_spec *s)
@@ -981,50 +1023,50 @@ static void lct_put_protoinfo(struct nlmsghdr *nlh, const struct lct_spec *s)
 	if (!(s->has & (LCT_S_STATE | LCT_S_TCPFLAGS0 | LCT_S_TCPFLAGS1 | LCT_S_WSCALE0 |
 			LCT_S_WSCALE1 | LCT_S_VTAG0 | LCT_S_VTAG1 | LCT_S_ROLE)))
 		return;
-	nest = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
+	nest = lct_attr_nest(nlh, CTA_PROTOINFO);
 	if (proto == IPPROTO_TCP) {
-		n = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
+		n = lct_attr_nest(nlh, CTA_PROTOINFO_TCP);
 		if (s->has & LCT_S_STATE)
-			mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, s->state);
+			lct_attr_u8(nlh, CTA_PROTOINFO_TCP_STATE, s->state);
 		for (d = 0; d < 2; d++) {
 			if (s->has & (d ? LCT_S_WSCALE1 : LCT_S_WSCALE0))
-				mnl_attr_put_u8(nlh, d ? CTA_PROTOINFO_TCP_WSCALE_REPLY :
+				lct_attr_u8(nlh, d ? CTA_PROTOINFO_TCP_WSCALE_REPLY :
 						CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, s->tcp_wscale[d]);
 			if (s->has & (d ? LCT_S_TCPFLAGS1 : LCT_S_TCPFLAGS0)) {
 				uint8_t f[2] = { s->tcp_flags[d], s->tcp_mask[d] };
 
-				mnl_attr_put(nlh, d ? CTA_PROTOINFO_TCP_FLAGS_REPLY :
+				lct_attr_put(nlh, d ? CTA_PROTOINFO_TCP_FLAGS_REPLY :
 					     CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, 2, f);
 			}
 		}
-		mnl_attr_nest_end(nlh, n);
+		lct_attr_end(nlh, n);
 	} else if (proto == IPPROTO_SCTP) {
-		n = mnl_attr_nest_start(nlh, CTA_PROTOINFO_SCTP);
+		n = lct_attr_nest(nlh, CTA_PROTOINFO_SCTP);
 		if (s->has & LCT_S_STATE)
-			mnl_attr_put_u8(nlh, CTA_PROTOINFO_SCTP_STATE, s->state);
+			lct_attr_u8(nlh, CTA_PROTOINFO_SCTP_STATE, s->state);
 		if (s->has & LCT_S_VTAG0)
-			mnl_attr_put_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, htonl(s->vtag[0]));
+			lct_attr_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, htonl(s->vtag[0]));
 		if (s->has & LCT_S_VTAG1)
-			mnl_attr_put_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_REPLY, htonl(s->vtag[1]));
-		mnl_attr_nest_end(nlh, n);
+			lct_attr_u32(nlh, CTA_PROTOINFO_SCTP_VTAG_REPLY, htonl(s->vtag[1]));
+		lct_attr_end(nlh, n);
 	} else if (proto == IPPROTO_DCCP) {
-		n = mnl_attr_nest_start(nlh, CTA_PROTOINFO_DCCP);
+		n = lct_attr_nest(nlh, CTA_PROTOINFO_DCCP);
 		if (s->has & LCT_S_STATE)
-			mnl_attr_put_u8(nlh, CTA_PROTOINFO_DCCP_STATE, s->state);
+			lct_attr_u8(nlh, CTA_PROTOINFO_DCCP_STATE, s->state);
 		if (s->has & LCT_S_ROLE)
-			mnl_attr_put_u8(nlh, CTA_PROTOINFO_DCCP_ROLE, s->role);
-		mnl_attr_nest_end(nlh, n);
+			lct_attr_u8(nlh, CTA_PROTOINFO_DCCP_ROLE, s->role);
+		lct_attr_end(nlh, n);
 	}
-	mnl_attr_nest_end(nlh, nest);
+	lct_attr_end(nlh, nest);
 }
 
 static void lct_put_counters(struct nlmsghdr *nlh, int type, uint64_t pk, uint64_t by)
 {
-	struct nlattr *n = mnl_attr_nest_start(nlh, type);
+	struct nlattr *n = lct_attr_nest(nlh, type);
 
-	mnl_attr_put_u64(nlh, CTA_COUNTERS_PACKETS, htobe64(pk));
-	mnl_attr_put_u64(nlh, CTA_COUNTERS_BYTES, htobe64(by));
-	mnl_attr_nest_end(nlh, n);
+	lct_attr_u64(nlh, CTA_COUNTERS_PACKETS, htobe64(pk));
+	lct_attr_u64(nlh, CTA_COUNTERS_BYTES, htobe64(by));
+	lct_attr_end(nlh, n);
 }
 
 void lct_spec_put(struct nlmsghdr *nlh, const struct lct_spec *s, int kind)
@@ -1036,33 +1078,33 @@ void lct_spec_put(struct nlmsghdr *nlh, const struct lct_spec *s, int kind)
 		lct_put_tuple(nlh, CTA_TUPLE_REPLY, &s->reply, s->family);
 	if (s->has & LCT_S_STATUS)
 		/* The kernel refuses to clear CONFIRMED: it is always sent set. */
-		mnl_attr_put_u32(nlh, CTA_STATUS, htonl(s->status |
+		lct_attr_u32(nlh, CTA_STATUS, htonl(s->status |
 				 (kind == LCT_K_ENTRY ? 0 : IPS_CONFIRMED)));
 	if (s->has & LCT_S_TIMEOUT)
-		mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(s->timeout));
+		lct_attr_u32(nlh, CTA_TIMEOUT, htonl(s->timeout));
 	if (s->has & LCT_S_MARK)
-		mnl_attr_put_u32(nlh, CTA_MARK, htonl(s->mark));
+		lct_attr_u32(nlh, CTA_MARK, htonl(s->mark));
 	if (s->has & LCT_S_MARKMASK)
-		mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(s->mark_mask));
+		lct_attr_u32(nlh, CTA_MARK_MASK, htonl(s->mark_mask));
 	if (s->has & LCT_S_SECMARK)
-		mnl_attr_put_u32(nlh, CTA_SECMARK, htonl(s->secmark));
+		lct_attr_u32(nlh, CTA_SECMARK, htonl(s->secmark));
 	lct_put_protoinfo(nlh, s);
 	if (s->has & LCT_S_SNAT)
 		lct_put_nat(nlh, CTA_NAT_SRC, &s->snat);
 	if (s->has & LCT_S_DNAT)
 		lct_put_nat(nlh, CTA_NAT_DST, &s->dnat);
 	if (s->has & LCT_S_HELPER) {
-		struct nlattr *n = mnl_attr_nest_start(nlh, CTA_HELP);
+		struct nlattr *n = lct_attr_nest(nlh, CTA_HELP);
 
 		mnl_attr_put_strz(nlh, CTA_HELP_NAME, s->helper);
-		mnl_attr_nest_end(nlh, n);
+		lct_attr_end(nlh, n);
 	}
 	if (s->has & LCT_S_ZONE)
-		mnl_attr_put_u16(nlh, CTA_ZONE, htons(s->zone));
+		lct_attr_u16(nlh, CTA_ZONE, htons(s->zone));
 	if (s->has & LCT_S_LABELS) {
-		mnl_attr_put(nlh, CTA_LABELS, sizeof(s->labels), s->labels);
+		lct_attr_put(nlh, CTA_LABELS, sizeof(s->labels), s->labels);
 		if (kind != LCT_K_ENTRY)
-			mnl_attr_put(nlh, CTA_LABELS_MASK, sizeof(s->labels_mask), s->labels_mask);
+			lct_attr_put(nlh, CTA_LABELS_MASK, sizeof(s->labels_mask), s->labels_mask);
 	}
 	if (kind != LCT_K_ENTRY)
 		return;
@@ -1072,9 +1114,9 @@ void lct_spec_put(struct nlmsghdr *nlh, const struct lct_spec *s, int kind)
 	if (s->has & LCT_S_COUNTERS1)
 		lct_put_counters(nlh, CTA_COUNTERS_REPLY, s->packets[1], s->bytes[1]);
 	if (s->has & LCT_S_USE)
-		mnl_attr_put_u32(nlh, CTA_USE, htonl(s->use));
+		lct_attr_u32(nlh, CTA_USE, htonl(s->use));
 	if (s->has & LCT_S_ID)
-		mnl_attr_put_u32(nlh, CTA_ID, htonl(s->id));
+		lct_attr_u32(nlh, CTA_ID, htonl(s->id));
 }
 
 int lct_put_key(struct nlmsghdr *nlh, const struct nlmsghdr *m)
@@ -1084,10 +1126,10 @@ int lct_put_key(struct nlmsghdr *nlh, const struct nlmsghdr *m)
 	lct_a_table(m, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
 	if (at[CTA_TUPLE_ORIG] == NULL)
 		return -1;
-	mnl_attr_put(nlh, CTA_TUPLE_ORIG, mnl_attr_get_payload_len(at[CTA_TUPLE_ORIG]),
+	lct_attr_put(nlh, CTA_TUPLE_ORIG, mnl_attr_get_payload_len(at[CTA_TUPLE_ORIG]),
 		     mnl_attr_get_payload(at[CTA_TUPLE_ORIG]));
 	if (at[CTA_ZONE] != NULL)
-		mnl_attr_put(nlh, CTA_ZONE, mnl_attr_get_payload_len(at[CTA_ZONE]),
+		lct_attr_put(nlh, CTA_ZONE, mnl_attr_get_payload_len(at[CTA_ZONE]),
 			     mnl_attr_get_payload(at[CTA_ZONE]));
 	lct_nl_family(nlh, lct_nl_msgfamily(m), NFNETLINK_V0);
 	return lct_nl_msgfamily(m);

@@ -30,14 +30,14 @@ void lct_class_new(lua_State *L, const struct lct_class *c)
 	lct_rawsetp(L, LUA_REGISTRYINDEX, c->key);
 	if (c->meta != NULL) {
 		lua_pushvalue(L, -1);
-		luaL_setfuncs(L, c->meta, 1);
+		lct_setfuncs(L, c->meta, 1);
 	}
 	lua_pushstring(L, c->name);
 	lua_setfield(L, -2, "__name");
 	lua_newtable(L);
 	for (m = c->methods; m != NULL && *m != NULL; m++) {
 		lua_pushvalue(L, -2);
-		luaL_setfuncs(L, *m, 1);
+		lct_setfuncs(L, *m, 1);
 	}
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -3, "methods");		/* for the Lua layer to add to */

@@ -20,10 +20,13 @@
 #define LCT_EXPORT
 #endif
 
-/* LuaJIT has the 5.2 auxiliary functions; plain 5.1 does not. */
+/*
+ * luaL_setfuncs is 5.2's.  LuaJIT has it too, but the LuaJIT build must
+ * call only Lua 5.1's C API: LuaJIT's modules live in the directories
+ * lua5.1 reads (see README), so the module's own copy serves both.
+ */
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i)	lua_objlen(L, i)
-#if !defined(LUA_JITLIBNAME)
 static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
 	int i;
@@ -36,22 +39,8 @@ static inline void lct_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 	}
 	lua_pop(L, nup);
 }
-#define luaL_setfuncs(L, l, n)	lct_setfuncs(L, l, n)
-static inline void *lct_testudata(lua_State *L, int i, const char *tname)
-{
-	void *p = lua_touserdata(L, i);
-
-	if (p == NULL || !lua_getmetatable(L, i))
-		return NULL;
-	luaL_getmetatable(L, tname);
-	if (!lua_rawequal(L, -1, -2))
-		p = NULL;
-	lua_pop(L, 2);
-	return p;
-}
-#define luaL_testudata(L, i, t)	lct_testudata(L, i, t)
-#define luaL_setmetatable(L, t)	(luaL_getmetatable(L, t), lua_setmetatable(L, -2))
-#endif
+#else
+#define lct_setfuncs(L, l, n)	luaL_setfuncs(L, l, n)
 #endif
 
 #if LUA_VERSION_NUM < 502

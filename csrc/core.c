@@ -83,6 +83,7 @@ static int lct_f_type(lua_State *L)
 
 static const luaL_Reg lct_core_funcs[] = {
 	{"open", lct_f_open},
+	{"on_default", lct_f_on_default},
 	{"subscribe", lct_f_subscribe},
 	{"events_iter", lct_f_events_iter},
 	{"purge", lct_f_purge},
@@ -101,8 +102,8 @@ int luaopen_conntrack_core(lua_State *L)
 	size_t i;
 
 	lua_newtable(L);
-	luaL_setfuncs(L, lct_core_funcs, 0);
-	luaL_setfuncs(L, lct_dump_funcs, 0);
+	lct_setfuncs(L, lct_core_funcs, 0);
+	lct_setfuncs(L, lct_dump_funcs, 0);
 	lct_names_open(L);
 	lct_match_open(L);
 	lct_save_open(L);

@@ -271,7 +271,7 @@ static void lct_dump_push(lua_State *L, const struct lct_dump *d, const struct n
 			  int mt)
 {
 	if (d->expect)
-		lct_expect_push(L, m, 0);
+		lct_expect_push(L, m, 0, 0);
 	else
 		lct_entry_pushm(L, m, 0, 0, mt);
 }

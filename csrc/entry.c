@@ -987,7 +987,6 @@ static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
 {
 	struct nf_conntrack *ct;
 	char buf[4096];
-	unsigned int msgtype = NFCT_T_UNKNOWN;
 	int n;
 
 	if (type == NFCT_O_DEFAULT && map == NULL && !lib) {
@@ -999,13 +998,8 @@ static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
 	ct = nfct_new();
 	if (ct == NULL)
 		return lct_error(L, "format: out of memory");
-	switch (e->evtype) {
-	case 1: msgtype = NFCT_T_NEW; break;
-	case 2: msgtype = NFCT_T_UPDATE; break;
-	case 3: msgtype = NFCT_T_DESTROY; break;
-	}
 	nfct_nlmsg_parse(lct_msg(e), ct);
-	n = nfct_snprintf_labels(buf, sizeof(buf), ct, msgtype, type, flags, map);
+	n = nfct_snprintf_labels(buf, sizeof(buf), ct, lct_nfct_msgtype(e->evtype), type, flags, map);
 	nfct_destroy(ct);
 	if (n < 0)
 		n = 0;
@@ -1031,61 +1025,21 @@ static int lct_e_tostring(lua_State *L)
 static int lct_e_format(lua_State *L)
 {
 	struct lct_entry *e = lct_checkentry(L, 1, "format");
-	const char *o;
-	unsigned int type = NFCT_O_DEFAULT, flags = 0;
-	struct nfct_labelmap *map = NULL;
-	int lib = 0, stamp = 0;
+	unsigned int o = lct_output_opts(L, 2, "format", ~0u), flags = 0;
+	unsigned int type = o & LCT_O_XML ? NFCT_O_XML : NFCT_O_DEFAULT;
 
-	if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TSTRING)
-		return lct_argerror(L, "format", "opts", "string expected, got %s",
-				    luaL_typename(L, 2));
-	o = luaL_optstring(L, 2, "");
-	while (*o) {
-		size_t n = strcspn(o, ",");
-
-		if (n == 8 && memcmp(o, "extended", 8) == 0)
-			flags |= NFCT_OF_SHOW_LAYER3;
-		else if (n == 2 && memcmp(o, "id", 2) == 0)
-			flags |= NFCT_OF_ID;
-		else if (n == 10 && memcmp(o, "ktimestamp", 10) == 0)
-			flags |= NFCT_OF_TIMESTAMP;
-		else if (n == 6 && memcmp(o, "labels", 6) == 0)
-			map = lct_labelmap(L);
-		else if (n == 3 && memcmp(o, "xml", 3) == 0)
-			type = NFCT_O_XML;
-		else if (n == 9 && memcmp(o, "timestamp", 9) == 0)
-			stamp = 1;
-		else if (n == 7 && memcmp(o, "default", 7) == 0)
-			;
-		else if (n == 7 && memcmp(o, "library", 7) == 0)
-			lib = 1;	/* through libnetfilter_conntrack, for checks */
-		else if (n > 0) {
-			lua_pushlstring(L, o, n);
-			return lct_argerror(L, "format", "opts", "unknown output option %s",
-					    lct_shortval(L, -1));
-		}
-		o += n;
-		if (*o == ',')
-			o++;
-	}
-	if (stamp && type == NFCT_O_XML)
+	if (o & LCT_O_EXTENDED)
+		flags |= NFCT_OF_SHOW_LAYER3;
+	if (o & LCT_O_ID)
+		flags |= NFCT_OF_ID;
+	if (o & LCT_O_KTIMESTAMP)
+		flags |= NFCT_OF_TIMESTAMP;
+	if ((o & LCT_O_TIMESTAMP) && type == NFCT_O_XML)
 		flags |= NFCT_OF_TIME;
-	lct_e_text(L, e, type, flags, map, lib);
-	if (stamp && type != NFCT_O_XML && e->time > 0) {
-		long sec = (long)e->time;
-		long usec = (long)((e->time - (double)sec) * 1e6 + 0.5);
-		char pre[48];
-		int k;
-
-		if (usec >= 1000000) {
-			sec += 1;
-			usec -= 1000000;
-		}
-		k = snprintf(pre, sizeof(pre), "[%-.8ld.%-.6ld]\t", sec, usec);
-		lua_pushlstring(L, pre, (size_t)k);
-		lua_insert(L, -2);
-		lua_concat(L, 2);
-	}
+	lct_e_text(L, e, type, flags, o & LCT_O_LABELS ? lct_labelmap(L) : NULL,
+		   (o & LCT_O_LIBRARY) != 0);
+	if ((o & LCT_O_TIMESTAMP) && type != NFCT_O_XML && e->time > 0)
+		lct_stamp_prefix(L, e->time, 0);
 	return 1;
 }
 
@@ -1227,5 +1181,5 @@ void lct_entry_open(lua_State *L)
 	lct_totable_closure(L, &lct_entry_class, lct_e_totable);
 	lct_totable_closure(L, &lct_tuple_class, lct_t_totable);
 	lct_entry_bind(L);
-	luaL_setfuncs(L, lct_entry_funcs, 0);
+	lct_setfuncs(L, lct_entry_funcs, 0);
 }

@@ -200,10 +200,8 @@ int64_t lct_int_arg(lua_State *L, int idx, const char *fname, const char *arg,
 {
 	lua_Number v;
 
-	if (lua_type(L, idx) != LUA_TNUMBER)
-		lct_argerror(L, fname, arg, "integer %lld..%lld expected, got %s",
-			     (long long)lo, (long long)hi, luaL_typename(L, idx));
 #if LUA_VERSION_NUM >= 503
+	/* An integer first: no other check needed (a string is no integer here). */
 	if (lua_isinteger(L, idx)) {
 		lua_Integer i = lua_tointeger(L, idx);
 
@@ -213,6 +211,9 @@ int64_t lct_int_arg(lua_State *L, int idx, const char *fname, const char *arg,
 		return i;
 	}
 #endif
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		lct_argerror(L, fname, arg, "integer %lld..%lld expected, got %s",
+			     (long long)lo, (long long)hi, luaL_typename(L, idx));
 	v = lua_tonumber(L, idx);
 	if (!(v >= (lua_Number)lo && v <= (lua_Number)hi) || v != floor(v))
 		lct_argerror(L, fname, arg, "integer %lld..%lld expected, got %s",

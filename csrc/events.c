@@ -489,7 +489,7 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, struct lct_un
 		}
 		if (m != NULL) {
 			if (s->expect) {
-				lct_expect_push(L, m, lct_ev_type(m));
+				lct_expect_push(L, m, lct_ev_type(m), s->rxtime);
 				s->received++;
 				return 1;
 			}

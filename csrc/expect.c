@@ -14,6 +14,7 @@
 #include "lct.h"
 
 struct lct_expect {
+	double time;		/* events: when received (seconds since the epoch), else 0 */
 	uint32_t len;
 	uint8_t evtype;
 	uint8_t indexed;
@@ -39,10 +40,11 @@ static const struct nlattr *lct_xattr(struct lct_expect *x, unsigned int type)
 	return (const struct nlattr *)((const char *)x->msg + x->off[type]);
 }
 
-void lct_expect_push(lua_State *L, const struct nlmsghdr *nlh, int evtype)
+void lct_expect_push(lua_State *L, const struct nlmsghdr *nlh, int evtype, double time)
 {
 	struct lct_expect *x = lct_newuserdata(L, sizeof(*x) + nlh->nlmsg_len);
 
+	x->time = time;
 	x->len = nlh->nlmsg_len;
 	x->evtype = (uint8_t)evtype;
 	x->indexed = 0;
@@ -61,12 +63,12 @@ const struct nlmsghdr *lct_expect_msg(lua_State *L, int idx)
 enum {
 	XF_FAMILY, XF_PROTO, XF_PROTONUM, XF_MASTER, XF_TUPLE, XF_MASK, XF_TIMEOUT,
 	XF_ID, XF_HELPER, XF_ZONE, XF_FLAGS, XF_CLASS, XF_NAT_DIR, XF_NAT, XF_FN, XF_TYPE,
-	XF_N
+	XF_TIME, XF_N
 };
 
 static const char *const lct_expect_fields[] = {
 	"family", "proto", "protonum", "master", "tuple", "mask", "timeout",
-	"id", "helper", "zone", "flags", "class", "nat_dir", "nat", "fn", "type", NULL
+	"id", "helper", "zone", "flags", "class", "nat_dir", "nat", "fn", "type", "time", NULL
 };
 
 static const char *const lct_xflag_names[] = { "PERMANENT", "INACTIVE", "USERSPACE" };
@@ -172,6 +174,12 @@ static void lct_x_push(lua_State *L, struct lct_expect *x, int f)
 		else
 			lua_pushnil(L);
 		return;
+	case XF_TIME:
+		if (x->time > 0)
+			lua_pushnumber(L, x->time);
+		else
+			lua_pushnil(L);
+		return;
 	}
 	lua_pushnil(L);
 }
@@ -208,23 +216,17 @@ static int lct_x_totable(lua_State *L)
 	return 1;
 }
 
-/* The CLI's line, through the library it prints with. */
-static int lct_x_text(lua_State *L, struct lct_expect *x, unsigned int flags)
+/* The CLI's text, through the library it prints with (type: NFCT_O_*). */
+static int lct_x_text(lua_State *L, struct lct_expect *x, unsigned int type, unsigned int flags)
 {
 	struct nf_expect *e = nfexp_new();
-	unsigned int type = NFCT_T_UNKNOWN;
 	char buf[2048];
 	int n;
 
 	if (e == NULL)
 		return lct_error(L, "tostring: out of memory");
-	switch (x->evtype) {
-	case 1: type = NFCT_T_NEW; break;
-	case 2: type = NFCT_T_UPDATE; break;
-	case 3: type = NFCT_T_DESTROY; break;
-	}
 	nfexp_nlmsg_parse(lct_xmsg(x), e);
-	n = nfexp_snprintf(buf, sizeof(buf), e, type, NFCT_O_DEFAULT, flags);
+	n = nfexp_snprintf(buf, sizeof(buf), e, lct_nfct_msgtype(x->evtype), type, flags);
 	nfexp_destroy(e);
 	if (n < 0)
 		n = 0;
@@ -236,7 +238,26 @@ static int lct_x_text(lua_State *L, struct lct_expect *x, unsigned int flags)
 
 static int lct_x_tostring(lua_State *L)
 {
-	return lct_x_text(L, lct_class_check(L, 1, &lct_expect_class, "tostring"), 0);
+	return lct_x_text(L, lct_class_check(L, 1, &lct_expect_class, "tostring"), NFCT_O_DEFAULT, 0);
+}
+
+/*
+ * x:format([opts]): the CLI's -o options for expectations: "xml" (one
+ * <flow> element, as `conntrack -L expect -o xml` prints it), "timestamp"
+ * (events: the time of receipt before the line; in XML the library's
+ * <when>, the time of printing, as the CLI's).
+ */
+static int lct_x_format(lua_State *L)
+{
+	struct lct_expect *x = lct_class_check(L, 1, &lct_expect_class, "format");
+	unsigned int o = lct_output_opts(L, 2, "format", LCT_O_XML | LCT_O_TIMESTAMP);
+
+	if (o & LCT_O_XML)
+		return lct_x_text(L, x, NFCT_O_XML, o & LCT_O_TIMESTAMP ? NFCT_OF_TIME : 0);
+	lct_x_text(L, x, NFCT_O_DEFAULT, 0);
+	if ((o & LCT_O_TIMESTAMP) && x->time > 0)
+		lct_stamp_prefix(L, x->time, 1);
+	return 1;
 }
 
 static int lct_x_raw(lua_State *L)
@@ -258,6 +279,7 @@ static int lct_x_eq(lua_State *L)
 
 static const luaL_Reg lct_expect_methods[] = {
 	{"totable", lct_x_totable},
+	{"format", lct_x_format},
 	{"raw", lct_x_raw},
 	{NULL, NULL}
 };
@@ -313,7 +335,7 @@ static void lct_x_got(lua_State *L, const struct nlmsghdr *m, void *ud)
 	int *got = ud;
 
 	if ((*got)++ == 0)
-		lct_expect_push(L, m, 0);
+		lct_expect_push(L, m, 0, 0);
 }
 
 /* h:expect_get(tuple or expectation) -> expectation | nil, msg, errno */

@@ -200,11 +200,11 @@ static void lct_put_flow(lua_State *L, int idx, const char *fname, struct nlmsgh
 {
 	const struct nlmsghdr *msg = lct_entry_msg(L, idx);
 
-	memset(s, 0, sizeof(*s));
 	if (msg != NULL) {
 		struct lct_dir d;
 		const struct nlattr *at[LCT_CTA_MAX + 1];
 
+		memset(s, 0, sizeof(*s));
 		if (lct_put_key(nlh, msg) < 0)
 			lct_argerror(L, fname, "tuple", "the entry has no tuple");
 		lct_a_table(msg, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
@@ -213,13 +213,14 @@ static void lct_put_flow(lua_State *L, int idx, const char *fname, struct nlmsgh
 		s->family = lct_nl_msgfamily(msg);
 		return;
 	}
-	lct_spec_read(L, idx, LCT_K_TUPLE, fname, s);
+	lct_spec_read(L, idx, LCT_K_TUPLE, fname, s);	/* clears s first */
 	lct_spec_put(nlh, s, LCT_K_TUPLE);
 }
 
-static int lct_h_get(lua_State *L)
+/* The single requests take a handle already checked: by their method, or by
+ * lct_default_call for the module-level functions. */
+static int lct_get_on(lua_State *L, struct lct_handle *h)
 {
-	struct lct_handle *h = lct_handle_check(L, 1, "get");
 	struct lct_spec s;
 	struct nlmsghdr *nlh;
 	int got = 0, err;
@@ -235,51 +236,94 @@ static int lct_h_get(lua_State *L)
 	return 1;
 }
 
-static void lct_status_got(lua_State *L, const struct nlmsghdr *m, void *ud)
+static int lct_h_get(lua_State *L)
 {
+	return lct_get_on(L, lct_handle_check(L, 1, "get"));
+}
+
+/* What an update takes from the flow as it is: its status and protocol info. */
+struct lct_current {
+	uint32_t status;
+	struct lct_pinfo pi;
+};
+
+static void lct_current_got(lua_State *L, const struct nlmsghdr *m, void *ud)
+{
+	struct lct_current *c = ud;
 	const struct nlattr *at[LCT_CTA_MAX + 1];
 
 	(void)L;
 	lct_a_table(m, sizeof(struct nfgenmsg), at, LCT_CTA_MAX);
-	lct_a_u32(at[CTA_STATUS], ud);
+	lct_a_u32(at[CTA_STATUS], &c->status);
+	lct_pinfo_parse(at[CTA_PROTOINFO], &c->pi);
 }
 
-/*
- * The status flags of an update are added to the entry's, as `conntrack
- * -U -u` does (the kernel refuses to clear some, and clears the others when
- * they are left out): the entry's own from its message, else from a get.
- * Returns 0 or an errno.
- */
-int lct_update_status(lua_State *L, struct lct_handle *h, const char *fname, int idx,
-		      struct lct_spec *s)
-{
-	const struct nlmsghdr *msg = lct_entry_msg(L, idx);
-	uint32_t cur = 0;
+#define LCT_S_SCTP	(LCT_S_STATE | LCT_S_VTAG0 | LCT_S_VTAG1)
 
-	if (!(s->has & LCT_S_STATUS))
+/*
+ * Completes an update from the flow as it is.  The status flags are added
+ * to the entry's, as `conntrack -U -u` does (the kernel refuses to clear
+ * some, and clears the others when they are left out).  SCTP: the kernel
+ * takes the state and both verification tags together or refuses them all
+ * (nlattr_to_sctp: EINVAL), so what the changes leave out of the three is
+ * the entry's.  The entry's own message serves, else a get of the tuple
+ * at idx (0: of the tuple in s itself).  Returns 0 or an errno.
+ */
+int lct_update_fill(lua_State *L, struct lct_handle *h, const char *fname, int idx,
+		    struct lct_spec *s)
+{
+	const struct nlmsghdr *msg = idx != 0 ? lct_entry_msg(L, idx) : NULL;
+	uint64_t sctp = s->orig.proto == IPPROTO_SCTP ? s->has & LCT_S_SCTP : 0;
+	int pi = sctp != 0 && sctp != LCT_S_SCTP, d;
+	struct lct_current cur;
+
+	if (!(s->has & LCT_S_STATUS) && !pi)
 		return 0;
-	if (msg != NULL) {
-		lct_status_got(L, msg, &cur);
-	} else {
+	memset(&cur, 0, sizeof(cur));
+	if (msg != NULL)
+		lct_current_got(L, msg, &cur);
+	/* an event's entry may lack the tags (a destroy carries none) */
+	if (msg == NULL || (pi && !(cur.pi.has_state && cur.pi.has_vtag[0] && cur.pi.has_vtag[1]))) {
 		char buf[LCT_TXBUF] = { 0 };	/* padding included */
-		struct lct_spec t;
 		struct nlmsghdr *nlh = lct_nl_req(buf, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
 						  NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
 		int err;
 
-		lct_spec_read(L, idx, LCT_K_TUPLE, fname, &t);
-		lct_spec_put(nlh, &t, LCT_K_TUPLE);
-		err = lct_handle_exchange(L, h, fname, nlh, lct_status_got, &cur);
+		if (msg != NULL) {
+			lct_put_key(nlh, msg);
+		} else if (idx == 0) {
+			lct_spec_put(nlh, s, LCT_K_TUPLE);	/* s holds the tuple too */
+		} else {
+			struct lct_spec t;
+
+			lct_spec_read(L, idx, LCT_K_TUPLE, fname, &t);
+			lct_spec_put(nlh, &t, LCT_K_TUPLE);
+		}
+		memset(&cur, 0, sizeof(cur));
+		err = lct_handle_exchange(L, h, fname, nlh, lct_current_got, &cur);
 		if (err != 0)
 			return err;
 	}
-	s->status |= cur;
+	if (s->has & LCT_S_STATUS)
+		s->status |= cur.status;
+	if (!pi)
+		return 0;
+	if (!(s->has & LCT_S_STATE) && cur.pi.has_state) {
+		s->state = cur.pi.state;
+		s->has |= LCT_S_STATE;
+	}
+	for (d = 0; d < 2; d++) {
+		if (!(s->has & (d ? LCT_S_VTAG1 : LCT_S_VTAG0)) && cur.pi.has_vtag[d]) {
+			s->vtag[d] = cur.pi.vtag[d];
+			s->has |= d ? LCT_S_VTAG1 : LCT_S_VTAG0;
+		}
+	}
 	return 0;
 }
 
-static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags, int kind)
+static int lct_change(lua_State *L, struct lct_handle *h, const char *op, uint8_t type,
+		      uint16_t flags, int kind)
 {
-	struct lct_handle *h = lct_handle_check(L, 1, op);
 	struct lct_spec s;
 	struct nlmsghdr *nlh;
 	int err;
@@ -294,7 +338,7 @@ static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags
 		lct_put_flow(L, 2, op, nlh, &s);
 		s.has &= (uint64_t)~(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
 		lct_changes_read(L, 3, op, &s);
-		err = lct_update_status(L, h, op, 2, &s);
+		err = lct_update_fill(L, h, op, 2, &s);
 		if (err != 0)
 			return lct_pusherr(L, op, err);
 		lct_spec_put(nlh, &s, LCT_K_CHANGES);
@@ -316,24 +360,44 @@ static int lct_change(lua_State *L, const char *op, uint8_t type, uint16_t flags
 	return 1;
 }
 
+static int lct_create_on(lua_State *L, struct lct_handle *h)
+{
+	return lct_change(L, h, "create", IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, LCT_K_SPEC);
+}
+
+static int lct_add_on(lua_State *L, struct lct_handle *h)
+{
+	return lct_change(L, h, "add", IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, LCT_K_SPEC);
+}
+
+static int lct_update_on(lua_State *L, struct lct_handle *h)
+{
+	return lct_change(L, h, "update", IPCTNL_MSG_CT_NEW, 0, LCT_K_CHANGES);
+}
+
+static int lct_delete_on(lua_State *L, struct lct_handle *h)
+{
+	return lct_change(L, h, "delete", IPCTNL_MSG_CT_DELETE, 0, LCT_K_TUPLE);
+}
+
 static int lct_h_create(lua_State *L)
 {
-	return lct_change(L, "create", IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, LCT_K_SPEC);
+	return lct_create_on(L, lct_handle_check(L, 1, "create"));
 }
 
 static int lct_h_add(lua_State *L)
 {
-	return lct_change(L, "add", IPCTNL_MSG_CT_NEW, NLM_F_CREATE | NLM_F_EXCL, LCT_K_SPEC);
+	return lct_add_on(L, lct_handle_check(L, 1, "add"));
 }
 
 static int lct_h_update(lua_State *L)
 {
-	return lct_change(L, "update", IPCTNL_MSG_CT_NEW, 0, LCT_K_CHANGES);
+	return lct_update_on(L, lct_handle_check(L, 1, "update"));
 }
 
 static int lct_h_delete(lua_State *L)
 {
-	return lct_change(L, "delete", IPCTNL_MSG_CT_DELETE, 0, LCT_K_TUPLE);
+	return lct_delete_on(L, lct_handle_check(L, 1, "delete"));
 }
 
 /*
@@ -504,6 +568,81 @@ int lct_stats(lua_State *L, const char *op, int expect)
 static int lct_h_stats(lua_State *L)
 {
 	return lct_stats(L, "stats", 0);
+}
+
+/* The single requests by method, for lct_default_call. */
+static const struct {
+	lua_CFunction method;
+	int (*on)(lua_State *L, struct lct_handle *h);
+} lct_hops[] = {
+	{lct_h_get, lct_get_on}, {lct_h_create, lct_create_on}, {lct_h_add, lct_add_on},
+	{lct_h_update, lct_update_on}, {lct_h_delete, lct_delete_on},
+};
+#define LCT_NHOPS	((int)(sizeof(lct_hops) / sizeof(lct_hops[0])))
+
+/*
+ * The module-level form of a handle method written in C (ct.get for h:get):
+ * upvalues (metatable, box, method, opener, hop).  box[1] is the default
+ * handle; while it is missing or closed, opener() gives one (or nil, msg,
+ * errno, returned as they are).  The handle goes in front of the arguments
+ * and the method runs in this call: one Lua->C hop, no metamethod for
+ * h.closed.  A single request (hop, an index in lct_hops, >= 0) skips the
+ * check of self as well: the handle is the box's.
+ */
+static int lct_default_call(lua_State *L)
+{
+	struct lct_handle *h;
+	int hop;
+
+	/* box[1] is nil or a handle: conntrack.lua stores only what core.open made. */
+	lua_rawgeti(L, lua_upvalueindex(2), 1);
+	h = lua_touserdata(L, -1);
+	if (h == NULL || h->nl == NULL) {
+		lua_pop(L, 1);
+		lua_pushvalue(L, lua_upvalueindex(4));
+		lua_call(L, 0, 3);
+		if (lua_isnil(L, -3))
+			return 3;
+		lua_pop(L, 2);
+		h = lua_touserdata(L, -1);
+	}
+	lua_insert(L, 1);
+	hop = (int)lua_tointeger(L, lua_upvalueindex(5));
+	if (hop >= 0 && hop < LCT_NHOPS)
+		return lct_hops[hop].on(L, h);
+	return lua_tocfunction(L, lua_upvalueindex(3))(L);
+}
+
+/*
+ * core.on_default(box, method, opener): lct_default_call over a method of
+ * the handle class written in C (its only upvalue the class's metatable),
+ * or nil for any other function (a Lua method keeps a Lua wrapper).
+ */
+int lct_f_on_default(lua_State *L)
+{
+	lua_CFunction fn;
+	int ok, hop;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	lua_settop(L, 3);
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_handle_key);
+	fn = lua_tocfunction(L, 2);
+	ok = fn != NULL && lua_getupvalue(L, 2, 1) != NULL;
+	if (ok) {
+		ok = lua_rawequal(L, -1, 4) && lua_getupvalue(L, 2, 2) == NULL;
+		lua_pop(L, 1);
+	}
+	if (!ok) {
+		lua_pushnil(L);
+		return 1;
+	}
+	for (hop = 0; hop < LCT_NHOPS && lct_hops[hop].method != fn; hop++)
+		;
+	lua_insert(L, 1);		/* metatable, box, method, opener */
+	lua_pushinteger(L, hop < LCT_NHOPS ? hop : -1);
+	lua_pushcclosure(L, lct_default_call, 5);
+	return 1;
 }
 
 const luaL_Reg lct_handle_methods[] = {

@@ -255,6 +255,59 @@ struct nlmsghdr *lct_nl_req(void *buf, uint16_t type, uint16_t flags,
 void lct_nl_family(struct nlmsghdr *nlh, uint8_t family, uint8_t version);
 uint8_t lct_nl_msgfamily(const struct nlmsghdr *nlh);
 
+/*
+ * Attributes written in place, as libmnl's mnl_attr_put* write them (type,
+ * length, payload, zeroed padding), but inline: a request writes a dozen,
+ * and with a constant length the copy is a store or two.  The caller
+ * knows the request fits (LCT_TXBUF).
+ */
+static inline void lct_attr_put(struct nlmsghdr *nlh, uint16_t type, size_t len, const void *data)
+{
+	struct nlattr *a = (struct nlattr *)((char *)nlh + MNL_ALIGN(nlh->nlmsg_len));
+	size_t al = MNL_ALIGN(len);
+
+	a->nla_type = type;
+	a->nla_len = (uint16_t)(MNL_ATTR_HDRLEN + len);
+	memcpy(a + 1, data, len);
+	if (al != len)
+		memset((char *)(a + 1) + len, 0, al - len);
+	nlh->nlmsg_len = (uint32_t)(MNL_ALIGN(nlh->nlmsg_len) + MNL_ATTR_HDRLEN + al);
+}
+
+static inline void lct_attr_u8(struct nlmsghdr *nlh, uint16_t type, uint8_t v)
+{
+	lct_attr_put(nlh, type, sizeof(v), &v);
+}
+
+static inline void lct_attr_u16(struct nlmsghdr *nlh, uint16_t type, uint16_t v)
+{
+	lct_attr_put(nlh, type, sizeof(v), &v);
+}
+
+static inline void lct_attr_u32(struct nlmsghdr *nlh, uint16_t type, uint32_t v)
+{
+	lct_attr_put(nlh, type, sizeof(v), &v);
+}
+
+static inline void lct_attr_u64(struct nlmsghdr *nlh, uint16_t type, uint64_t v)
+{
+	lct_attr_put(nlh, type, sizeof(v), &v);
+}
+
+static inline struct nlattr *lct_attr_nest(struct nlmsghdr *nlh, uint16_t type)
+{
+	struct nlattr *a = (struct nlattr *)((char *)nlh + MNL_ALIGN(nlh->nlmsg_len));
+
+	a->nla_type = (uint16_t)(NLA_F_NESTED | type);
+	nlh->nlmsg_len = (uint32_t)(MNL_ALIGN(nlh->nlmsg_len) + MNL_ATTR_HDRLEN);
+	return a;
+}
+
+static inline void lct_attr_end(struct nlmsghdr *nlh, struct nlattr *a)
+{
+	a->nla_len = (uint16_t)((char *)nlh + nlh->nlmsg_len - (char *)a);
+}
+
 /* Messages in a buffer, taken one at a time with every length checked. */
 struct lct_rx {
 	const char *buf;
@@ -507,6 +560,25 @@ void lct_match_open(lua_State *L);
 size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 		char *buf, size_t len);
 
+/* The words of format(opts), the CLI's -o options, as bits. */
+#define LCT_O_EXTENDED		0x01
+#define LCT_O_ID		0x02
+#define LCT_O_KTIMESTAMP	0x04
+#define LCT_O_LABELS		0x08
+#define LCT_O_XML		0x10
+#define LCT_O_TIMESTAMP		0x20
+#define LCT_O_LIBRARY		0x40	/* through libnetfilter_conntrack, for checks */
+/* opts at idx (a comma list, or none) as bits; a word not in allowed raises. */
+unsigned int lct_output_opts(lua_State *L, int idx, const char *fname, unsigned int allowed);
+/*
+ * The string at the top prefixed with time t as -o timestamp writes it:
+ * "[sec.usec]\t", the microseconds zero-padded (flows), or padded with
+ * blanks after them (blanks: expectations, as conntrack 1.4.7 prints them).
+ */
+void lct_stamp_prefix(lua_State *L, double t, int blanks);
+/* An event type (0 dump, 1 new, 2 update, 3 destroy) as the library's NFCT_T_*. */
+unsigned int lct_nfct_msgtype(int evtype);
+
 /* ---- entry.c: entries ------------------------------------------------- */
 
 /* Pushes a new entry holding a copy of nlh (evtype 0 for dumps). */
@@ -547,19 +619,25 @@ struct lct_handle *lct_handle_check(lua_State *L, int idx, const char *fname);
 struct mnl_socket *lct_handle_sock(lua_State *L, struct lct_handle *h, const char *fname);
 uint32_t lct_handle_seq(struct lct_handle *h);
 int lct_f_open(lua_State *L);
+/* core.on_default(box, method, opener): the module-level form of a C method. */
+int lct_f_on_default(lua_State *L);
 /* Sends nlh on h and reads the answer, data messages to push (which may run Lua). */
 typedef void (*lct_push_fn)(lua_State *L, const struct nlmsghdr *m, void *ud);
 int lct_handle_exchange(lua_State *L, struct lct_handle *h, const char *fname,
 			struct nlmsghdr *nlh, lct_push_fn push, void *ud);
-/* Adds the entry's status (of the flow at idx) to an update's, as the CLI does. */
-int lct_update_status(lua_State *L, struct lct_handle *h, const char *fname, int idx,
-		      struct lct_spec *s);
+/*
+ * Completes an update from the flow at idx as it is: its status added to the
+ * update's (as the CLI does), SCTP state and tags the kernel wants together.
+ */
+int lct_update_fill(lua_State *L, struct lct_handle *h, const char *fname, int idx,
+		    struct lct_spec *s);
 /* Per-CPU statistics of the table, or of the expectations (expect). */
 int lct_stats(lua_State *L, const char *op, int expect);
 
 /* ---- expect.c: expectations ------------------------------------------ */
 
-void lct_expect_push(lua_State *L, const struct nlmsghdr *nlh, int evtype);
+/* Pushes a new expectation holding a copy of nlh (time: events, when received; else 0). */
+void lct_expect_push(lua_State *L, const struct nlmsghdr *nlh, int evtype, double time);
 const struct nlmsghdr *lct_expect_msg(lua_State *L, int idx);
 extern const struct lct_class lct_expect_class;
 extern const luaL_Reg lct_expect_handle_methods[];

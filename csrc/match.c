@@ -971,5 +971,5 @@ static const luaL_Reg lct_match_funcs[] = {
 
 void lct_match_open(lua_State *L)
 {
-	luaL_setfuncs(L, lct_match_funcs, 0);
+	lct_setfuncs(L, lct_match_funcs, 0);
 }

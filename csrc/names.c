@@ -40,7 +40,7 @@ int lct_proto_lookup(const char *name)
 	size_t i;
 
 	for (i = 0; i < LCT_NPROTOS; i++)
-		if (strcmp(lct_protos[i].name, name) == 0)
+		if (lct_protos[i].name[0] == name[0] && strcmp(lct_protos[i].name, name) == 0)
 			return lct_protos[i].num;
 	if (*name == '\0')
 		return -1;
@@ -102,7 +102,7 @@ int lct_state_lookup(unsigned int proto, const char *name)
 	int i;
 
 	for (i = 0; s != NULL && s[i] != NULL; i++)
-		if (strcmp(s[i], name) == 0)
+		if (s[i][0] == name[0] && strcmp(s[i], name) == 0)
 			return i;
 	/* The CLI's name for state 9 from before Linux 2.6.31. */
 	if (proto == IPPROTO_TCP && strcmp(name, "LISTEN") == 0)
@@ -122,8 +122,9 @@ int lct_status_lookup(const char *name)
 {
 	int i;
 
+	/* The first letter before strcmp: a lookup per name of every request. */
 	for (i = 0; i < 32 && lct_status_names[i] != NULL; i++)
-		if (strcmp(lct_status_names[i], name) == 0)
+		if (lct_status_names[i][0] == name[0] && strcmp(lct_status_names[i], name) == 0)
 			return i;
 	if (strcmp(name, "NAT_CLASH") == 0)
 		return 12;	/* the kernel's other name for bit 12 */
@@ -281,9 +282,11 @@ uint32_t lct_status_arg(lua_State *L, int idx, const char *fname, const char *ar
 		lct_argerror(L, fname, arg, "flag names expected, got %s", luaL_typename(L, idx));
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
-		if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
+		int kt = lua_type(L, -2), vt = lua_type(L, -1);
+
+		if (kt == LUA_TNUMBER && vt == LUA_TSTRING) {
 			v |= 1u << lct_status_name_arg(L, -1, fname, arg);
-		} else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TBOOLEAN) {
+		} else if (kt == LUA_TSTRING && vt == LUA_TBOOLEAN) {
 			if (lua_toboolean(L, -1))
 				v |= 1u << lct_status_name_arg(L, -2, fname, arg);
 		} else {
@@ -470,7 +473,7 @@ void lct_names_open(lua_State *L)
 	size_t i;
 	int b;
 
-	luaL_setfuncs(L, lct_names_funcs, 0);
+	lct_setfuncs(L, lct_names_funcs, 0);
 	lua_newtable(L);
 
 	lua_newtable(L);

@@ -142,20 +142,24 @@ int lct_rx_take(struct lct_rx *rx, const struct nlmsghdr **out, int *err)
 {
 	while (rx->len > 0) {
 		const struct nlmsghdr *m = (const struct nlmsghdr *)(rx->buf + rx->pos);
-		int before = rx->len;
+		const char *payload;
+		uint32_t mlen;
 
-		if (!mnl_nlmsg_ok(m, rx->len)) {
+		/* libmnl's mnl_nlmsg_ok and _next, inline: every message passes here. */
+		if (rx->len < (int)sizeof(*m) || (mlen = m->nlmsg_len) < sizeof(*m) ||
+		    mlen > (uint32_t)rx->len) {
 			rx->len = 0;
 			break;
 		}
-		mnl_nlmsg_next(m, &rx->len);
-		rx->pos += before - rx->len;
+		rx->len -= (int)MNL_ALIGN(mlen);
+		rx->pos += (int)MNL_ALIGN(mlen);
+		payload = (const char *)m + MNL_NLMSG_HDRLEN;
 		*out = m;
 		*err = 0;
 		if (m->nlmsg_type == NLMSG_ERROR) {
-			const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
+			const struct nlmsgerr *e = (const struct nlmsgerr *)payload;
 
-			if (m->nlmsg_len < mnl_nlmsg_size(sizeof(*e))) {
+			if (mlen < MNL_NLMSG_HDRLEN + sizeof(*e)) {
 				*err = EBADMSG;
 				return LCT_RX_ERROR;
 			}
@@ -163,16 +167,16 @@ int lct_rx_take(struct lct_rx *rx, const struct nlmsghdr **out, int *err)
 			return e->error == 0 ? LCT_RX_ACK : LCT_RX_ERROR;
 		}
 		if (m->nlmsg_type == NLMSG_DONE) {
-			if (mnl_nlmsg_get_payload_len(m) >= sizeof(int)) {
+			if (mlen - MNL_NLMSG_HDRLEN >= sizeof(int)) {
 				int e;
 
-				memcpy(&e, mnl_nlmsg_get_payload(m), sizeof(e));
+				memcpy(&e, payload, sizeof(e));
 				*err = e < 0 ? -e : 0;
 			}
 			return LCT_RX_DONE;
 		}
 		if (m->nlmsg_type < NLMSG_MIN_TYPE ||
-		    m->nlmsg_len < mnl_nlmsg_size(sizeof(struct nfgenmsg)))
+		    mlen < MNL_NLMSG_HDRLEN + sizeof(struct nfgenmsg))
 			continue;	/* NOOP, OVERRUN, or too short to be ours */
 		return LCT_RX_DATA;
 	}

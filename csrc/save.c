@@ -303,6 +303,31 @@ static void lct_line_check(lua_State *L, struct lct_line *ln, int id, const char
 	}
 }
 
+/*
+ * tables, a filter line: -s and -d may name a prefix ("192.0.2.0/24"), as
+ * conntrack's do there.  The prefix is checked, its address read as the
+ * field would be (its family noted), and the prefix kept as the value (a
+ * filter's src/dst take prefixes).  0 when v is no prefix of those.
+ */
+static int lct_line_prefix(lua_State *L, struct lct_line *ln, int id, const char *field,
+			   const struct lct_tok *v)
+{
+	const char *slash = memchr(v->p, '/', v->n);
+	struct lct_cidr c;
+
+	if (!ln->partial || slash == NULL || (strcmp(field, "src") != 0 && strcmp(field, "dst") != 0))
+		return 0;
+	lua_pushlstring(L, v->p, v->n);
+	if (lct_cidr_parse(v->p, v->n, &c) < 0)
+		lct_argerror(L, ln->fname, field, "malformed address or prefix %s", lct_shortval(L, -1));
+	lua_pushlstring(L, v->p, (size_t)(slash - v->p));
+	if (!ln->dups)
+		lct_reader_kfield(L, ln->fname, id, ln->kinds, ln->s, &ln->r);
+	lua_pop(L, 1);
+	lua_rawset(L, ln->tidx);
+	return 1;
+}
+
 static void lct_line_value(lua_State *L, struct lct_line *ln, int id, const char *field, int kind,
 			   const struct lct_tok *v)
 {
@@ -396,6 +421,8 @@ static void lct_line_value(lua_State *L, struct lct_line *ln, int id, const char
 		lua_pushlstring(L, v->p, v->n);
 		break;
 	default:
+		if (ln->tables && lct_line_prefix(L, ln, id, field, v))
+			return;
 		lua_pushlstring(L, v->p, v->n);
 	}
 	if (ln->tables) {
@@ -701,5 +728,5 @@ void lct_save_open(lua_State *L)
 		lua_pushstring(L, lct_field_name((int)k));
 		lua_rawseti(L, -2, (int)k + 1);
 	}
-	luaL_setfuncs(L, lct_save_funcs, 1);
+	lct_setfuncs(L, lct_save_funcs, 1);
 }

@@ -286,3 +286,76 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 	*o.p = '\0';
 	return (size_t)(o.p - buf);
 }
+
+/* ---- output options --------------------------------------------------- */
+
+static const struct {
+	const char *word;
+	unsigned int bit;
+} lct_output_words[] = {
+	{"default", 0}, {"extended", LCT_O_EXTENDED}, {"id", LCT_O_ID},
+	{"ktimestamp", LCT_O_KTIMESTAMP}, {"labels", LCT_O_LABELS}, {"xml", LCT_O_XML},
+	{"timestamp", LCT_O_TIMESTAMP}, {"library", LCT_O_LIBRARY},
+};
+
+unsigned int lct_output_opts(lua_State *L, int idx, const char *fname, unsigned int allowed)
+{
+	const char *o;
+	unsigned int bits = 0;
+
+	if (!lua_isnoneornil(L, idx) && lua_type(L, idx) != LUA_TSTRING)
+		return (unsigned int)lct_argerror(L, fname, "opts", "string expected, got %s",
+						  luaL_typename(L, idx));
+	o = luaL_optstring(L, idx, "");
+	while (*o) {
+		size_t n = strcspn(o, ","), i;
+
+		for (i = 0; n > 0 && i < sizeof(lct_output_words) / sizeof(lct_output_words[0]); i++) {
+			if (strlen(lct_output_words[i].word) == n &&
+			    memcmp(o, lct_output_words[i].word, n) == 0 &&
+			    (lct_output_words[i].bit & ~allowed) == 0)
+				break;
+		}
+		if (n > 0 && i == sizeof(lct_output_words) / sizeof(lct_output_words[0])) {
+			lua_pushlstring(L, o, n);
+			return (unsigned int)lct_argerror(L, fname, "opts", "unknown output option %s",
+							  lct_shortval(L, -1));
+		}
+		if (n > 0)
+			bits |= lct_output_words[i].bit;
+		o += n;
+		if (*o == ',')
+			o++;
+	}
+	return bits;
+}
+
+void lct_stamp_prefix(lua_State *L, double t, int blanks)
+{
+	long sec = (long)t;
+	long usec = (long)((t - (double)sec) * 1e6 + 0.5);
+	char pre[48];
+	int k;
+
+	if (usec >= 1000000) {
+		sec += 1;
+		usec -= 1000000;
+	}
+	if (blanks)
+		k = snprintf(pre, sizeof(pre), "[%-8ld.%-6ld]\t", sec, usec);
+	else
+		k = snprintf(pre, sizeof(pre), "[%-.8ld.%-.6ld]\t", sec, usec);
+	lua_pushlstring(L, pre, (size_t)k);
+	lua_insert(L, -2);
+	lua_concat(L, 2);
+}
+
+unsigned int lct_nfct_msgtype(int evtype)
+{
+	switch (evtype) {
+	case 1: return NFCT_T_NEW;
+	case 2: return NFCT_T_UPDATE;
+	case 3: return NFCT_T_DESTROY;
+	}
+	return NFCT_T_UNKNOWN;
+}

@@ -35,8 +35,12 @@ conntrack 1.4.7 is wrong:
     SRC_NAT / DST_NAT status bit, the address compared whole (IPv6
     included); conntrack compares 32 bits and calls un-NATed ICMP flows
     NATed.
-  * SCTP vtags: -I and -o save take and write them as the kernel holds
-    them (conntrack swaps their bytes both ways).
+  * SCTP vtags: -I, -U and -o save take and write them as the kernel
+    holds them (conntrack swaps their bytes both ways).  -U changes the
+    tags it is given and keeps the entry's state and other tag (the kernel
+    takes the three together); conntrack drops a change of tags unless
+    the state changes too, and then fails in the kernel ("invalid
+    parameters") unless both tags are given, yet counts the entry updated.
   * -I expect: the expected tuple gets the protocol of -p and its ports
     (conntrack takes the protocol from a byte of the port and drops the
     ports, for TCP, SCTP and DCCP).
@@ -1220,11 +1224,6 @@ local function call(command, fn, h, arg, add)
 	return res
 end
 
--- Something the module cannot do: said plainly, exit status 1.
-local function missing(what)
-	fail(OTHER, "%s: not supported by lua-conntrack %s", what, tostring(ct.version))
-end
-
 -- ---------------------------------------------------------------------
 -- Output: lines gathered and written in blocks.
 
@@ -1265,13 +1264,6 @@ do
 	else
 		now = function() return os.time(), 0 end
 	end
-end
-
--- The <when> element of -o xml,timestamp, at time t (seconds).
-local function when(t)
-	local d = os.date("*t", floor(t))
-	return format("<when><hour>%d</hour><min>%02d</min><sec>%02d</sec><wday>%d</wday><day>%d</day>" ..
-		"<month>%d</month><year>%d</year></when>", d.hour, d.min, d.sec, d.wday, d.day, d.month, d.year)
 end
 
 -- fn(e) -> the line the CLI prints for e.  kind: "list" (dumps, gets,
@@ -1645,6 +1637,7 @@ local function update_changes(c)
 		ch.label_del = c.label_del
 	end
 	if c.state then ch.state = c.state end
+	ch.orig_vtag, ch.reply_vtag = c.orig.vtag, c.reply.vtag
 	return ch
 end
 
@@ -1665,6 +1658,9 @@ local function alters(e, ch)
 		if bor(old, ch.status) ~= old then return true end
 	end
 	if ch.state and e.state ~= ch.state then return true end
+	-- conntrack compares no tags: a change of tags alone is dropped there
+	if ch.orig_vtag and e.orig_vtag ~= ch.orig_vtag then return true end
+	if ch.reply_vtag and e.reply_vtag ~= ch.reply_vtag then return true end
 	local ls = e.labels
 	if ch.label_add then
 		for _, l in ipairs(ch.label_add) do
@@ -1688,12 +1684,7 @@ local function cmd_update(h, c)
 		any = true
 	end)
 	each(h, build_filter(c, "update"), nil, "update", function(e)
-		if next(ch) ~= nil and alters(e, ch) then
-			if c.orig.vtag or c.reply.vtag then
-				missing("changing SCTP verification tags (-U --orig-vtag, --reply-vtag)")
-			end
-			add(e)
-		end
+		if next(ch) ~= nil and alters(e, ch) then add(e) end
 	end)
 	local n = add(nil)
 	if any then
@@ -1763,57 +1754,17 @@ end
 -- ---------------------------------------------------------------------
 -- The expectation table.
 
-local XPROTO = { [6] = "tcp", [17] = "udp", [136] = "udplite", [1] = "icmp", [58] = "icmpv6",
-	[132] = "sctp", [47] = "gre", [33] = "dccp" }
-
--- An expectation as `conntrack -o xml` writes it (libnetfilter_conntrack's
--- layout; the module gives expectations their text line only).
-local function xml_expect(x, t)
-	local fam = x.family
-	local parts = { x.type and format('<flow type="%s">', x.type) or "<flow>",
-		format('<layer3 protonum="%d" protoname="%s">', fam == "ipv6" and 10 or 2, fam) }
-	local tuples = { { "expected", x.tuple }, { "mask", x.mask }, { "master", x.master } }
-	for _, tp in ipairs(tuples) do
-		local u = tp[2] or {}
-		parts[#parts + 1] = format("<%s><src>%s</src><dst>%s</dst></%s>", tp[1], u.src or "", u.dst or "", tp[1])
-	end
-	local pnum = x.protonum or 0
-	parts[#parts + 1] = format('</layer3><layer4 protonum="%d" protoname="%s">', pnum, XPROTO[pnum] or "unknown")
-	for _, tp in ipairs(tuples) do
-		local u = tp[2] or {}
-		local pn = u.protonum or pnum
-		parts[#parts + 1] = "<" .. tp[1] .. ">"
-		if PORT_PROTOS[pn] then
-			parts[#parts + 1] = format("<sport>%d</sport><dport>%d</dport>", u.sport or 0, u.dport or 0)
-		elseif pn == 47 then
-			parts[#parts + 1] = format("<srckey>0x%x</srckey><dstkey>0x%x</dstkey>", u.srckey or 0, u.dstkey or 0)
-		end
-		parts[#parts + 1] = "</" .. tp[1] .. ">"
-	end
-	parts[#parts + 1] = "</layer4><meta>"
-	if x.helper then parts[#parts + 1] = "<helper-name>" .. x.helper .. "</helper-name>" end
-	if x.timeout then parts[#parts + 1] = format("<timeout>%d</timeout>", x.timeout) end
-	if x.class then parts[#parts + 1] = format("<class>%d</class>", x.class) end
-	if x.zone then parts[#parts + 1] = format("<zone>%d</zone>", x.zone) end
-	if t then parts[#parts + 1] = when(t) end
-	local fl = x.flags or {}
-	if fl.PERMANENT then parts[#parts + 1] = "<permanent/>" end
-	if fl.INACTIVE then parts[#parts + 1] = "<inactive/>" end
-	if fl.USERSPACE then parts[#parts + 1] = "<userspace/>" end
-	parts[#parts + 1] = "</meta></flow>"
-	return concat(parts)
-end
-
--- fn(x [, t]) -> the CLI's line for expectation x (t: its time, for -o
--- timestamp; the CLI takes the time of printing).
+-- fn(x) -> the CLI's line for expectation x.  -o timestamp: an event's
+-- time of receipt (x:format), for a dump the time of printing (as the CLI).
 local function xprinter(c)
 	local o = c.output
 	if o.xml then
-		return function(x, t) return xml_expect(x, o.timestamp and (t or now()) or nil) end
+		local opts = o.timestamp and "xml,timestamp" or "xml"
+		return function(x) return x:format(opts) end
 	elseif o.timestamp then
-		return function(x, t)
-			local sec, usec
-			if t then sec, usec = floor(t), floor((t - floor(t)) * 1e6) else sec, usec = now() end
+		return function(x)
+			if x.time then return x:format("timestamp") end
+			local sec, usec = now()
 			return format("[%-8d.%-6d]\t", sec, usec) .. tostring(x)
 		end
 	end
@@ -2072,7 +2023,7 @@ local function cmd_exp_event(_, c)
 			emit(xml.head)
 		end
 		n = n + 1
-		emit(line(x, x.time))
+		emit(line(x))
 	end)
 	if head then emit(xml.foot) end
 	flush_out()

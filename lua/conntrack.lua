@@ -33,17 +33,21 @@ M.open = core.open
 -- formatting and filters on data that did not come from a table).
 M.entry = core.entry
 
-local default
+-- The default handle lives in box[1], shared with the C form of the
+-- module-level functions (core.on_default).
+local box = {}
 --- The handle behind the module-level functions, opened on first use.
 function M.default()
-	if default == nil or core.type(default) ~= "handle" then
-		local h, msg, errno = core.open()
+	local h = box[1]
+	if h == nil or core.type(h) ~= "handle" then
+		local msg, errno
+		h, msg, errno = core.open()
 		if not h then
 			return nil, msg, errno
 		end
-		default = h
+		box[1] = h
 	end
-	return default
+	return h
 end
 
 -- The Lua layer: filters, NAT classification, output formats, and the
@@ -54,14 +58,16 @@ M.format = require "conntrack.format"
 local handle = require "conntrack.handle"
 handle.install(core.methods.handle)
 
--- ct.dump(...) and friends run on the default handle.  The handle open,
--- the call costs a field read (h.closed) and the method's lookup in a plain
--- table: a single get or create is a few microseconds in all.
+-- ct.dump(...) and friends run on the default handle.  A method written in
+-- C gets a C closure that puts the handle in front of the arguments and
+-- runs the method in the same call (a single get or create is a few
+-- microseconds in all); a method of the Lua layer gets a Lua wrapper.  The
+-- methods are taken as they are now, after handle.install.
 local hmethods = core.methods.handle
-for name in pairs(hmethods) do
+for name, method in pairs(hmethods) do
 	if name ~= "close" and name ~= "getfd" then
-		M[name] = function(...)
-			local h = default
+		M[name] = core.on_default(box, method, M.default) or function(...)
+			local h = box[1]
 			if h == nil or h.closed then
 				local msg, errno
 				h, msg, errno = M.default()
@@ -69,7 +75,7 @@ for name in pairs(hmethods) do
 					return nil, msg, errno
 				end
 			end
-			return hmethods[name](h, ...)
+			return method(h, ...)
 		end
 	end
 end

@@ -114,7 +114,7 @@ describe("core: handles", function()
 	end)
 
 	it("binds to the namespace of a process, by /proc/PID/ns/net", function()
-		local p = assert(io.popen("ip netns exec " .. ns .. " sh -c 'echo $$; exec sleep 10'"))
+		local p = assert(io.popen("exec ip netns exec " .. ns .. " sh -c 'echo $$; exec sleep 10'"))
 		local pid = assert(tonumber(p:read("*l")))
 		local h = assert(ct.open{ netns = "/proc/" .. pid .. "/ns/net" })
 		finally(function()
@@ -186,6 +186,32 @@ describe("core: module-level functions on the default handle", function()
 		local h2 = assert(ct.default())
 		assert.are_not.equal(h, h2)
 		assert.is_number(ct.count())
+	end)
+
+	it("reopen it from a single request as well, each on a new handle", function()
+		local spec = { src = "198.51.100.9", dst = "198.51.100.10", proto = "udp", sport = 5353,
+			dport = 53, timeout = 60 }
+		local calls = {
+			function() return ct.create(spec) end,
+			function() return ct.get(H.tuple(spec)) end,
+			function() return ct.update(H.tuple(spec), { mark = 9 }) end,
+			function() return ct.delete(H.tuple(spec)) end,
+		}
+		local seen = {}
+		for i, call in ipairs(calls) do
+			local h = assert(ct.default())
+			seen[h] = true
+			h:close()
+			assert.truthy(call(), "call " .. i)
+			assert.is_nil(seen[ct.default()])
+			assert.equals("handle", ct.type(ct.default()))
+		end
+		assert.equals(0, ct.count())
+		-- A programmer error names the caller's line and the user's function.
+		local ok, err = pcall(function() ct.delete(5) end)
+		assert.is_false(ok)
+		assert.matches("_spec%.lua:%d+: delete: bad argument 'tuple' " ..
+			"%(table expected, got number%)$", err)
 	end)
 end)
 

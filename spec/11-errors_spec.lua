@@ -360,6 +360,8 @@ describe("errors: bad input raises naming the function and the field", function(
 			{ { mark = -1 }, "'mark' (integer 0..4294967295 expected, got -1)" },
 			{ { labels = "x" }, "'labels' (table of label names or bits expected, got string)" },
 			{ { status = true }, "'status' (flag names expected, got boolean)" },
+			{ { tcp_wscale_orig = 15 }, "'tcp_wscale_orig' (integer 0..14 expected, got 15)" },
+			{ { tcp_flags_reply = "x" }, "'tcp_flags_reply' (integer 0..255 expected, got string)" },
 		} do
 			raises(function() h:update(BASE_T, c[1]) end, "update: bad argument " .. c[2])
 			raises(function() h:update_where(ct.filter.all(), c[1]) end, "update_where: bad argument " .. c[2])

@@ -304,6 +304,89 @@ describe("expectations: the module and conntrack ... expect", function()
 			assert.equals(4, h:expect_count())
 		end)
 
+	-- x:format goes through the library the CLI prints with: the same
+	-- element whatever the expectation holds (flags, class, the NAT part,
+	-- made by the CLI, IPv6).
+	it("x:format(\"xml\") is conntrack -L expect -o xml's element byte for byte; \"xml,timestamp\" adds"
+		.. " the CLI's <when>; only the options the CLI takes for expectations", function()
+		local V6C, V6S = "2001:db8::1", "2001:db8:1::2"
+		master(h, 21)
+		master(h, 22)
+		master(h, 23)
+		master(h, 24)
+		master(h, 25, { src = V6C, dst = V6S })
+		assert.is_true(h:expect_create(xspec(21)))
+		assert.is_true(h:expect_create(xspec(22, { flags = { "PERMANENT" } })))
+		assert.is_true(h:expect_create(xspec(23, { flags = { "INACTIVE" }, fn = "nat-follow-master",
+			nat_dir = "orig", nat_src = "198.51.100.100", nat_dst = "0.0.0.0", nat_sport = 4000, nat_dport = 0 })))
+		assert.is_true(select(2, cli_create(ns, 24, 1624)))
+		assert.is_true(h:expect_create(xspec(25, { src = V6C, dst = V6S, tuple_src = V6C, tuple_dst = V6S })))
+		local function untimed(l)
+			return (l:gsub("<timeout>%d+</timeout>", "<timeout>T</timeout>"))
+		end
+		local cli = {}
+		for _, fam in ipairs({ "ipv4", "ipv6" }) do
+			local lines = H.cli_ok(ns, "-L expect -o xml -f " .. fam)
+			assert.same({ '<?xml version="1.0" encoding="utf-8"?>', "<expect>" }, { lines[1], lines[2] })
+			assert.equals("</expect>", lines[#lines])
+			for i = 3, #lines - 1 do cli[#cli + 1] = lines[i] end
+		end
+		assert.equals(5, #cli)
+		local n = 0
+		for x in h:dump(nil, { table = "expect" }) do
+			n = n + 1
+			local sport = x.master.sport
+			local mine = x:format("xml")
+			local theirs = assert(H.find(cli, "<master><sport>" .. sport .. "</sport>"), sport)
+			assert.equals(untimed(theirs), untimed(mine))
+			local stamped = x:format("xml,timestamp")
+			assert.truthy(stamped:find("<class>%d+</class><when><hour>%d+</hour>.-</year></when>"), stamped)
+			assert.equals(untimed(mine), untimed((stamped:gsub("<when>.-</when>", ""))))
+			-- a listed expectation has no time: "timestamp" adds nothing
+			assert.equals(tostring(x), x:format("timestamp"))
+			assert.equals(tostring(x), x:format())
+		end
+		assert.equals(5, n)
+		local x = assert(h:expect_get(xtuple(30021)))
+		local d = os.date("*t")
+		local w = x:format("xml,timestamp"):match("<when>(.-)</when>")
+		assert.equals(d.year, tonumber(w:match("<year>(%d+)</year>")))
+		assert.has_error(function() x:format("extended") end,
+			"format: bad argument 'opts' (unknown output option 'extended')")
+		assert.has_error(function() x:format(1) end, "format: bad argument 'opts' (string expected, got number)")
+	end)
+
+	it("expectation events: x.time is when they came; format(\"timestamp\") writes it as conntrack -E expect"
+		.. " -o timestamp does, format(\"xml\") with the event's type", function()
+		local on_exit = H.finally(finally)
+		assert(select(2, H.sh(ns, "sysctl -qw net.netfilter.nf_conntrack_events=1")))
+		on_exit(function() H.sh(ns, "sysctl -qw net.netfilter.nf_conntrack_events=2") end)
+		local sub = assert(h:subscribe{ table = "expect" })
+		on_exit(function() sub:close() end)
+		master(h, 26)
+		local before = os.time()
+		assert.is_true(h:expect_create(xspec(26)))
+		local listed = assert(h:expect_get(xtuple(30026)))
+		assert.is_true(h:expect_delete(xtuple(30026)))
+		local evs = H.collect_n(sub, 2)
+		assert.same({ "new", "destroy" }, { evs[1].type, evs[2].type })
+		for _, ev in ipairs(evs) do
+			assert.is_true(ev.time >= before and ev.time <= os.time() + 1, tostring(ev.time))
+			assert.equals(ev.time, ev:totable().time)
+			-- conntrack's expectation events: "[%-8ld.%-6ld]\t", blanks after the microseconds
+			local sec, usec, pad, rest = ev:format("timestamp"):match("^%[(%d+)%.(%d+)( *)%]\t(.*)$")
+			assert.equals(tostring(ev), rest)
+			assert.is_true(#pad == 0 and #usec >= 6 or #usec + #pad == 6, usec .. pad)
+			assert.is_true(#usec == 1 or usec:sub(1, 1) ~= "0", usec)
+			assert.is_true(math.abs(tonumber(sec) + tonumber(usec) / 1e6 - ev.time) < 1e-5)
+			local xml = ev:format("xml")
+			assert.equals('<flow type="' .. ev.type .. '">', xml:sub(1, #ev.type + 14))
+			assert.equals(listed:format("xml"):gsub("<timeout>%d+</timeout>", ""):sub(7),
+				(xml:gsub("<timeout>%d+</timeout>", ""):sub(#ev.type + 15)))
+		end
+		assert.is_nil(listed.time)
+	end)
+
 	it("events: new and destroy of expectations, each line as conntrack -E expect prints it", function()
 		-- expectation events come from the master's event state: with
 		-- nf_conntrack_events=1 every master has it, whoever listened when

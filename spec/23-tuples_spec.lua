@@ -196,6 +196,64 @@ describe("tuples: zones, keys, tags, reply tuples, protocol names, LISTEN", func
 		assert.same({ V1, V2 }, tags())
 	end)
 
+	-- The kernel takes the SCTP state and both tags together or not at all
+	-- (nlattr_to_sctp: EINVAL when one is missing); an update completes
+	-- them from the entry.  conntrack's -U sends what its command line
+	-- gives (its tags byte-swapped, as -I does), so only a state change
+	-- with both tags works there.
+	it("SCTP verification tags on update: update, update_where and batch change one tag and keep the"
+		.. " state and the other; the CLI's -U reads and makes them", function()
+		local V1, V2 = 0x01020304, 0x0a0b0c0d
+		local T = { src = C, dst = S, proto = "sctp", sport = 5000, dport = 5001 }
+		local function now()
+			local e = assert(h:get(T))
+			return { e.state, e.orig_vtag, e.reply_vtag }
+		end
+		local function cli_tags()
+			local l = assert(H.find(H.cli_ok(ns, "-L -o save"), "-d 198.51.100.2 "))
+			return { tonumber(l:match("%-%-orig%-vtag (%d+)")), tonumber(l:match("%-%-reply%-vtag (%d+)")),
+				l:match("%-%-state (%u+)") }
+		end
+		assert.is_true(h:create{ src = C, dst = S, proto = "sctp", sport = 5000, dport = 5001, timeout = 100,
+			state = "ESTABLISHED", orig_vtag = V1, reply_vtag = V2 })
+		-- one tag by tuple: the kernel holds it, the CLI prints it swapped
+		assert.is_true(h:update(T, { orig_vtag = 7 }))
+		assert.same({ "ESTABLISHED", 7, V2 }, now())
+		assert.same({ bswap32(7), bswap32(V2), "ESTABLISHED" }, cli_tags())
+		-- by entry, the other tag
+		assert.is_true(h:update(assert(h:get(T)), { reply_vtag = 8 }))
+		assert.same({ "ESTABLISHED", 7, 8 }, now())
+		-- the state alone keeps both tags (the kernel refuses a state without them)
+		assert.is_true(h:update(T, { state = "COOKIE_ECHOED" }))
+		assert.same({ "COOKIE_ECHOED", 7, 8 }, now())
+		-- update_where: changed, then unchanged (the same tags)
+		local n, missing, failures, unchanged = h:update_where(F.proto "sctp", { orig_vtag = V1, reply_vtag = V2 })
+		assert.same({ 1, 0, {}, 0 }, { n, missing, failures, unchanged })
+		assert.same({ "COOKIE_ECHOED", V1, V2 }, now())
+		n, missing, failures, unchanged = h:update_where(F.proto "sctp", { orig_vtag = V1 })
+		assert.same({ 0, 0, {}, 1 }, { n, missing, failures, unchanged })
+		-- a batch of tuples
+		local ok, gone, fails = h:batch("update", { T }, { reply_vtag = 9 })
+		assert.same({ 1, 0, {} }, { ok, gone, fails })
+		assert.same({ "COOKIE_ECHOED", V1, 9 }, now())
+		-- the CLI's -U with a new state and both tags: the module reads them swapped
+		H.cli_ok(ns, "-U -s 192.0.2.1 -p sctp --state ESTABLISHED --orig-vtag 11 --reply-vtag 12")
+		assert.same({ "ESTABLISHED", bswap32(11), bswap32(12) }, now())
+		assert.same({ 11, 12, "ESTABLISHED" }, cli_tags())
+		-- its -U with one tag sends the kernel half of what it wants: refused,
+		-- the flow as it was (the CLI counts it updated all the same)
+		H.cli(ns, "-U -s 192.0.2.1 -p sctp --state COOKIE_ECHOED --orig-vtag 13")
+		assert.same({ "ESTABLISHED", bswap32(11), bswap32(12) }, now())
+		-- tags are SCTP's: elsewhere they raise, in every form
+		local U = { src = C, dst = S, proto = "udp", sport = 1, dport = 2 }
+		assert.has_error(function() h:update(U, { orig_vtag = 1 }) end,
+			"update: bad argument 'orig_vtag' (only for sctp)")
+		assert.has_error(function() h:update(T, { reply_vtag = 4294967296 }) end,
+			"update: bad argument 'reply_vtag' (integer 0..4294967295 expected, got 4294967296)")
+		assert.has_error(function() h:update_where(F.proto "sctp", { orig_vtag = "x" }) end,
+			"update_where: bad argument 'orig_vtag' (integer 0..4294967295 expected, got string)")
+	end)
+
 	it("DCCP: gone from Linux 6.16+, a create makes a generic flow without ports, state or role, in the module"
 		.. " and in the CLI alike", function()
 		local ok = h:create{ src = C, dst = S, proto = "dccp", sport = 5000, dport = 5001, timeout = 100,

@@ -26,7 +26,7 @@ local function table_of(ns)
 end
 
 -- Two scratch namespaces beside h's, each table holding UDP flows 1001-1004:
--- ns2, the third's handle, and on_exit (removing them).
+-- ns2, the third's handle, on_exit (removing them), and ns2's handle.
 local function three_tables(h, finally)
 	local t2, ns2, h2 = H.scratch()
 	local t3, _, h3 = H.scratch()
@@ -35,7 +35,7 @@ local function three_tables(h, finally)
 	for sport = 1001, 1004 do
 		for _, x in ipairs{ h, h2, h3 } do assert.is_true(x:create(udp(sport))) end
 	end
-	return ns2, h3, on_exit
+	return ns2, h3, on_exit, h2
 end
 
 -- conntrack -R of the one line (through file) in namespace ns2.
@@ -44,6 +44,33 @@ local function cli_load(ns2, file, line)
 	f:write(line, "\n")
 	f:close()
 	H.cli(ns2, "-R " .. file)
+end
+
+-- Each {line, done} through h:load and through conntrack -R of a one-line
+-- file in ns2: done flows each, no failure, the two tables alike after
+-- each line.  Returns the lines.
+local function load_both(h, ns, ns2, on_exit, lines)
+	local file = os.tmpname()
+	on_exit(function() os.remove(file) end)
+	local all = {}
+	for _, l in ipairs(lines) do
+		local line, want = l[1], l[2]
+		all[#all + 1] = line
+		local done, existing, failures = h:load(line .. "\n")
+		assert.same({}, failures, line)
+		assert.same({ want, 0 }, { done, existing }, line)
+		cli_load(ns2, file, line)
+		assert.same(table_of(ns2), table_of(ns), line)
+	end
+	return all
+end
+
+-- The entries of h's table, comparable, sorted.
+local function entries(h)
+	local t = {}
+	for e in h:dump() do t[#t + 1] = H.comparable(tostring(e)) end
+	table.sort(t)
+	return t
 end
 
 describe("save text: -D and -U lines, format.save with a command", function()
@@ -85,12 +112,7 @@ describe("save text: -D and -U lines, format.save with a command", function()
 		local done, existing, failures = h3:load(table.concat(lines, "\n") .. "\n")
 		assert.same({}, failures)
 		assert.same({ 4, 2 }, { done, existing })
-		local a, b = {}, {}
-		for e in h:dump() do a[#a + 1] = H.comparable(tostring(e)) end
-		for e in h3:dump() do b[#b + 1] = H.comparable(tostring(e)) end
-		table.sort(a)
-		table.sort(b)
-		assert.same(a, b)
+		assert.same(entries(h), entries(h3))
 	end)
 
 	it("a -D or -U line that names no single flow acts on every flow it matches, as conntrack -R runs it", function()
@@ -101,18 +123,7 @@ describe("save text: -D and -U lines, format.save with a command", function()
 			{ "-D -p udp --sport 1003", 1 },
 			{ "-D -s 203.0.113.9", 0 },		-- nothing matches: nothing done, no failure
 		}
-		local file = os.tmpname()
-		on_exit(function() os.remove(file) end)
-		local all = {}
-		for _, l in ipairs(lines) do
-			local line, want = l[1], l[2]
-			all[#all + 1] = line
-			local done, existing, failures = h:load(line .. "\n")
-			assert.same({}, failures, line)
-			assert.same({ want, 0 }, { done, existing }, line)
-			cli_load(ns2, file, line)
-			assert.same(table_of(ns2), table_of(ns), line)
-		end
+		local all = load_both(h, ns, ns2, on_exit, lines)
 		assert.equals(ct.errno.ENOENT, select(3, h:get(H.tuple(udp(1001)))))
 		assert.equals(ct.errno.ENOENT, select(3, h:get(H.tuple(udp(1003)))))
 		assert.equals(42, assert(h:get(H.tuple(udp(1002)))).mark)
@@ -134,6 +145,67 @@ describe("save text: -D and -U lines, format.save with a command", function()
 		assert.equals(9, assert(h3:get(H.tuple(udp(1003)))).mark)
 		assert.equals(42, assert(h3:get(H.tuple(udp(1005)))).mark)
 		assert.equals(ct.errno.ENOENT, select(3, h3:get(H.tuple(udp(1001)))))
+	end)
+
+	-- conntrack 1.4.7's -R takes a prefix in the -s and -d of -D and -U
+	-- lines (as its command line does) and acts on every flow in it; the
+	-- other addresses, and every address of -I and -A, are single.
+	it("-s and -d prefixes in -D and -U lines select every flow in them, as conntrack -R takes them", function()
+		local ns2, h3, on_exit, h2 = three_tables(h, finally)
+		local more = { udp(2001, { src = "192.0.2.200" }), udp(2002, { src = "203.0.113.5" }),
+			udp(2003, { src = "2001:db8::1", dst = "2001:db8:1::2" }),
+			udp(2004, { src = "2001:db8:ff::1", dst = "2001:db8:1::2" }) }
+		for _, s in ipairs(more) do
+			for _, x in ipairs{ h, h2, h3 } do assert.is_true(x:create(s)) end
+		end
+		local lines = {
+			{ "-D -s 192.0.2.128/25", 1 },				-- 192.0.2.200 alone
+			{ "-U -s 192.0.2.0/24 -m 42", 4 },			-- 1001-1004
+			{ "-U -d 198.51.100.0/24 -p udp --sport 2002 -m 43", 1 },
+			{ "-D -s 2001:db8::/48 -p udp", 1 },			-- not 2001:db8:ff::1
+			{ "-D -s 192.0.2.77/24 -p udp --sport 1001", 1 },	-- the host bits left out
+			{ "-D -d 192.0.2.0/24", 0 },
+		}
+		local all = load_both(h, ns, ns2, on_exit, lines)
+		assert.equals(ct.errno.ENOENT, select(3, h:get(H.tuple(more[1]))))
+		assert.equals(42, assert(h:get(H.tuple(udp(1002)))).mark)
+		assert.equals(43, assert(h:get(H.tuple(more[2]))).mark)
+		assert.equals(ct.errno.ENOENT, select(3, h:get(H.tuple(more[3]))))
+		assert.truthy(h:get(H.tuple(more[4])))
+		-- the whole text at once; a bad prefix, a prefix where one flow is
+		-- named (-I) or in a reply address are failures of their lines
+		all[#all + 1] = "-D -s 192.0.2.0/33"
+		all[#all + 1] = "-I -t 100 -s 192.0.2.0/24 -d 198.51.100.2 -p udp --sport 1009 --dport 53"
+		all[#all + 1] = "-U -r 198.51.100.0/24 -m 1"
+		local done, existing, failures = h3:load(table.concat(all, "\n") .. "\n")
+		assert.same({ 8, 0 }, { done, existing })
+		assert.equals(3, #failures)
+		assert.same({ 7, 8, 9 }, { failures[1].line, failures[2].line, failures[3].line })
+		assert.equals("load: line 7: bad argument 'src' (malformed address '192.0.2.0/33')", failures[1].message)
+		assert.equals("load: line 8: bad argument 'src' (malformed address '192.0.2.0/24')", failures[2].message)
+		assert.equals("load: line 9: bad argument 'reply_src' (malformed address '198.51.100.0/24')",
+			failures[3].message)
+		assert.same(entries(h), entries(h3))
+		-- the reader gives the prefix as the filter field it is
+		local specs = require("conntrack.core").parse_save("-D -s 2001:db8::/48 -d 2001:db8:1::/64 -p udp\n", true)
+		assert.same({ src = "2001:db8::/48", dst = "2001:db8:1::/64", proto = "udp" }, specs[1])
+	end)
+
+	it("a -U line of one flow adds its status flags to the flow's, as conntrack -U -u does", function()
+		local ns2, h3, on_exit = three_tables(h, finally)
+		local tuple = "-s 192.0.2.1 -d 198.51.100.2 -p udp --sport 1002 --dport 53"
+		local lines = load_both(h, ns, ns2, on_exit, {
+			{ "-U " .. tuple .. " -u ASSURED", 1 },
+			{ "-U " .. tuple .. " -u SEEN_REPLY", 1 },	-- ASSURED stays
+		})
+		local e = assert(h:get(H.tuple(udp(1002))))
+		assert.is_true(e.status.ASSURED)
+		assert.is_true(e.status.SEEN_REPLY)
+		-- in one text, after a creation of the flow in the same batch
+		assert.is_true(h3:delete(H.tuple(udp(1002))))
+		local done, existing, failures = h3:load("-I -t 100 -m 2 " .. tuple .. "\n" .. table.concat(lines, "\n") .. "\n")
+		assert.same({ {}, 3, 0 }, { failures, done, existing })
+		assert.same(entries(h), entries(h3))
 	end)
 
 	it("format.save(e, {command = \"-D\"}) is the line conntrack -D -o save prints, and it loads back as a delete",

@@ -323,7 +323,7 @@ describe("conntrack.lua against conntrack 1.4.7", function()
 	-- masters made through the module.
 	local EXPECT = {
 		"-L expect", "-L expect -o xml", "-L expect -f ipv6", "-L expect -o extended", "-L expect -o id",
-		"-L expect -o xml,id", "-C expect", "-F expect", "-L exp",
+		"-L expect -o xml,id", "-L expect -o xml,timestamp", "-C expect", "-F expect", "-L exp",
 		"-G expect -s 192.0.2.21 -d 198.51.100.20 -p udp --sport 5 --dport 3000 --reply-port-src 1 --reply-port-dst 2",
 		"-G expect -s 192.0.2.21 -d 198.51.100.20 -p udp --sport 9 --dport 3000 --reply-port-src 1 --reply-port-dst 2",
 		"-G expect -s 192.0.2.21 -d 198.51.100.20 -p udp --sport 5 --dport 3001 --reply-port-src 1 --reply-port-dst 2",
@@ -639,7 +639,8 @@ describe("conntrack.lua against conntrack 1.4.7", function()
 	end)
 
 	it("-E expect prints the same expectation events", function()
-		for _, args in ipairs({ "-E expect", "-E expect -o xml", "-E expect -o timestamp" }) do
+		for _, args in ipairs({ "-E expect", "-E expect -o xml", "-E expect -o timestamp",
+			"-E expect -o xml,timestamp" }) do
 			fixture("cli")
 			masters()
 			local a, b = listen("cli", args), listen("lua", args)
@@ -805,8 +806,50 @@ table ip lct_nat {
 			end
 		end
 		assert.same(lines.cli, lines.lua)
-		-- -U: conntrack compares no vtags, so a vtag alone changes nothing
-		same("-U -f ipv4 -p sctp --orig-vtag 7")
+	end)
+
+	-- -U of SCTP tags.  The kernel takes the state and both tags together
+	-- or refuses them all (EINVAL).  conntrack compares no tags, so it
+	-- drops a change of tags alone, and sends only what its command line
+	-- gives (swapped); lua-conntrack changes the tags given (as the kernel
+	-- holds them, as its -I takes them) and keeps the state and the other.
+	it("SCTP vtags on -U: conntrack drops a change of tags alone and fails with one tag; lua-conntrack"
+		.. " changes them", function()
+		local t = { src = "192.0.2.60", dst = "198.51.100.60", proto = "sctp", sport = 1, dport = 2 }
+		local function now()
+			local e = assert(h:get(t))
+			return { e.state, e.orig_vtag, e.reply_vtag }
+		end
+		assert.equals(0, run("cli", "-F").rc)
+		assert.equals(0, run("lua", "-I -s 192.0.2.60 -d 198.51.100.60 -p sctp --sport 1 --dport 2 -t 100 " ..
+			"--state ESTABLISHED --orig-vtag 16909060 --reply-vtag 5").rc)
+		-- a tag alone: conntrack 0 updated (exit 1); ours 1, then 0 (unchanged)
+		local c = run("cli", "-U -f ipv4 -p sctp --orig-vtag 7")
+		assert.same({ 1, "0 flow entries have been updated" }, { c.rc, c.err:match("%d+ flow entries [%l ]+") })
+		assert.same({ "ESTABLISHED", 16909060, 5 }, now())
+		local l = run("lua", "-U -f ipv4 -p sctp --orig-vtag 7")
+		assert.same({ 0, "1 flow entries have been updated" }, { l.rc, l.err:match("%d+ flow entries [%l ]+") })
+		assert.same({ "ESTABLISHED", 7, 5 }, now())
+		assert.same(norm(run("cli", "-L").out), norm(l.out))
+		assert.matches("%-%-orig%-vtag 117440512 %-%-reply%-vtag 83886080$", run("cli", "-L -o save").out[1])
+		assert.equals(1, run("lua", "-U -f ipv4 -p sctp --orig-vtag 7").rc)
+		-- a new state and both tags: both tools change them, conntrack's swapped
+		c = run("cli", "-U -f ipv4 -p sctp --state COOKIE_WAIT --orig-vtag 9 --reply-vtag 10")
+		assert.equals(0, c.rc)
+		assert.same({ "COOKIE_WAIT", 0x09000000, 0x0a000000 }, now())
+		l = run("lua", "-U -f ipv4 -p sctp --state ESTABLISHED --orig-vtag 9 --reply-vtag 10")
+		assert.equals(0, l.rc)
+		assert.same({ "ESTABLISHED", 9, 10 }, now())
+		assert.matches("%-%-orig%-vtag 9 %-%-reply%-vtag 10$", run("lua", "-L -o save").out[1])
+		-- a new state and one tag: the kernel refuses what conntrack sends, and
+		-- conntrack counts the entry updated; ours keeps the other tag
+		c = run("cli", "-U -f ipv4 -p sctp --state COOKIE_WAIT --orig-vtag 3")
+		assert.matches("Operation failed: invalid parameters", c.err)
+		assert.same({ 0, "1 flow entries have been updated" }, { c.rc, c.err:match("%d+ flow entries [%l ]+") })
+		assert.same({ "ESTABLISHED", 9, 10 }, now())
+		l = run("lua", "-U -f ipv4 -p sctp --state COOKIE_WAIT --orig-vtag 3")
+		assert.same({ 0, "" }, { l.rc, l.err:match("Operation failed[^\n]*") or "" })
+		assert.same({ "COOKIE_WAIT", 3, 10 }, now())
 	end)
 
 	-- conntrack reads numbers with atoi/strtoul and takes what it gets ("x"

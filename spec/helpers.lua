@@ -13,8 +13,6 @@
 --                         its closing value on break and error (Lua 5.4)
 --   H.it54(name, fn)      it() on 5.4; elsewhere a pending test saying why
 --   H.load54(src)         compiles src (5.4-only syntax) on 5.4, else nil
---   H.it_except(defects, name, fn)  it(), but pending on the versions where
---                         the module is known to fail: defects[H.version] says how
 --   H.band(a, b), H.bxor(a, b)  bitwise and, xor of two integers 0 .. 2^32-1
 --   H.is_integer(x)       a number without fraction (math.type where it exists)
 -- Files, time, this process
@@ -90,18 +88,6 @@ function H.it54(name, fn)
 	else
 		busted.pending(name .. " [Lua 5.4 only: <close> and the closing value of a generic for; this is "
 			.. H.version .. "]")
-	end
-end
-
---- it(name, fn), except on a Lua version where the module (not the spec)
--- is known to be wrong: defects = { ["5.1"] = "what fails, where" }.  There
--- the test is pending with that reason, for the module's authors to fix.
-function H.it_except(defects, name, fn)
-	local busted = require "busted"
-	if defects[H.version] then
-		busted.pending(name .. " [module defect on " .. H.version .. ": " .. defects[H.version] .. "]")
-	else
-		busted.it(name, fn)
 	end
 end
 

@@ -362,13 +362,14 @@ check(h:expect_create(xspec2) == true, "expect_create with flags")
 local xl = assert(h:list(nil, { table = "expect" }))
 check(#xl == 2, "list expectations")
 local xfields = { "family", "proto", "protonum", "master", "tuple", "mask", "timeout", "id", "helper", "zone",
-	"flags", "class", "nat_dir", "nat", "fn", "type", "nosuch" }
+	"flags", "class", "nat_dir", "nat", "fn", "type", "time", "nosuch" }
 for _, x in ipairs(xl) do
 	for _, k in ipairs(xfields) do
 		local _ = x[k]
 	end
 	check(ct.type(x) == "expectation" and type(x:totable()) == "table" and #x:raw() > 0
-		and type(tostring(x)) == "string" and x == x, "expectation methods")
+		and type(tostring(x)) == "string" and x == x and x:format("xml"):sub(1, 6) == "<flow>",
+		"expectation methods")
 end
 for x in h:dump(nil, { table = "expect" }) do
 	check(ct.type(x.master) == "tuple", "expectation master")

@@ -1567,7 +1567,7 @@ local KNOWN_FIELDS = {
 	sub = { "overflows", "received", "lost", "rcvbuf", "kernel_filtered", "closed" },
 	dump = { "interrupted", "count", "closed", "duplicates" },
 	expect = { "family", "proto", "protonum", "master", "tuple", "mask", "timeout", "id", "helper", "zone",
-		"flags", "class", "nat_dir", "nat", "fn", "type" },
+		"flags", "class", "nat_dir", "nat", "fn", "type", "time" },
 	handle = { "closed" },
 }
 

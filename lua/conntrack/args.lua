@@ -121,4 +121,23 @@ function A.entry(fname, e, tables)
 	return st, o, r
 end
 
+--- The values of list v (a table, read through its metamethods as the
+-- caller's # and [] would) as a plain array and its length.  A length that
+-- is not a count (a __len returning junk or raising) or more than max
+-- values raises, naming fname and arg.
+A.LIST_MAX = 4096
+function A.list(fname, arg, v, max)
+	max = max or A.LIST_MAX
+	local ok, n = pcall(function() return #v end)
+	if not ok or type(n) ~= "number" or n < 0 or n > max or n ~= math.floor(n) then
+		A.argerr(fname, arg, "list of at most " .. max .. " values expected, its length is " ..
+			(ok and A.show(n) or "an error"))
+	end
+	local out = {}
+	for i = 1, n do
+		out[i] = v[i]
+	end
+	return out, n
+end
+
 return A

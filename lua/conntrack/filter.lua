@@ -732,7 +732,7 @@ local function from_table(t)
 			elseif k == "nat" then
 				parts[#parts + 1] = F.nat(v)
 			elseif type(v) == "table" and not one_spec[k] and not is_filter(v) then
-				parts[#parts + 1] = from_keys[k](unpack(v))
+				parts[#parts + 1] = from_keys[k](unpack((check.list(caller or "filter", k, v))))
 			else
 				parts[#parts + 1] = from_keys[k](v)
 			end

@@ -118,6 +118,10 @@ local function alters(e, c)
 	if c.state ~= nil and c.state ~= e.state then
 		return true
 	end
+	if c.orig_vtag ~= nil and c.orig_vtag ~= e.orig_vtag or
+		c.reply_vtag ~= nil and c.reply_vtag ~= e.reply_vtag then
+		return true
+	end
 	if c.mark ~= nil then
 		local old, mask = e.mark or 0, c.mark_mask or 4294967295
 		if F.bxor(F.band(old, 4294967295 - mask), c.mark) ~= old then
@@ -165,17 +169,22 @@ end
 -- The changes alters() reads, checked as the C update checks them (a bad
 -- one raises, as h:update raises, instead of failing in alters).
 local function check_changes(fname, c)
-	local function u32(k, v)
-		if v ~= nil and (type(v) ~= "number" or v < 0 or v > 4294967295 or v ~= floor(v)) then
-			raise(fname .. ": bad argument '" .. k .. "' (integer 0..4294967295 expected, got "
+	local function int(k, v, max)
+		if v ~= nil and (type(v) ~= "number" or v < 0 or v > max or v ~= floor(v)) then
+			raise(fname .. ": bad argument '" .. k .. "' (integer 0.." .. max .. " expected, got "
 				.. (type(v) == "number" and show(v) or type(v)) .. ")")
 		end
 	end
-	u32("mark", c.mark)
-	u32("mark_mask", c.mark_mask)
+	for _, k in ipairs { "mark", "mark_mask", "orig_vtag", "reply_vtag" } do
+		int(k, c[k], 4294967295)
+	end
+	int("tcp_flags_orig", c.tcp_flags_orig, 255)
+	int("tcp_flags_reply", c.tcp_flags_reply, 255)
+	int("tcp_wscale_orig", c.tcp_wscale_orig, 14)
+	int("tcp_wscale_reply", c.tcp_wscale_reply, 14)
 	local st = c.status
 	if type(st) == "number" then
-		u32("status", st)
+		int("status", st, 4294967295)
 	elseif st ~= nil and type(st) ~= "string" and type(st) ~= "table" then
 		raise(fname .. ": bad argument 'status' (flag names expected, got " .. type(st) .. ")")
 	end
@@ -338,7 +347,8 @@ function H.install(methods)
 	end
 
 	local change_keys = { mark = true, mark_mask = true, timeout = true, status = true, labels = true,
-		labels_mask = true, label_add = true, label_del = true, state = true }
+		labels_mask = true, label_add = true, label_del = true, state = true, orig_vtag = true, reply_vtag = true,
+		tcp_flags_orig = true, tcp_flags_reply = true, tcp_wscale_orig = true, tcp_wscale_reply = true }
 
 	function methods.update_where(h, filter, changes, how)
 		local hw, dhow = check_how("update_where", how)
@@ -363,7 +373,8 @@ function H.install(methods)
 	end
 
 	-- A -D or -U line that does not name one flow (its tuple is partial,
-	-- or a -D line gives more than the tuple): its fields as a filter, and
+	-- a prefix stands for an address (-s 192.0.2.0/24), or a -D line gives
+	-- more than the tuple): its fields as a filter, and
 	-- for -U the changes apart.  nil for a line that names one flow (the C
 	-- batch runs it as a single delete or update) or one the reader refuses
 	-- (the C reader gives its message).
@@ -386,7 +397,8 @@ function H.install(methods)
 			if not extra then
 				return nil
 			end
-		elseif not (serr[1] and serr[1].message:find("%(missing%)$")) then
+		elseif not (serr[1] and serr[1].message:find("%(missing%)$")) and
+			not (tostring(fields.src):find("/", 1, true) or tostring(fields.dst):find("/", 1, true)) then
 			return nil
 		end
 		return fields
@@ -657,14 +669,17 @@ function H.install(methods)
 			raise(fname .. ": bad argument 'kernel_filter' (table expected, got " .. type(kf) .. ")")
 		end
 		local parts = {}
-		local function list(v)
-			return type(v) == "table" and v or { v }
+		local function list(v, k)
+			if type(v) ~= "table" then
+				return { v }
+			end
+			return (args.list(fname, "kernel_filter." .. k, v))
 		end
 		for k, v in pairs(kf) do
 			if k == "proto" then
-				parts[#parts + 1] = F.proto((table.unpack or unpack)(list(v)))
+				parts[#parts + 1] = F.proto((table.unpack or unpack)(list(v, k)))
 			elseif k == "src" or k == "dst" then
-				parts[#parts + 1] = F[k]((table.unpack or unpack)(list(v)))
+				parts[#parts + 1] = F[k]((table.unpack or unpack)(list(v, k)))
 			elseif k == "mark" then
 				if type(v) ~= "table" then
 					raise(fname .. ": bad argument 'kernel_filter.mark' ({value =, mask =} expected)")

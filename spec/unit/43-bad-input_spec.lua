@@ -146,6 +146,27 @@ describe("bad input to the Lua layer", function()
 		raises("addr.matcher: bad argument 'src' (malformed address or prefix '1.2.3')", addr.matcher, "1.2.3", "src")
 	end)
 
+	it("a list in a table of fields whose length is not a count raises, naming the field", function()
+		-- (the fuzzer: "object length is not an integer", "too many results to unpack")
+		if #setmetatable({}, { __len = function() return 1 end }) ~= 1 then
+			return pending("# of a table ignores __len on " .. _VERSION)
+		end
+		local frac = setmetatable({}, { __len = function() return 1.5 end })
+		local huge = setmetatable({}, { __len = function() return 1000000 end })
+		local boom = setmetatable({}, { __len = function() error("boom") end })
+		raises("filter.all: bad argument 'zone' (list of at most 4096 values expected, its length is 1.5)",
+			F.all, { zone = frac })
+		raises("filter.any: bad argument 'proto' (list of at most 4096 values expected, its length is 1000000)",
+			F.any, { proto = huge })
+		raises("dump: bad argument 'src' (list of at most 4096 values expected, its length is an error)",
+			F.coerce, { src = boom }, "dump")
+		-- a list read through its metamethods, as # and [] read it
+		assert.equals("src(192.0.2.1,192.0.2.2)", tostring(F.all({ src = setmetatable({}, {
+			__len = function() return 2 end,
+			__index = function(_, i) return ({ "192.0.2.1", "192.0.2.2" })[i] end,
+		}) })))
+	end)
+
 	it("long keys and values are cut in messages", function()
 		raises("filter: bad argument " .. BIG_SHOWN .. " (unknown field)", F, { [BIG] = 1 })
 		raises("dump: bad argument " .. BIG_SHOWN .. " (unknown field)", F.coerce, { [BIG] = 1 }, "dump")
