@@ -141,10 +141,11 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 /*
  * put: the items that were there, updated with what an update can change
  * (timeout, mark, status, labels, protocol state and window fields): NAT,
- * helper and secmark are the kernel's once a flow exists.  An update the
- * kernel refuses changes nothing: the status when it lacks SEEN_REPLY or
- * ASSURED where the flow has them (EBUSY), the timeout of a FIXED_TIMEOUT
- * flow (EPERM).  Such items go once more without that field.
+ * helper and secmark are the kernel's once a flow exists.  The kernel
+ * stops an update at a field it refuses, and the fields it takes after it
+ * (protocol info, mark, labels) stay as they were: a status that lacks
+ * SEEN_REPLY or ASSURED where the flow has them (EBUSY), the timeout of a
+ * FIXED_TIMEOUT flow (EPERM).  Such items go once more without that field.
  */
 static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
 				const struct lct_batchfail *items, int n)
