@@ -1,5 +1,5 @@
 /*
- * Batches: many create/add/update/delete requests per sendmsg, only
+ * Batches: many create/add/update/delete/put requests per sendmsg, only
  * failures acknowledged (and the last message, to know where the kernel got
  * to), so a batch of thousands costs a few system calls.  An item that
  * cannot be read becomes a failure like a kernel refusal: a batch never
@@ -107,14 +107,17 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 		char k = r->kind[at];
 
 		bad++;
-		if ((r->put == 1 && e == EEXIST) || (r->put == 2 && (e == EBUSY || e == EPERM))) {
+		if (r->put != 0) {
 			/* there: update it; or again, without what the kernel refused */
-			again[nagain].index = idx;
-			again[nagain++].err = e;
+			if ((r->put == 1 && e == EEXIST) || (r->put == 2 && (e == EBUSY || e == EPERM))) {
+				again[nagain].index = idx;
+				again[nagain++].err = e;
+			} else {
+				lct_brun_fail(L, r, idx, e, 0);
+			}
+			continue;
 		}
-		else if (r->put != 0)
-			lct_brun_fail(L, r, idx, e, 0);
-		else if (k == 0 && e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
+		if (k == 0 && e == ENOENT && strcmp(r->op, "create") != 0 && strcmp(r->op, "add") != 0)
 			r->missing++;
 		else if (k == 0 && e == EEXIST && strcmp(r->op, "add") == 0)
 			r->missing++;	/* for add: already there, left as it is */
