@@ -46,11 +46,19 @@ struct lct_brun {
 	const char *op;		/* create, add, update, delete, put */
 	int ft;			/* the failures table */
 	int items;		/* put: the items' table */
-	int put;		/* put: 1 creating, 2 updating, 3 updating without status */
+	int put;		/* put: 1 creating, 2 updating, 3 updating without a field */
+	const char *text;	/* load_text: the save text (put reads a line again) */
 	int ok, missing, failed;
 	int item[LCT_BATCH_MAX];	/* item index of each message in the batch */
 	int line[LCT_BATCH_MAX];	/* load_text: its line */
-	char kind[LCT_BATCH_MAX];	/* load_text: its command ('I', 'A', 'U', 'D') */
+	char kind[LCT_BATCH_MAX];	/* load_text: its command ('I', 'A', 'U', 'D', 'P' put) */
+	size_t off[LCT_BATCH_MAX], len[LCT_BATCH_MAX];	/* load_text put: its line in text */
+};
+
+/* An item put found there (EEXIST), or refused a field of (EBUSY, EPERM). */
+struct lct_again {
+	int index, err, line;
+	size_t off, len;
 };
 
 static void lct_brun_fail(lua_State *L, struct lct_brun *r, int index, int err, int msgidx)
@@ -72,6 +80,15 @@ static void lct_brun_fail(lua_State *L, struct lct_brun *r, int index, int err, 
 	lua_rawseti(L, r->ft, r->failed);
 }
 
+/* The line of the last failure recorded (load_text). */
+static void lct_brun_line(lua_State *L, struct lct_brun *r, int line)
+{
+	lua_rawgeti(L, r->ft, r->failed);
+	lua_pushinteger(L, line);
+	lua_setfield(L, -2, "line");
+	lua_pop(L, 1);
+}
+
 /* "batch: item I: op", the name an item's errors carry (48 bytes will do). */
 static void lct_item_name(char *buf, int i, const char *op)
 {
@@ -84,7 +101,7 @@ static void lct_item_name(char *buf, int i, const char *op)
 }
 
 static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
-				const struct lct_batchfail *items, int n);
+				const struct lct_again *items, int n);
 
 /* Sends what is collected; records failures.  0 or an errno for the whole batch. */
 static int lct_brun_flush(lua_State *L, struct lct_brun *r)
@@ -92,7 +109,7 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 	struct lct_batch *bt = r->bt;
 	int sent = bt->count, i, bad = 0, err, nagain = 0;
 	int items[LCT_BATCH_MAX], lines[LCT_BATCH_MAX];
-	struct lct_batchfail again[LCT_BATCH_MAX];
+	struct lct_again again[LCT_BATCH_MAX];
 
 	if (sent == 0)
 		return 0;
@@ -107,13 +124,20 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 		char k = r->kind[at];
 
 		bad++;
-		if (r->put != 0) {
+		if (r->put != 0 && (k == 0 || k == 'P')) {
 			/* there: update it; or again, without what the kernel refused */
 			if ((r->put == 1 && e == EEXIST) || (r->put == 2 && (e == EBUSY || e == EPERM))) {
-				again[nagain].index = idx;
-				again[nagain++].err = e;
+				struct lct_again *a = &again[nagain++];
+
+				a->index = idx;
+				a->err = e;
+				a->line = lines[at];
+				a->off = r->off[at];
+				a->len = r->len[at];
 			} else {
 				lct_brun_fail(L, r, idx, e, 0);
+				if (k != 0)
+					lct_brun_line(L, r, lines[at]);
 			}
 			continue;
 		}
@@ -125,12 +149,8 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 			r->missing++;
 		else {
 			lct_brun_fail(L, r, idx, e, 0);
-			if (k != 0) {
-				lua_rawgeti(L, r->ft, r->failed);
-				lua_pushinteger(L, lines[at]);
-				lua_setfield(L, -2, "line");
-				lua_pop(L, 1);
-			}
+			if (k != 0)
+				lct_brun_line(L, r, lines[at]);
 		}
 	}
 	r->ok += sent - bad;
@@ -151,7 +171,7 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
  * FIXED_TIMEOUT flow (EPERM).  Such items go once more without that field.
  */
 static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
-				const struct lct_batchfail *items, int n)
+				const struct lct_again *items, int n)
 {
 	static const uint64_t changeable = LCT_S_ORIG | LCT_S_ZONE | LCT_S_TIMEOUT | LCT_S_MARK |
 		LCT_S_STATUS | LCT_S_LABELS | LCT_S_LABELMASK | LCT_S_STATE | LCT_S_TCPFLAGS0 |
@@ -162,18 +182,33 @@ static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
 	for (i = 0; i < n; i++) {
 		struct nlmsghdr *nlh = lct_batch_cur(r->bt);
 		struct lct_spec s;
-		char iname[48];
-		int idx = items[i].index;
+		int idx = items[i].index, bad;
 
-		lct_item_name(iname, idx, "put");
-		lua_rawgeti(L, r->items, idx);
 		/* read once already: it reads the same again (raw access, no Lua code) */
-		if (lct_spec_read_p(L, -1, LCT_K_SPEC, iname, &s, 0) != 0) {
+		if (r->text != NULL) {
+			char fname[48];
+			int op;
+
+			lct_save_fname(fname, items[i].line);
+			bad = lct_save_line(L, r->text + items[i].off, items[i].len, fname, &s, &op, 0, 0);
+			if (bad != 0)
+				lua_pushstring(L, lct_save_msg(L, -1, "load: line"));
+		} else {
+			char iname[48];
+
+			lct_item_name(iname, idx, "put");
+			lua_rawgeti(L, r->items, idx);
+			bad = lct_spec_read_p(L, -1, LCT_K_SPEC, iname, &s, 0);
+		}
+		if (bad != 0) {
 			lct_brun_fail(L, r, idx, EINVAL, lua_gettop(L));
+			if (r->text != NULL)
+				lct_brun_line(L, r, items[i].line);
 			lua_pop(L, 2);
 			continue;
 		}
-		lua_pop(L, 1);
+		if (r->text == NULL)
+			lua_pop(L, 1);
 		s.has &= changeable;
 		if (r->put == 3) {
 			uint64_t refused = items[i].err == EPERM ? LCT_S_TIMEOUT : LCT_S_STATUS;
@@ -181,6 +216,8 @@ static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
 			if (!(s.has & refused)) {
 				/* refused for another reason: the answer stands */
 				lct_brun_fail(L, r, idx, items[i].err, 0);
+				if (r->text != NULL)
+					lct_brun_line(L, r, items[i].line);
 				continue;
 			}
 			s.has &= ~refused;
@@ -188,6 +225,10 @@ static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
 		lct_nl_req(nlh, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW, 0, AF_UNSPEC, 0);
 		lct_spec_put(nlh, &s, LCT_K_CHANGES);
 		r->item[r->bt->count] = idx;
+		r->kind[r->bt->count] = r->text != NULL ? 'P' : 0;
+		r->line[r->bt->count] = items[i].line;
+		r->off[r->bt->count] = items[i].off;
+		r->len[r->bt->count] = items[i].len;
 		if (lct_batch_add(r->bt, lct_handle_seq(r->h))) {
 			err = lct_brun_flush(L, r);
 			if (err != 0)
@@ -408,7 +449,7 @@ int lct_f_purge(lua_State *L)
  * core.load_text(h, text [, mode [, batch]]) -> done, existing, failures:
  * save text straight to batched requests, no Lua table per line.  Each
  * line runs as its command says (-I create, -A add, -U update, -D delete),
- * or mode ("create", "add") decides for -I and -A lines.  existing counts
+ * or mode ("create", "add", "put") decides for -I and -A lines.  existing counts
  * adds of flows already there and updates and deletes of flows gone;
  * failures {index =, line =, errno =, message =}.
  */
@@ -434,6 +475,8 @@ int lct_f_load_text(lua_State *L)
 	r.fname = "load";
 	r.op = "load";
 	r.ft = lua_gettop(L);
+	r.put = strcmp(mode, "put") == 0;
+	r.text = text;
 	r.bt = lct_batch_of(L, h, "load");
 	if (r.bt == NULL)
 		return lct_pusherr(L, "load", ENOMEM);
@@ -453,9 +496,7 @@ int lct_f_load_text(lua_State *L)
 		if (lct_save_line(L, line, n, fname, &s, &op, 0, 0) != 0) {
 			lua_pushstring(L, lct_save_msg(L, -1, "load: line"));
 			lct_brun_fail(L, &r, nspec, EINVAL, lua_gettop(L));
-			lua_rawgeti(L, r.ft, r.failed);
-			lua_pushinteger(L, lineno);
-			lua_setfield(L, -2, "line");
+			lct_brun_line(L, &r, lineno);
 			lua_settop(L, top);
 			continue;
 		}
@@ -463,7 +504,9 @@ int lct_f_load_text(lua_State *L)
 			int create = strcmp(mode, "create") == 0 || (mode[0] == '\0' && op == 'I');
 
 			flags = NLM_F_CREATE | NLM_F_EXCL;
-			r.kind[r.bt->count] = create ? 'I' : 'A';
+			r.kind[r.bt->count] = r.put ? 'P' : create ? 'I' : 'A';
+			r.off[r.bt->count] = (size_t)(line - text);
+			r.len[r.bt->count] = n;
 		} else if (op == 'D') {
 			type = IPCTNL_MSG_CT_DELETE;
 			s.has &= (uint64_t)(LCT_S_ORIG | LCT_S_REPLY | LCT_S_ZONE);
@@ -486,9 +529,7 @@ int lct_f_load_text(lua_State *L)
 			}
 			if (err != 0) {
 				lct_brun_fail(L, &r, nspec, err, 0);
-				lua_rawgeti(L, r.ft, r.failed);
-				lua_pushinteger(L, lineno);
-				lua_setfield(L, -2, "line");
+				lct_brun_line(L, &r, lineno);
 				lua_settop(L, top);
 				continue;
 			}

@@ -414,7 +414,7 @@ describe("errors: bad input raises naming the function and the field", function(
 		raises(function() h:expect_flush{ family = "ipv4", [big] = 1 } end,
 			"expect_flush: bad argument " .. shown .. " (unknown option)")
 		raises(function() h:load({}, { mode = big }) end,
-			"load: bad argument 'mode' (\"create\" or \"add\" expected, got " .. shown .. ")")
+			"load: bad argument 'mode' (\"create\", \"add\" or \"put\" expected, got " .. shown .. ")")
 	end)
 
 	it("a callback that closes the handle: the error names the method called", function()

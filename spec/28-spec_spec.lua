@@ -280,6 +280,46 @@ describe("e:spec() of real flows", function()
 		assert.is_true(e2.timeout <= 100)
 	end)
 
+	it("load with mode put: save text and arrays, created or updated", function()
+		assert(hc:flush())
+		local save = {}
+		for e in h:dump(ct.filter.proto("udp", "tcp")) do
+			save[#save + 1] = ct.format.save(e)
+		end
+		local text = table.concat(save, "\n") .. "\n"
+		-- a line that cannot be read, and one flow there already with another mark
+		text = text .. "-I -p udp -s 192.0.2.77\n"
+		local first = assert(h:list { proto = "udp", sport = 5353 })[1]:spec()
+		local other = {}
+		for k, v in pairs(first) do other[k] = v end
+		other.timeout = 50    -- (save lines carry no mark: the timeout tells)
+		assert(hc:create(other))
+		local n, existing, fails = hc:load(text, { mode = "put" })
+		assert.equals(#save, n)
+		assert.equals(1, existing)
+		assert.equals(1, #fails)
+		assert.equals(#save + 1, fails[1].line)
+		assert.matches("^load: line " .. (#save + 1), fails[1].message)
+		assert.is_true(assert(hc:get { proto = "udp", src = first.src, dst = first.dst, sport = first.sport,
+			dport = first.dport, zone = first.zone }).timeout > 100)
+		-- all there: all updated
+		n, existing, fails = hc:load(text, { mode = "put" })
+		assert.equals(#save, n)
+		assert.equals(#save, existing)
+		assert.equals(1, #fails)
+		-- arrays too (save lines carry no helper, and a flow there keeps its own: afresh)
+		assert(hc:flush())
+		local specs = {}
+		for e in h:dump() do specs[#specs + 1] = e:spec() end
+		for round = 0, 1 do
+			n, existing, fails = hc:load(specs, { mode = "put", batch = 5 })
+			assert.same({}, fails)
+			assert.equals(#specs, n)
+			assert.equals(round * #specs, existing)
+			assert.equals("", diff(cli_set(topo.ns.router), cli_set(copy_ns)))
+		end
+	end)
+
 	it("batch put reports each bad item and goes on", function()
 		local n, missing, fails = hc:batch("put", {
 			{ proto = "udp", src = "192.0.2.9", dst = "198.51.100.9", sport = 1, dport = 2, timeout = 30 },

@@ -999,7 +999,7 @@ local function value_for(k)
 	elseif k == "table" then
 		return pick { "conntrack", "dying", "unconfirmed", "expect", "bogus" }
 	elseif k == "mode" then
-		return pick { "create", "add", "bogus" }
+		return pick { "create", "add", "put", "bogus" }
 	elseif k == "batch" then
 		return pick { 1, 2, 7, 100, 1024, 0, 1025, 1.5, -1, 0 / 0, 1e-300 }
 	elseif k == "timeout" then

@@ -521,13 +521,13 @@ function H.install(methods)
 	-- load(specs or save text [, how]) -> done, existing, failures
 	-- Text goes straight from the C reader to batched requests; each line
 	-- runs as its command says (-I create, -A add, -U update, -D delete),
-	-- unless how.mode says "create" or "add" for the -I and -A lines.  A
-	-- -D/-U line that does not name one flow acts on every flow it matches.
+	-- unless how.mode says "create", "add" or "put" for the -I and -A lines.
+	-- A -D/-U line that does not name one flow acts on every flow it matches.
 	function methods.load(h, specs, how)
 		local hw = check_how("load", how)
 		local mode = hw.mode
-		if mode ~= nil and mode ~= "create" and mode ~= "add" then
-			raise("load: bad argument 'mode' (\"create\" or \"add\" expected, got " .. show(mode) .. ")")
+		if mode ~= nil and mode ~= "create" and mode ~= "add" and mode ~= "put" then
+			raise("load: bad argument 'mode' (\"create\", \"add\" or \"put\" expected, got " .. show(mode) .. ")")
 		end
 		if type(specs) == "string" then
 			check_open("load", h)
