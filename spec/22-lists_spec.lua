@@ -48,7 +48,7 @@ describe("the dying and unconfirmed lists", function()
 		local f = assert(io.open(file, "w"))
 		f:write(LISTENER)
 		f:close()
-		local pid = topo:spawn("host", "timeout 40 /usr/bin/python3 " .. file)
+		local pid = topo:spawn("host", "env -u LD_PRELOAD timeout 40 /usr/bin/python3 " .. file)
 		on_exit(function() topo:exec("host", "kill " .. pid .. " 2>/dev/null") end)
 		-- bounded: until a flow deleted as a probe stays on the dying list
 		local ready = false
