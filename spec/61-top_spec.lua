@@ -76,7 +76,9 @@ describe("top.lua", function()
 		topo:spawn("client", ("timeout 90 sh -c 'while :; do head -c 10000 /dev/zero; sleep 0.1; done"
 			.. " | socat - TCP4:%s:%d,sourceport=%d >/dev/null'"):format(A.server, P.plain, BUSY))
 		-- the most bytes: 20 MB each way, then closed (TIME_WAIT)
-		assert(topo:exec("client", ("head -c 20000000 /dev/zero | timeout 20 socat -t 3 - TCP4:%s:%d,sourceport=%d"
+		-- (bounded by 60 s: with three suites at once on two cores, 20 s was
+		-- once not enough, and head lost its reader)
+		assert(topo:exec("client", ("head -c 20000000 /dev/zero | timeout 60 socat -t 5 - TCP4:%s:%d,sourceport=%d"
 			.. " >/dev/null"):format(A.server, P.plain, BIG)))
 		-- the soonest to expire: udp; and a DNAT flow
 		assert(topo:udp_send("client", A.server, P.plain, "u"))
