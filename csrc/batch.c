@@ -394,29 +394,123 @@ int lct_f_batch(lua_State *L)
 }
 
 /*
- * core.purge(h, matcher [, how]) -> deleted, missing, failures: deletes
- * every entry a dump with this matcher returns, straight from the dump's
- * messages to batched delete requests, with no Lua value made per entry.
- * For delete_where (and flush: fname) when the kernel and C do all of the
- * filtering.
+ * purge with lines: the text of each entry of the batch on its way, made
+ * from its dump message (gone once the dump reads on) and kept until the
+ * kernel has answered.  A userdata: a Lua error frees it.
+ */
+#define LCT_PTEXT_BYTES	(256 * 1024)
+#define LCT_LINE_MAX	4096	/* e:format's longest line, and its newline */
+struct lct_ptext {
+	size_t used;
+	size_t off[LCT_BATCH_MAX], len[LCT_BATCH_MAX];
+	char buf[LCT_PTEXT_BYTES];
+};
+
+/* The line of m (o: LCT_O_* words) as the text of batch message at: 0 or ENOMEM. */
+static int lct_ptext_add(struct lct_ptext *t, int at, const struct nlmsghdr *m,
+			 unsigned int o, struct nfct_labelmap *map)
+{
+	size_t n = lct_text_o(m, 0, o, map, t->buf + t->used, LCT_LINE_MAX);
+
+	if (n == (size_t)-1)
+		return ENOMEM;
+	t->buf[t->used + n] = '\n';
+	t->off[at] = t->used;
+	t->len[at] = n + 1;
+	t->used += n + 1;
+	return 0;
+}
+
+/*
+ * Sends the batch (lct_brun_flush); then, with t, calls the function at fn
+ * with the lines of the entries the kernel deleted, in order (those it
+ * did not find or refused are left out).  0 or an errno for the whole batch.
+ */
+static int lct_purge_flush(lua_State *L, struct lct_brun *r, struct lct_ptext *t, int fn)
+{
+	int sent = r->bt->count, i, err = lct_brun_flush(L, r);
+	char bad[LCT_BATCH_MAX];
+	size_t w = 0;
+
+	if (t == NULL || err != 0 || sent == 0) {
+		if (t != NULL)
+			t->used = 0;
+		return err;
+	}
+	memset(bad, 0, (size_t)sent);
+	for (i = 0; i < r->bt->nfail; i++) {
+		int at = r->bt->fail[i].index;
+
+		if (at >= 0 && at < sent)
+			bad[at] = 1;
+	}
+	for (i = 0; i < sent; i++) {
+		if (bad[i])
+			continue;
+		memmove(t->buf + w, t->buf + t->off[i], t->len[i]);
+		w += t->len[i];
+	}
+	t->used = 0;
+	if (w > 0) {
+		lua_pushvalue(L, fn);
+		lua_pushlstring(L, t->buf, w);
+		lua_call(L, 1, 0);
+	}
+	return 0;
+}
+
+/*
+ * core.purge(h, matcher, how, fname [, pred [, lines [, format [, batch]]]])
+ * -> deleted, missing, failures: deletes every entry a dump with this
+ * matcher returns, straight from the dump's messages to batched delete
+ * requests.  pred (the filter's Lua part) is called with an entry of each
+ * message the matcher passes; without it no Lua value is made per entry.
+ * lines(text) is called after each batch with the lines of the entries
+ * the kernel deleted, each as e:format(format) writes it and a newline.
+ * For delete_where (and flush: fname).
  */
 int lct_f_purge(lua_State *L)
 {
 	const char *fname = lua_type(L, 4) == LUA_TSTRING && strcmp(lua_tostring(L, 4), "flush") == 0
 		? "flush" : "delete_where";
 	struct lct_handle *h = lct_handle_check(L, 1, fname);
+	struct nfct_labelmap *map = NULL;
 	const struct nlmsghdr *m;
+	struct lct_ptext *text = NULL;
 	struct lct_dump *d;
 	struct lct_brun r;
-	int err, rc;
+	unsigned int o = 0;
+	int64_t size = LCT_BATCH_MAX;
+	int err, rc, pred, mt;
 
-	lua_settop(L, 3);	/* (fname is a static string) */
+	lua_settop(L, 8);	/* (fname is a static string) */
+	pred = !lua_isnil(L, 5);
+	if (pred && lua_type(L, 5) != LUA_TFUNCTION)
+		return lct_argerror(L, fname, "filter", "a Lua part that is a function expected");
+	if (!lua_isnil(L, 6)) {
+		if (lua_type(L, 6) != LUA_TFUNCTION)
+			return lct_argerror(L, fname, "lines", "function expected, got %s",
+					    luaL_typename(L, 6));
+		o = lct_output_opts(L, 7, fname, "format", ~0u);
+		if (o & LCT_O_LABELS)
+			map = lct_labelmap(L);
+	} else if (!lua_isnil(L, 7)) {
+		return lct_argerror(L, fname, "format", "only with 'lines'");
+	}
+	if (!lua_isnil(L, 8))
+		size = lct_int_arg(L, 8, fname, "batch", 1, LCT_BATCH_MAX);
+	lct_entry_metatable(L);
+	mt = lua_gettop(L);
 	lua_newtable(L);
 	memset(&r, 0, sizeof(r));
 	r.h = h;
 	r.fname = fname;
 	r.op = "delete";
 	r.ft = lua_gettop(L);
+	if (!lua_isnil(L, 6)) {
+		text = lct_newuserdata(L, sizeof(*text));
+		text->used = 0;
+	}
 	d = lct_dump_begin(L, h, 2, 3, fname, 0, &err);
 	if (d == NULL)
 		return lct_pusherr(L, fname, err);
@@ -424,22 +518,40 @@ int lct_f_purge(lua_State *L)
 	if (r.bt == NULL)
 		return lct_pusherr(L, fname, ENOMEM);
 	while ((rc = lct_dump_msg(d, &m)) == 1) {
-		struct nlmsghdr *nlh = lct_batch_cur(r.bt);
+		struct nlmsghdr *nlh;
 
+		if (pred) {
+			int pending = r.bt->count, take;
+
+			lua_pushvalue(L, 5);
+			lct_entry_pushm(L, m, 0, 0, mt);
+			lua_call(L, 1, 1);
+			take = lua_toboolean(L, -1);
+			lua_pop(L, 1);
+			/* the requests collected are in the handle's batch */
+			if (pending > 0 && (h->batch != r.bt || r.bt->count != pending))
+				return lct_error(L, "%s: the filter used the handle's batches while it deleted", fname);
+			if (!take)
+				continue;
+		}
+		nlh = lct_batch_cur(r.bt);
 		lct_nl_req(nlh, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0,
 			   AF_UNSPEC, 0);
 		if (lct_put_key(nlh, m) < 0)
 			continue;
+		if (text != NULL && lct_ptext_add(text, r.bt->count, m, o, map) != 0)
+			return lct_pusherr(L, fname, ENOMEM);
 		r.item[r.bt->count] = (int)(r.ok + r.missing + r.failed) + r.bt->count + 1;
-		if (lct_batch_add(r.bt, lct_handle_seq(h))) {
-			err = lct_brun_flush(L, &r);
+		if (lct_batch_add(r.bt, lct_handle_seq(h)) || r.bt->count >= size ||
+		    (text != NULL && text->used > LCT_PTEXT_BYTES - LCT_LINE_MAX)) {
+			err = lct_purge_flush(L, &r, text, 6);
 			if (err != 0)
 				return lct_pusherr(L, fname, err);
 		}
 	}
 	if (rc < 0)
 		return lct_pusherr(L, fname, -rc);
-	err = lct_brun_flush(L, &r);
+	err = lct_purge_flush(L, &r, text, 6);
 	if (err != 0)
 		return lct_pusherr(L, fname, err);
 	return lct_brun_result(L, &r);

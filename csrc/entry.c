@@ -981,39 +981,23 @@ static int lct_e_spec(lua_State *L)
 	return 1;
 }
 
-/* Text through the library, so that it is the CLI's text exactly. */
-static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int type,
-		      unsigned int flags, struct nfct_labelmap *map, int lib)
+/* The CLI's text of e (o: LCT_O_* words, map: label names or NULL). */
+static int lct_e_text(lua_State *L, struct lct_entry *e, unsigned int o,
+		      struct nfct_labelmap *map)
 {
-	struct nf_conntrack *ct;
 	char buf[4096];
-	int n;
+	size_t n = lct_text_o(lct_msg(e), e->evtype, o, map, buf, sizeof(buf));
 
-	if (type == NFCT_O_DEFAULT && map == NULL && !lib) {
-		size_t len = lct_text(lct_msg(e), e->evtype, flags, buf, sizeof(buf));
-
-		lua_pushlstring(L, buf, len);
-		return 1;
-	}
-	ct = nfct_new();
-	if (ct == NULL)
+	if (n == (size_t)-1)
 		return lct_error(L, "format: out of memory");
-	nfct_nlmsg_parse(lct_msg(e), ct);
-	n = nfct_snprintf_labels(buf, sizeof(buf), ct, lct_nfct_msgtype(e->evtype), type, flags, map);
-	nfct_destroy(ct);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(buf))
-		n = sizeof(buf) - 1;
-	lua_pushlstring(L, buf, (size_t)n);
+	lua_pushlstring(L, buf, n);
 	return 1;
 }
 
 /* __tostring: its upvalue is the entry metatable (lct_class_new). */
 static int lct_e_tostring(lua_State *L)
 {
-	return lct_e_text(L, lct_class_self(L, &lct_entry_class, "tostring"),
-			  NFCT_O_DEFAULT, 0, NULL, 0);
+	return lct_e_text(L, lct_class_self(L, &lct_entry_class, "tostring"), 0, NULL);
 }
 
 /*
@@ -1025,20 +1009,10 @@ static int lct_e_tostring(lua_State *L)
 static int lct_e_format(lua_State *L)
 {
 	struct lct_entry *e = lct_checkentry(L, 1, "format");
-	unsigned int o = lct_output_opts(L, 2, "format", ~0u), flags = 0;
-	unsigned int type = o & LCT_O_XML ? NFCT_O_XML : NFCT_O_DEFAULT;
+	unsigned int o = lct_output_opts(L, 2, "format", "opts", ~0u);
 
-	if (o & LCT_O_EXTENDED)
-		flags |= NFCT_OF_SHOW_LAYER3;
-	if (o & LCT_O_ID)
-		flags |= NFCT_OF_ID;
-	if (o & LCT_O_KTIMESTAMP)
-		flags |= NFCT_OF_TIMESTAMP;
-	if ((o & LCT_O_TIMESTAMP) && type == NFCT_O_XML)
-		flags |= NFCT_OF_TIME;
-	lct_e_text(L, e, type, flags, o & LCT_O_LABELS ? lct_labelmap(L) : NULL,
-		   (o & LCT_O_LIBRARY) != 0);
-	if ((o & LCT_O_TIMESTAMP) && type != NFCT_O_XML && e->time > 0)
+	lct_e_text(L, e, o, o & LCT_O_LABELS ? lct_labelmap(L) : NULL);
+	if ((o & LCT_O_TIMESTAMP) && !(o & LCT_O_XML) && e->time > 0)
 		lct_stamp_prefix(L, e->time, 0);
 	return 1;
 }

@@ -250,7 +250,7 @@ static int lct_x_tostring(lua_State *L)
 static int lct_x_format(lua_State *L)
 {
 	struct lct_expect *x = lct_class_check(L, 1, &lct_expect_class, "format");
-	unsigned int o = lct_output_opts(L, 2, "format", LCT_O_XML | LCT_O_TIMESTAMP);
+	unsigned int o = lct_output_opts(L, 2, "format", "opts", LCT_O_XML | LCT_O_TIMESTAMP);
 
 	if (o & LCT_O_XML)
 		return lct_x_text(L, x, NFCT_O_XML, o & LCT_O_TIMESTAMP ? NFCT_OF_TIME : 0);

@@ -568,8 +568,15 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 #define LCT_O_XML		0x10
 #define LCT_O_TIMESTAMP		0x20
 #define LCT_O_LIBRARY		0x40	/* through libnetfilter_conntrack, for checks */
-/* opts at idx (a comma list, or none) as bits; a word not in allowed raises. */
-unsigned int lct_output_opts(lua_State *L, int idx, const char *fname, unsigned int allowed);
+/* opts at idx (a comma list, or none) as bits; a word not in allowed raises, naming arg. */
+unsigned int lct_output_opts(lua_State *L, int idx, const char *fname, const char *arg,
+			     unsigned int allowed);
+/*
+ * nlh's line as e:format(opts) writes it (o: LCT_O_* bits; map for labels,
+ * or NULL), NUL-terminated in buf: its length, (size_t)-1 out of memory.
+ */
+size_t lct_text_o(const struct nlmsghdr *nlh, int evtype, unsigned int o,
+		  struct nfct_labelmap *map, char *buf, size_t len);
 /*
  * The string at the top prefixed with time t as -o timestamp writes it:
  * "[sec.usec]\t", the microseconds zero-padded (flows), or padded with

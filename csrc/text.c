@@ -287,6 +287,44 @@ size_t lct_text(const struct nlmsghdr *nlh, int evtype, unsigned int flags,
 	return (size_t)(o.p - buf);
 }
 
+/*
+ * The line of nlh as e:format(opts) writes it, o its LCT_O_* words (of
+ * LCT_O_TIMESTAMP only XML's <when>; map: the label names of
+ * LCT_O_LABELS, or NULL), into buf, NUL-terminated: its length, or
+ * (size_t)-1 out of memory.  The default text is written here, the rest
+ * through the library, as the CLI prints it.
+ */
+size_t lct_text_o(const struct nlmsghdr *nlh, int evtype, unsigned int o,
+		  struct nfct_labelmap *map, char *buf, size_t len)
+{
+	unsigned int type = o & LCT_O_XML ? NFCT_O_XML : NFCT_O_DEFAULT, flags = 0;
+	struct nf_conntrack *ct;
+	int n;
+
+	if (o & LCT_O_EXTENDED)
+		flags |= NFCT_OF_SHOW_LAYER3;
+	if (o & LCT_O_ID)
+		flags |= NFCT_OF_ID;
+	if (o & LCT_O_KTIMESTAMP)
+		flags |= NFCT_OF_TIMESTAMP;
+	if ((o & LCT_O_TIMESTAMP) && type == NFCT_O_XML)
+		flags |= NFCT_OF_TIME;
+	if (type == NFCT_O_DEFAULT && map == NULL && !(o & LCT_O_LIBRARY))
+		return lct_text(nlh, evtype, flags, buf, len);
+	ct = nfct_new();
+	if (ct == NULL)
+		return (size_t)-1;
+	nfct_nlmsg_parse(nlh, ct);
+	n = nfct_snprintf_labels(buf, len, ct, lct_nfct_msgtype(evtype), type, flags, map);
+	nfct_destroy(ct);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= len)
+		n = (int)len - 1;
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
 /* ---- output options --------------------------------------------------- */
 
 static const struct {
@@ -298,13 +336,14 @@ static const struct {
 	{"timestamp", LCT_O_TIMESTAMP}, {"library", LCT_O_LIBRARY},
 };
 
-unsigned int lct_output_opts(lua_State *L, int idx, const char *fname, unsigned int allowed)
+unsigned int lct_output_opts(lua_State *L, int idx, const char *fname, const char *arg,
+			     unsigned int allowed)
 {
 	const char *o;
 	unsigned int bits = 0;
 
 	if (!lua_isnoneornil(L, idx) && lua_type(L, idx) != LUA_TSTRING)
-		return (unsigned int)lct_argerror(L, fname, "opts", "string expected, got %s",
+		return (unsigned int)lct_argerror(L, fname, arg, "string expected, got %s",
 						  luaL_typename(L, idx));
 	o = luaL_optstring(L, idx, "");
 	while (*o) {
@@ -318,7 +357,7 @@ unsigned int lct_output_opts(lua_State *L, int idx, const char *fname, unsigned 
 		}
 		if (n > 0 && i == sizeof(lct_output_words) / sizeof(lct_output_words[0])) {
 			lua_pushlstring(L, o, n);
-			return (unsigned int)lct_argerror(L, fname, "opts", "unknown output option %s",
+			return (unsigned int)lct_argerror(L, fname, arg, "unknown output option %s",
 							  lct_shortval(L, -1));
 		}
 		if (n > 0)

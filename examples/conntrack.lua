@@ -1271,16 +1271,9 @@ end
 -- entries: no ktimestamp, no labels).  Labels are shown with -o labels or
 -- when a label option was given (the CLI loads its label names then).
 local SAVE_D, SAVE_A = { command = "-D" }, { command = "-A" }
-local function printer(c, kind)
-	if c.output.save then
-		local save = ct.format.save
-		if kind == "delete" then
-			return function(e) return save(e, SAVE_D) end
-		elseif kind == "update" then
-			return function(e) return save(e, SAVE_A) end
-		end
-		return save
-	end
+
+-- The words of e:format for printer(c, kind), but -o save: a comma list.
+local function format_opts(c, kind)
 	local o, list = c.output, {}
 	if o.xml then list[#list + 1] = "xml" end
 	if o.extended then list[#list + 1] = "extended" end
@@ -1291,7 +1284,20 @@ local function printer(c, kind)
 	end
 	-- events only: the time each was received, before the line or in <when>
 	if o.timestamp and c.command == "event" then list[#list + 1] = "timestamp" end
-	local opts = concat(list, ",")
+	return concat(list, ",")
+end
+
+local function printer(c, kind)
+	if c.output.save then
+		local save = ct.format.save
+		if kind == "delete" then
+			return function(e) return save(e, SAVE_D) end
+		elseif kind == "update" then
+			return function(e) return save(e, SAVE_A) end
+		end
+		return save
+	end
+	local opts = format_opts(c, kind)
 	if opts == "" then
 		return tostring
 	end
@@ -1610,11 +1616,31 @@ local function batches(h, op, changes, on_done)
 	end
 end
 
+-- The module deletes and writes each deleted entry's line (delete_where
+-- with lines: no Lua value per flow but for the filter's Lua part); -o
+-- save lines are made here, of the entries the dump gives.
 local function cmd_delete(h, c)
-	local line = printer(c, "delete")
-	local add = batches(h, "delete", nil, function(e) emit(line(e)) end)
-	each(h, build_filter(c, "full"), nil, "delete", add)
-	local n = add(nil)
+	local f = build_filter(c, "full")
+	local n
+	if c.output.save then
+		local line = printer(c, "delete")
+		local add = batches(h, "delete", nil, function(e) emit(line(e)) end)
+		each(h, f, nil, "delete", add)
+		n = add(nil)
+	else
+		local stdout = io.stdout
+		local ok, done, msg, fails = pcall(h.delete_where, h, f, {
+			lines = function(text) stdout:write(text) end,
+			format = format_opts(c, "delete"),
+		})
+		if not ok then raised("delete", done) end
+		if not done then kernel_fail("delete", msg, fails) end
+		if fails[1] then
+			flush_out()
+			kernel_fail("delete", fails[1].message, fails[1].errno)
+		end
+		n = done
+	end
 	flush_out()
 	summary(c, n)
 	return n == 0 and 1 or 0

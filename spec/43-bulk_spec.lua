@@ -127,6 +127,95 @@ describe("bulk operations", function()
 		assert.has_error(function() h:update_where(F.all(), { colour = 1 }) end)
 	end)
 
+	-- sorted untimed lines of text (or of an array of lines)
+	local function untimed(lines)
+		if type(lines) == "string" then lines = H.lines(lines) end
+		local out = {}
+		for i, l in ipairs(lines) do out[i] = H.untimed(l) end
+		table.sort(out)
+		return out
+	end
+
+	it("delete_where with lines hands over the line of each entry the kernel deleted", function()
+		local total = refill(600)
+		local f = F.proto "udp" * F.family "ipv4"
+		-- as conntrack -L prints them, read just before
+		local want = untimed(H.cli_ok(ns, "-L -p udp -f ipv4"))
+		assert.equals(200, #want)
+		local chunks = {}
+		local n, missing, failures = h:delete_where(f, { lines = function(text) chunks[#chunks + 1] = text end })
+		assert.same({ 200, 0, {} }, { n, missing, failures })
+		local text = table.concat(chunks)
+		assert.equals("\n", text:sub(-1))
+		assert.same(want, untimed(text))
+		assert.equals(0, count("-p udp -f ipv4"))
+		assert.equals(total - 200, count())
+		-- in batches of 7: one call per batch, each a whole number of lines
+		local want6 = untimed(H.cli_ok(ns, "-L -f ipv6 -o extended,id"))
+		assert.equals(200, #want6)
+		chunks = {}
+		n = h:delete_where(F.family "ipv6", { batch = 7, format = "extended,id", lines = function(t)
+			chunks[#chunks + 1] = t
+		end })
+		assert.equals(200, n)
+		assert.equals(math.ceil(200 / 7), #chunks)
+		for _, c in ipairs(chunks) do assert.matches("^ipv6 .*\n$", c) end
+		assert.same(want6, untimed(table.concat(chunks)))
+		-- XML, on a filter with a Lua part: the library's <flow> of each
+		local seen = 0
+		chunks = {}
+		n = h:delete_where(F.proto "tcp" * F.where(function(e)
+			seen = seen + 1
+			return e.orig.sport % 2 == 0
+		end), { format = "xml", lines = function(t) chunks[#chunks + 1] = t end })
+		assert.equals(600, seen)
+		assert.equals(300, n)
+		local flows = H.lines(table.concat(chunks))
+		assert.equals(300, #flows)
+		for _, l in ipairs(flows) do
+			assert.matches("^<flow>.*<layer4 protonum=\"6\" protoname=\"tcp\"><sport>%d*[02468]</sport>.*</flow>$", l)
+		end
+		assert.equals(300, count("-p tcp"))
+	end)
+
+	it("delete_where with lines leaves out what vanished, and refuses bad arguments", function()
+		refill(600)
+		local other = assert(ct.open { netns = ns })
+		finally(function() other:close() end)
+		-- every other UDP flow is deleted behind the operation's back
+		local k = 0
+		local sneaky = F.proto "udp" * F.where(function(e)
+			k = k + 1
+			if k % 2 == 0 then assert(other:delete(e)) end
+			return true
+		end)
+		local text = {}
+		local n, missing, failures = h:delete_where(sneaky, { lines = function(t) text[#text + 1] = t end })
+		assert.same({ 200, 200, {} }, { n, missing, failures })
+		assert.equals(200, #H.lines(table.concat(text)))
+		assert.equals(0, count("-p udp"))
+		-- an error of the function ends the call, its batch deleted
+		local ok, err = pcall(h.delete_where, h, F.proto "tcp", { lines = function() error("enough", 0) end })
+		assert.same({ false, "enough" }, { ok, err })
+		assert.equals(0, count("-p tcp"))
+		assert(h:create { proto = "udp", src = "192.0.2.1", dst = "198.51.100.1", sport = 1, dport = 2, timeout = 60 })
+		local bad = {
+			{ { format = "xml" }, "delete_where: bad argument 'format' (only with 'lines')" },
+			{ { lines = 1 }, "delete_where: bad argument 'lines' (function expected, got number)" },
+			{ { lines = print, format = 3 }, "delete_where: bad argument 'format' (string expected, got number)" },
+			{ { lines = print, format = "extended,bogus" },
+				"delete_where: bad argument 'format' (unknown output option 'bogus')" },
+			{ { lines = print, batch = 0 }, "delete_where: bad argument 'batch' (integer 1..1024 expected, got 0)" },
+		}
+		for _, b in ipairs(bad) do
+			ok, err = pcall(h.delete_where, h, F.all(), b[1])
+			assert.is_false(ok)
+			assert.matches(b[2], err, 1, true)
+		end
+		-- the refused calls deleted nothing
+		assert.equals(1, count())
+	end)
+
 	it("counts entries that vanish between the dump and the request as missing", function()
 		refill(600)
 		local other = assert(ct.open { netns = ns })

@@ -14,7 +14,9 @@
 -- how (every field optional): pushdown = false (the kernel gets no filter:
 -- C and Lua do all of it), batch = n (requests per batch of the bulk
 -- operations, 1..1024), mode = "create" | "add" (load), zero = true (dump:
--- read and zero the counters), table = "conntrack" | "dying" | "unconfirmed".
+-- read and zero the counters), table = "conntrack" | "dying" | "unconfirmed",
+-- lines = fn, format = opts (delete_where: fn(text) after each batch, with
+-- the deleted entries' lines as e:format(opts) writes them).
 local core = require "conntrack.core"
 local F = require "conntrack.filter"
 local args = require "conntrack.args"
@@ -32,7 +34,7 @@ local how_keys = {
 	dump = { pushdown = "boolean", zero = "boolean", table = "string", unique = "boolean" },
 	list = { pushdown = "boolean", zero = "boolean", table = "string" },
 	flush = { pushdown = "boolean", batch = "number" },
-	delete_where = { pushdown = "boolean", batch = "number" },
+	delete_where = { pushdown = "boolean", batch = "number", lines = "function", format = "string" },
 	update_where = { pushdown = "boolean", batch = "number" },
 	load = { mode = "string", batch = "number" },
 }
@@ -59,7 +61,7 @@ local function check_how(fname, how)
 			raise(fname .. ": bad argument 'batch' (integer 1..1024 expected, got " .. tostring(v) .. ")")
 		end
 		out[k] = v
-		if k ~= "batch" and k ~= "mode" then
+		if k ~= "batch" and k ~= "mode" and k ~= "lines" and k ~= "format" then
 			dump = dump or {}
 			dump[k] = v
 		end
@@ -262,9 +264,11 @@ function H.install(methods)
 	local function bulk(h, fname, op, filter, changes, how, dhow)
 		local m, pred = plan(fname, filter)
 		-- All of the filter in the kernel and C: the core deletes straight
-		-- from the dump's messages, with no Lua value per entry.
-		if op == "delete" and not pred and not how.batch then
-			return core.purge(h, m, dhow, fname)
+		-- from the dump's messages, with no Lua value per entry (but for
+		-- the filter's Lua part); and it alone knows which entries the
+		-- kernel deleted, for lines.
+		if op == "delete" and (how.lines or (not pred and not how.batch)) then
+			return core.purge(h, m, dhow, fname, pred, how.lines, how.format, how.batch)
 		end
 		local size = how.batch or 1000
 		local st, qmsg, qerr = core.query(h, m, dhow, fname)
@@ -338,6 +342,9 @@ function H.install(methods)
 		if filter == nil then
 			raise(fname .. ": bad argument 'filter' (a filter is required; " ..
 				"ct.filter.all() matches every entry)")
+		end
+		if hw.format ~= nil and hw.lines == nil then
+			raise(fname .. ": bad argument 'format' (only with 'lines')")
 		end
 		return bulk(h, fname, "delete", filter, nil, hw, dhow)
 	end
