@@ -447,7 +447,8 @@ static int lct_purge_flush(lua_State *L, struct lct_brun *r, struct lct_ptext *t
 	for (i = 0; i < sent; i++) {
 		if (bad[i])
 			continue;
-		memmove(t->buf + w, t->buf + t->off[i], t->len[i]);
+		if (t->off[i] != w)
+			memmove(t->buf + w, t->buf + t->off[i], t->len[i]);
 		w += t->len[i];
 	}
 	t->used = 0;
