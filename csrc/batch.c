@@ -421,12 +421,22 @@ static int lct_ptext_add(struct lct_ptext *t, int at, const struct nlmsghdr *m,
 	return 0;
 }
 
+/* Calls a Lua function of purge (nargs and it pushed); an error closes the dump, then goes on. */
+static void lct_purge_call(lua_State *L, struct lct_dump *d, int nargs, int nret)
+{
+	if (lua_pcall(L, nargs, nret, 0) != 0) {
+		lct_dump_stop(d);
+		lua_error(L);
+	}
+}
+
 /*
  * Sends the batch (lct_brun_flush); then, with t, calls the function at fn
  * with the lines of the entries the kernel deleted, in order (those it
  * did not find or refused are left out).  0 or an errno for the whole batch.
  */
-static int lct_purge_flush(lua_State *L, struct lct_brun *r, struct lct_ptext *t, int fn)
+static int lct_purge_flush(lua_State *L, struct lct_brun *r, struct lct_ptext *t, int fn,
+			   struct lct_dump *d)
 {
 	int sent = r->bt->count, i, err = lct_brun_flush(L, r);
 	char bad[LCT_BATCH_MAX];
@@ -455,7 +465,7 @@ static int lct_purge_flush(lua_State *L, struct lct_brun *r, struct lct_ptext *t
 	if (w > 0) {
 		lua_pushvalue(L, fn);
 		lua_pushlstring(L, t->buf, w);
-		lua_call(L, 1, 0);
+		lct_purge_call(L, d, 1, 0);
 	}
 	return 0;
 }
@@ -526,12 +536,14 @@ int lct_f_purge(lua_State *L)
 
 			lua_pushvalue(L, 5);
 			lct_entry_pushm(L, m, 0, 0, mt);
-			lua_call(L, 1, 1);
+			lct_purge_call(L, d, 1, 1);
 			take = lua_toboolean(L, -1);
 			lua_pop(L, 1);
 			/* the requests collected are in the handle's batch */
-			if (pending > 0 && (h->batch != r.bt || r.bt->count != pending))
+			if (pending > 0 && (h->batch != r.bt || r.bt->count != pending)) {
+				lct_dump_stop(d);
 				return lct_error(L, "%s: the filter used the handle's batches while it deleted", fname);
+			}
 			if (!take)
 				continue;
 		}
@@ -545,14 +557,14 @@ int lct_f_purge(lua_State *L)
 		r.item[r.bt->count] = (int)(r.ok + r.missing + r.failed) + r.bt->count + 1;
 		if (lct_batch_add(r.bt, lct_handle_seq(h)) || r.bt->count >= size ||
 		    (text != NULL && text->used > LCT_PTEXT_BYTES - LCT_LINE_MAX)) {
-			err = lct_purge_flush(L, &r, text, 6);
+			err = lct_purge_flush(L, &r, text, 6, d);
 			if (err != 0)
 				return lct_pusherr(L, fname, err);
 		}
 	}
 	if (rc < 0)
 		return lct_pusherr(L, fname, -rc);
-	err = lct_purge_flush(L, &r, text, 6);
+	err = lct_purge_flush(L, &r, text, 6, d);
 	if (err != 0)
 		return lct_pusherr(L, fname, err);
 	return lct_brun_result(L, &r);

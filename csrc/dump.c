@@ -221,6 +221,11 @@ struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
 	return d;
 }
 
+void lct_dump_stop(struct lct_dump *d)
+{
+	lct_dump_end(d);
+}
+
 /* The next matching message: 1, 0 at the end, or -errno (the dump is then closed). */
 int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m)
 {

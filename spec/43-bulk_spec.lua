@@ -194,10 +194,23 @@ describe("bulk operations", function()
 		assert.same({ 200, 200, {} }, { n, missing, failures })
 		assert.equals(200, #H.lines(table.concat(text)))
 		assert.equals(0, count("-p udp"))
-		-- an error of the function ends the call, its batch deleted
+		-- an error of the function ends the call, its batch deleted, and
+		-- closes the dump's socket then (not when garbage is collected)
+		local fds = H.fds_settled()
+		collectgarbage("stop")
 		local ok, err = pcall(h.delete_where, h, F.proto "tcp", { lines = function() error("enough", 0) end })
-		assert.same({ false, "enough" }, { ok, err })
+		local after = H.fds()
+		collectgarbage("restart")
+		assert.same({ false, "enough", fds }, { ok, err, after })
 		assert.equals(0, count("-p tcp"))
+		-- as does an error of the filter's Lua part
+		assert(h:create { proto = "udp", src = "192.0.2.1", dst = "198.51.100.1", sport = 1, dport = 2, timeout = 60 })
+		collectgarbage("stop")
+		ok, err = pcall(h.delete_where, h, F.where(function() error("no", 0) end), { lines = print })
+		after = H.fds()
+		collectgarbage("restart")
+		assert.same({ false, "no", fds }, { ok, err, after })
+		assert(h:delete_where(F.all()))
 		assert(h:create { proto = "udp", src = "192.0.2.1", dst = "198.51.100.1", sport = 1, dport = 2, timeout = 60 })
 		local bad = {
 			{ { format = "xml" }, "delete_where: bad argument 'format' (only with 'lines')" },
