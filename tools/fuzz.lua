@@ -1006,6 +1006,11 @@ local function value_for(k)
 		return pick { 0, 0.001, 0.01, 1, 100, 300, -1, 0 / 0, 2 ^ 32, 4294967295 }
 	elseif k == "rcvbuf" then
 		return pick { 4096, 65536, 1048576, 1.5, 0, -1, 2 ^ 40, 4095 }
+	elseif k == "lines" then
+		return chance(0.9) and callback() or any(1)
+	elseif k == "format" then
+		return pick { "extended", "extended,id", { "id", "ktimestamp" }, { extended = true }, "xml", "save",
+			"bogus", 5, {} }
 	elseif k == "pushdown" or k == "zero" or k == "unique" or k == "indent" then
 		return chance(0.85) and chance(0.5) or any(1)
 	end
@@ -1233,7 +1238,8 @@ local function how()
 	end
 	local t = {}
 	for _ = 1, rint(1, 2) do
-		local k = pick { "pushdown", "zero", "table", "unique", "batch", "mode", "pushdown", "unique" }
+		local k = pick { "pushdown", "zero", "table", "unique", "batch", "mode", "pushdown", "unique",
+			"lines", "format" }
 		t[k] = value_for(k)
 	end
 	if t.table == "expect" and chance(0.7) then
