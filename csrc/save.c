@@ -879,7 +879,10 @@ static int lct_f_save_plain(lua_State *L)
 	uint64_t bad = lct_opt_mask(refused, sizeof(refused) / sizeof(refused[0]));
 	size_t len, pos = 0, n, k;
 	const char *text = luaL_checklstring(L, 1, &len), *line, *why = NULL;
-	int lineno = 0;
+	int lineno = 0, odd;
+
+	/* lines are searched for these only when the text has one */
+	odd = memchr(text, '"', len) || memchr(text, '\t', len) || memchr(text, '\r', len);
 
 	while (why == NULL && lct_save_next(text, len, &pos, &line, &n)) {
 		struct lct_tok tok[LCT_LINE_TOKS], name;
@@ -893,7 +896,7 @@ static int lct_f_save_plain(lua_State *L)
 			why = "not -A or -I";
 			break;
 		}
-		if (memchr(line, '"', n) || memchr(line, '\t', n) || memchr(line, '\r', n)) {
+		if (odd && (memchr(line, '"', n) || memchr(line, '\t', n) || memchr(line, '\r', n))) {
 			why = "a quote, a tab or a CR";
 			break;
 		}
