@@ -170,7 +170,9 @@ ASAN_RT      = $(shell $(CC) -print-file-name=libasan.so)
 ASAN_PATHS   = $(call TREE_ENV,$(ASAN_BUILD))
 ASAN_ENV     = env LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=abort_on_error=1:detect_leaks
 
+# The tools the specs run as programs (examples/) use the plain build: make it too.
 check-asan: deps
+	$(MAKE) all
 	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="-fsanitize=address" all
 	$(MAKE) -s test-tools
 	$(CC) -shared -fPIC $(ASAN_CFLAGS) $(LUA_CFLAGS) -o $(ASAN_BUILD)/asan_probe.so spec/c/asan_probe.c

@@ -66,7 +66,9 @@ describe("top.lua", function()
 	local topo, router, slow
 
 	setup(function()
-		topo = hosts.new{ nat = { snat = true, dnat = true } }
+		-- listeners that outlive every step of the spec, however slow the
+		-- machine (a listener that timed out mid-transfer resets it)
+		topo = hosts.new{ nat = { snat = true, dnat = true }, timeout = 240 }
 		router = topo.ns.router
 		local A = topo.addr
 		topo:serve()
@@ -75,11 +77,12 @@ describe("top.lua", function()
 		-- busiest: about 200 KB/s each way for 90 s
 		topo:spawn("client", ("timeout 90 sh -c 'while :; do head -c 10000 /dev/zero; sleep 0.1; done"
 			.. " | socat - TCP4:%s:%d,sourceport=%d >/dev/null'"):format(A.server, P.plain, BUSY))
-		-- the most bytes: 20 MB each way, then closed (TIME_WAIT)
-		-- (bounded by 60 s: with three suites at once on two cores, 20 s was
-		-- once not enough, and head lost its reader)
-		assert(topo:exec("client", ("head -c 20000000 /dev/zero | timeout 60 socat -t 5 - TCP4:%s:%d,sourceport=%d"
-			.. " >/dev/null"):format(A.server, P.plain, BIG)))
+		-- the most bytes: 20 MB each way, then closed (TIME_WAIT); under a
+		-- second here, bounded by 60 s (a failure says how long it ran)
+		local t0 = os.time()
+		local ok, out = topo:exec("client", ("head -c 20000000 /dev/zero | timeout 60 socat -t 5 - TCP4:%s:%d,sourceport=%d"
+			.. " >/dev/null"):format(A.server, P.plain, BIG))
+		assert(ok, ("the 20 MB transfer failed after %d s: %s\n%s"):format(os.time() - t0, out, topo:log()))
 		-- the soonest to expire: udp; and a DNAT flow
 		assert(topo:udp_send("client", A.server, P.plain, "u"))
 		assert(topo:tcp_request("client", A.public, P.dnat, "hello"))

@@ -18,6 +18,7 @@
 -- prints how often it saw it; it cannot count on it.
 local ct = require "conntrack"
 local H = require "helpers"
+local hosts = require "hosts"
 
 local F = ct.filter
 
@@ -134,7 +135,11 @@ describe("a table that changes during dumps", function()
 		local f = assert(io.open(script, "w"))
 		f:write(CHURNER)
 		f:close()
-		topo:spawn("host", ("timeout 60 %s %s %s %s 40"):format(H.lua, script, progress, stop))
+		-- topo:spawn drops an LD_PRELOAD; the churner runs the suite's own
+		-- build, which under make check-asan needs the ASan runtime it names
+		local pre = os.getenv("LD_PRELOAD")
+		local keep = pre and pre ~= "" and ("env LD_PRELOAD=" .. hosts.quote(pre) .. " ") or ""
+		topo:spawn("host", ("%stimeout 60 %s %s %s %s 40"):format(keep, H.lua, script, progress, stop))
 		local function changes()
 			local text = H.read(progress)
 			return text and tonumber(text:match("^(%d+)")), text
