@@ -180,6 +180,10 @@ static int64_t lct_num(const struct lct_tok *t, int base)
 			v = v * 10 + (unsigned long long)(t->p[i] - '0');
 		if (i == t->n)
 			return v > 0xffffffffULL ? -1 : (int64_t)v;
+		/* stopped by another character: strtoull stops there too (after the
+		 * white space it skips first) */
+		if (base == 10 && (i > 0 || (t->p[0] != ' ' && (t->p[0] < '\t' || t->p[0] > '\r'))))
+			return -1;
 	}
 	if (t->n == 0 || t->n >= sizeof(buf) || t->p[0] == '-' || t->p[0] == '+')
 		return -1;
