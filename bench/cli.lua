@@ -15,6 +15,7 @@
 --   (2N events): the events each prints (target: all of them)
 -- and the module alone doing the same work in the same rounds (a dump with
 -- tostring, delete_where, ct.load of the text): the floor of the command.
+-- --only=R (or L, D, E, comma-joined): those rows alone.
 -- The interpreter is $LUA (make bench-cli sets it), else lua5.4.
 -- It refuses to run outside tools/netns-run: it flushes the table.
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
@@ -24,7 +25,14 @@ local L = require "benchlib"
 local B = L.new("bench/cli")
 local q, sh, capture, slurp, median = L.q, L.sh, L.capture, L.slurp, L.median
 
-local sizes, runs = B:options(arg, "100000", 4)
+-- --only=L,D,R,E: those rows alone (the letter of each command)
+local only, rest = nil, {}
+for _, a in ipairs(arg) do
+	local o = a:match("^%-%-only=([LDRE,]+)$")
+	if o then only = o else rest[#rest + 1] = a end
+end
+local function wanted(letter) return not only or only:find(letter, 1, true) ~= nil end
+local sizes, runs = B:options(rest, "100000", 4)
 B:need_netns("run me through tools/netns-run: I flush the conntrack table")
 B:need_tools(here, { "ctfill", "timeit" })
 
@@ -116,34 +124,37 @@ local function bench(N)
 	print("| command | conntrack | lua-conntrack | ratio (wall) | ratio (CPU) | target | the module alone: wall, ratio |")
 	print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
 	for _, t in ipairs(tasks) do
-		local s = { cli = { wall = {}, cpu = {} }, lua = { wall = {}, cpu = {} }, floor = { wall = {}, cpu = {} } }
-		for round = 0, runs do
-			for _, k in ipairs({ "cli", "lua", "floor" }) do
-				t.setup()
-				local w, c = timed(t[k])
-				if round > 0 then
-					s[k].wall[#s[k].wall + 1] = w
-					s[k].cpu[#s[k].cpu + 1] = c
+		if wanted(t.name:sub(2, 2)) then
+			local s = { cli = { wall = {}, cpu = {} }, lua = { wall = {}, cpu = {} }, floor = { wall = {}, cpu = {} } }
+			for round = 0, runs do
+				for _, k in ipairs({ "cli", "lua", "floor" }) do
+					t.setup()
+					local w, c = timed(t[k])
+					if round > 0 then
+						s[k].wall[#s[k].wall + 1] = w
+						s[k].cpu[#s[k].cpu + 1] = c
+					end
 				end
 			end
-		end
-		local cw, lw, fw = median(s.cli.wall), median(s.lua.wall), median(s.floor.wall)
-		local cc, lc = median(s.cli.cpu), median(s.lua.cpu)
-		if t.time then
-			local r = lw / cw
-			print(string.format("| %s | %.0f ms (CPU %.0f ms) | %.0f ms (CPU %.0f ms) | %.2fx time | %.2fx " ..
-				"| <= %.1fx: %s | %.0f ms, %.2fx |",
-				t.name, cw / 1e6, cc / 1e6, lw / 1e6, lc / 1e6, r, lc / cc, t.target,
-				r <= t.target and "met" or "MISSED", fw / 1e6, fw / cw))
-		else
-			local r = cw / lw
-			print(string.format("| %s | %.0f /s (%.0f ms, CPU %.0f ms) | %.0f /s (%.0f ms, CPU %.0f ms) " ..
-				"| %.2fx rate | %.2fx | >= %.0fx: %s | %.0f ms, %.2fx |",
-				t.name, t.work / (cw / 1e9), cw / 1e6, cc / 1e6, t.work / (lw / 1e9), lw / 1e6, lc / 1e6, r, cc / lc,
-				t.target, r >= t.target and "met" or "MISSED", fw / 1e6, cw / fw))
+			local cw, lw, fw = median(s.cli.wall), median(s.lua.wall), median(s.floor.wall)
+			local cc, lc = median(s.cli.cpu), median(s.lua.cpu)
+			if t.time then
+				local r = lw / cw
+				print(string.format("| %s | %.0f ms (CPU %.0f ms) | %.0f ms (CPU %.0f ms) | %.2fx time | %.2fx " ..
+					"| <= %.1fx: %s | %.0f ms, %.2fx |",
+					t.name, cw / 1e6, cc / 1e6, lw / 1e6, lc / 1e6, r, lc / cc, t.target,
+					r <= t.target and "met" or "MISSED", fw / 1e6, fw / cw))
+			else
+				local r = cw / lw
+				print(string.format("| %s | %.0f /s (%.0f ms, CPU %.0f ms) | %.0f /s (%.0f ms, CPU %.0f ms) " ..
+					"| %.2fx rate | %.2fx | >= %.0fx: %s | %.0f ms, %.2fx |",
+					t.name, t.work / (cw / 1e9), cw / 1e6, cc / 1e6, t.work / (lw / 1e9), lw / 1e6, lc / 1e6, r, cc / lc,
+					t.target, r >= t.target and "met" or "MISSED", fw / 1e6, cw / fw))
+			end
 		end
 	end
 	-- -E: each listener alone, with its defaults.
+	if not wanted("E") then return end
 	print("\n| -E during " .. N .. " creations + a flush | events printed | of | lost |")
 	print("| --- | ---: | ---: | ---: |")
 	for _, k in ipairs({ "cli", "lua" }) do

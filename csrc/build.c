@@ -13,17 +13,6 @@
 
 #include "lct.h"
 
-enum lct_fid {
-	F_FAMILY, F_PROTO, F_SRC, F_DST, F_SPORT, F_DPORT, F_ITYPE, F_ICODE, F_IID,
-	F_OZONE, F_SRCKEY, F_DSTKEY,
-	F_RSRC, F_RDST, F_RSPORT, F_RDPORT, F_RZONE, F_RSRCKEY, F_RDSTKEY,
-	F_ZONE, F_TIMEOUT, F_MARK, F_MARKMASK, F_STATE, F_STATUS, F_LABELS,
-	F_LABELSMASK, F_LABELADD, F_LABELDEL, F_SECMARK, F_SNAT, F_DNAT, F_HELPER,
-	F_FLAGS0, F_FLAGS1, F_WSCALE0, F_WSCALE1, F_VTAG0, F_VTAG1, F_ROLE,
-	F_TYPE, F_ID, F_USE, F_PKTS0, F_BYTES0, F_PKTS1, F_BYTES1,
-	F_N
-};
-
 #define T LCT_K_TUPLE
 #define S LCT_K_SPEC
 #define C LCT_K_CHANGES
@@ -315,20 +304,101 @@ bad:
 		     lct_shortval(L, -1));
 }
 
+/* The largest value of a field that is a plain integer; 0 for the others. */
+static int64_t lct_int_max(int id)
+{
+	switch (id) {
+	case F_SPORT: case F_DPORT: case F_RSPORT: case F_RDPORT:
+	case F_SRCKEY: case F_DSTKEY: case F_RSRCKEY: case F_RDSTKEY:
+	case F_IID: case F_OZONE: case F_RZONE: case F_ZONE:
+		return 65535;
+	case F_ITYPE: case F_ICODE:
+		return 255;
+	case F_TIMEOUT: case F_MARK: case F_MARKMASK: case F_SECMARK: case F_VTAG0: case F_VTAG1:
+		return 0xffffffffLL;
+	}
+	return 0;
+}
+
+/* A plain integer field's value (in its range) into s or p. */
+static void lct_set_int(int id, int64_t v, struct lct_spec *s, struct lct_pending *p)
+{
+	switch (id) {
+	case F_SPORT: p->port[0][0] = (int)v; break;
+	case F_DPORT: p->port[0][1] = (int)v; break;
+	case F_RSPORT: p->port[1][0] = (int)v; break;
+	case F_RDPORT: p->port[1][1] = (int)v; break;
+	case F_SRCKEY: p->key[0][0] = (int)v; break;
+	case F_DSTKEY: p->key[0][1] = (int)v; break;
+	case F_RSRCKEY: p->key[1][0] = (int)v; break;
+	case F_RDSTKEY: p->key[1][1] = (int)v; break;
+	case F_ITYPE: p->icmp[0] = (int)v; break;
+	case F_ICODE: p->icmp[1] = (int)v; break;
+	case F_IID: p->icmp[2] = (int)v; break;
+	case F_OZONE:
+		s->orig.zone = (uint16_t)v;
+		s->orig.set |= LCT_T_ZONE;
+		break;
+	case F_RZONE:
+		s->reply.zone = (uint16_t)v;
+		s->reply.set |= LCT_T_ZONE;
+		break;
+	case F_ZONE:
+		s->zone = (uint16_t)v;
+		s->has |= LCT_S_ZONE;
+		break;
+	case F_TIMEOUT:
+		s->timeout = (uint32_t)v;
+		s->has |= LCT_S_TIMEOUT;
+		break;
+	case F_MARK:
+		s->mark = (uint32_t)v;
+		s->has |= LCT_S_MARK;
+		break;
+	case F_MARKMASK:
+		s->mark_mask = (uint32_t)v;
+		s->has |= LCT_S_MARKMASK;
+		break;
+	case F_SECMARK:
+		s->secmark = (uint32_t)v;
+		s->has |= LCT_S_SECMARK;
+		break;
+	case F_VTAG0:
+	case F_VTAG1: {
+		int d = id == F_VTAG1;
+
+		s->vtag[d] = (uint32_t)v;
+		s->has |= d ? LCT_S_VTAG1 : LCT_S_VTAG0;
+		break;
+	}
+	}
+}
+
+/* Where address field id goes, marked given. */
+static uint8_t *lct_addr_slot(int id, struct lct_spec *s)
+{
+	struct lct_tup *t = id == F_SRC || id == F_DST ? &s->orig : &s->reply;
+	int src = id == F_SRC || id == F_RSRC;
+
+	t->set |= src ? LCT_T_SRC : LCT_T_DST;
+	return src ? t->src : t->dst;
+}
+
 static uint32_t lct_u32v(lua_State *L, const char *fname, int id)
 {
 	return (uint32_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, 0xffffffffLL);
-}
-
-static uint16_t lct_u16v(lua_State *L, const char *fname, int id)
-{
-	return (uint16_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, 65535);
 }
 
 /* One field's value (at the top) into s or p. */
 static void lct_read_field(lua_State *L, const char *fname, int id,
 			   struct lct_spec *s, struct lct_pending *p)
 {
+	int64_t hi = lct_int_max(id);
+
+	if (hi > 0) {
+		lct_set_int(id, lct_int_arg(L, -1, fname, lct_fname(id), 0, hi), s, p);
+		return;
+	}
 	switch (id) {
 	case F_FAMILY:
 		lct_family_of(L, fname, p, lct_family_arg(L, -1, fname, "family"), id);
@@ -337,59 +407,10 @@ static void lct_read_field(lua_State *L, const char *fname, int id,
 		p->proto = lct_proto_arg(L, -1, fname, "proto");
 		break;
 	case F_SRC:
-		lct_read_addr(L, fname, p, id, s->orig.src);
-		s->orig.set |= LCT_T_SRC;
-		break;
 	case F_DST:
-		lct_read_addr(L, fname, p, id, s->orig.dst);
-		s->orig.set |= LCT_T_DST;
-		break;
 	case F_RSRC:
-		lct_read_addr(L, fname, p, id, s->reply.src);
-		s->reply.set |= LCT_T_SRC;
-		break;
 	case F_RDST:
-		lct_read_addr(L, fname, p, id, s->reply.dst);
-		s->reply.set |= LCT_T_DST;
-		break;
-	case F_SPORT: p->port[0][0] = lct_u16v(L, fname, id); break;
-	case F_DPORT: p->port[0][1] = lct_u16v(L, fname, id); break;
-	case F_RSPORT: p->port[1][0] = lct_u16v(L, fname, id); break;
-	case F_RDPORT: p->port[1][1] = lct_u16v(L, fname, id); break;
-	case F_SRCKEY: p->key[0][0] = lct_u16v(L, fname, id); break;
-	case F_DSTKEY: p->key[0][1] = lct_u16v(L, fname, id); break;
-	case F_RSRCKEY: p->key[1][0] = lct_u16v(L, fname, id); break;
-	case F_RDSTKEY: p->key[1][1] = lct_u16v(L, fname, id); break;
-	case F_ITYPE: p->icmp[0] = (int)lct_int_arg(L, -1, fname, "icmp_type", 0, 255); break;
-	case F_ICODE: p->icmp[1] = (int)lct_int_arg(L, -1, fname, "icmp_code", 0, 255); break;
-	case F_IID: p->icmp[2] = lct_u16v(L, fname, id); break;
-	case F_OZONE:
-		s->orig.zone = lct_u16v(L, fname, id);
-		s->orig.set |= LCT_T_ZONE;
-		break;
-	case F_RZONE:
-		s->reply.zone = lct_u16v(L, fname, id);
-		s->reply.set |= LCT_T_ZONE;
-		break;
-	case F_ZONE:
-		s->zone = lct_u16v(L, fname, id);
-		s->has |= LCT_S_ZONE;
-		break;
-	case F_TIMEOUT:
-		s->timeout = lct_u32v(L, fname, id);
-		s->has |= LCT_S_TIMEOUT;
-		break;
-	case F_MARK:
-		s->mark = lct_u32v(L, fname, id);
-		s->has |= LCT_S_MARK;
-		break;
-	case F_MARKMASK:
-		s->mark_mask = lct_u32v(L, fname, id);
-		s->has |= LCT_S_MARKMASK;
-		break;
-	case F_SECMARK:
-		s->secmark = lct_u32v(L, fname, id);
-		s->has |= LCT_S_SECMARK;
+		lct_read_addr(L, fname, p, id, lct_addr_slot(id, s));
 		break;
 	case F_STATUS:
 		s->status = lct_status_arg(L, -1, fname, "status");
@@ -469,14 +490,6 @@ static void lct_read_field(lua_State *L, const char *fname, int id,
 
 		s->tcp_wscale[d] = (uint8_t)lct_int_arg(L, -1, fname, lct_fname(id), 0, 14);
 		s->has |= d ? LCT_S_WSCALE1 : LCT_S_WSCALE0;
-		break;
-	}
-	case F_VTAG0:
-	case F_VTAG1: {
-		int d = id == F_VTAG1;
-
-		s->vtag[d] = lct_u32v(L, fname, id);
-		s->has |= d ? LCT_S_VTAG1 : LCT_S_VTAG0;
 		break;
 	}
 	case F_ROLE:
@@ -578,6 +591,70 @@ void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *
 {
 	r->fields |= (uint64_t)1 << id;
 	lct_read_field(L, fname, id, s, r);
+}
+
+/*
+ * Values as save text gives them, read without a Lua value: a number, or
+ * text.  0 when read; -1 for a value these do not read (out of range, an
+ * unknown name, a field they leave out): the caller then reads it through
+ * a Lua value with lct_reader_field, which raises as for a table's field.
+ */
+int lct_reader_int(int id, int64_t v, struct lct_spec *s, struct lct_reader *r)
+{
+	int64_t hi = id == F_PROTO ? 255 : id == F_STATUS ? 0xffffffffLL : lct_int_max(id);
+
+	if (hi == 0 || v < 0 || v > hi)
+		return -1;
+	r->fields |= (uint64_t)1 << id;
+	if (id == F_PROTO) {
+		r->proto = (int)v;
+	} else if (id == F_STATUS) {
+		s->status = (uint32_t)v;
+		s->has |= LCT_S_STATUS;
+	} else {
+		lct_set_int(id, v, s, r);
+	}
+	return 0;
+}
+
+int lct_reader_text(int id, const char *v, size_t n, struct lct_spec *s, struct lct_reader *r)
+{
+	char buf[sizeof(r->state)];
+	uint8_t a[16];
+	int f;
+
+	switch (id) {
+	case F_SRC:
+	case F_DST:
+	case F_RSRC:
+	case F_RDST:
+		f = lct_pton(v, n, a);
+		if (f == 0)
+			return -1;
+		memcpy(lct_addr_slot(id, s), a, f == AF_INET ? 4 : 16);
+		r->famof[id] = (uint8_t)f;
+		break;
+	case F_PROTO:
+	case F_STATE:
+		/* a Lua string's C view ends at a NUL: such text goes that way */
+		if (n >= sizeof(buf) || memchr(v, '\0', n) != NULL)
+			return -1;
+		memcpy(buf, v, n);
+		buf[n] = '\0';
+		if (id == F_STATE) {
+			memcpy(r->state, buf, n + 1);
+			break;
+		}
+		f = lct_proto_lookup(buf);
+		if (f < 0)
+			return -1;
+		r->proto = f;
+		break;
+	default:
+		return -1;
+	}
+	r->fields |= (uint64_t)1 << id;
+	return 0;
 }
 
 void lct_reader_kfield(lua_State *L, const char *fname, int id, int kinds,

@@ -461,6 +461,18 @@ void lct_spec_put(struct nlmsghdr *nlh, const struct lct_spec *s, int kind);
 /* A delete or get of the flow message m names: its tuple and zone as they came. */
 int lct_put_key(struct nlmsghdr *nlh, const struct nlmsghdr *m);	/* family, or -1 */
 /* Reading a spec field by field, without a table (save text does). */
+/* The fields of specs, tuples and changes, by id (build.c names them). */
+enum lct_fid {
+	F_FAMILY, F_PROTO, F_SRC, F_DST, F_SPORT, F_DPORT, F_ITYPE, F_ICODE, F_IID,
+	F_OZONE, F_SRCKEY, F_DSTKEY,
+	F_RSRC, F_RDST, F_RSPORT, F_RDPORT, F_RZONE, F_RSRCKEY, F_RDSTKEY,
+	F_ZONE, F_TIMEOUT, F_MARK, F_MARKMASK, F_STATE, F_STATUS, F_LABELS,
+	F_LABELSMASK, F_LABELADD, F_LABELDEL, F_SECMARK, F_SNAT, F_DNAT, F_HELPER,
+	F_FLAGS0, F_FLAGS1, F_WSCALE0, F_WSCALE1, F_VTAG0, F_VTAG1, F_ROLE,
+	F_TYPE, F_ID, F_USE, F_PKTS0, F_BYTES0, F_PKTS1, F_BYTES1,
+	F_N
+};
+
 #define LCT_NFIELDS	64
 struct lct_reader {
 	int proto;			/* -1 */
@@ -480,6 +492,9 @@ void lct_reader_init(struct lct_reader *r);
 /* The value at the top as field id (as a table's field would be read). */
 void lct_reader_field(lua_State *L, const char *fname, int id, struct lct_spec *s,
 		      struct lct_reader *r);
+/* Save text's values without a Lua value: 0, or -1 to read them with lct_reader_field. */
+int lct_reader_int(int id, int64_t v, struct lct_spec *s, struct lct_reader *r);
+int lct_reader_text(int id, const char *v, size_t n, struct lct_spec *s, struct lct_reader *r);
 /* The same for a table read with kinds: a field they do not take raises as there. */
 void lct_reader_kfield(lua_State *L, const char *fname, int id, int kinds,
 		       struct lct_spec *s, struct lct_reader *r);

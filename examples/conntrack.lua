@@ -2175,56 +2175,58 @@ local LOAD_REFUSED = { list = "-L", get = "-G", event = "-E", version = "-V", he
 
 -- Files of -A and -I lines (as -o save writes them) go to the module's
 -- save-text reader as they stand, when each line means the same to it and
--- to conntrack: no option conntrack refuses on a create that the reader
--- would take (the reader refuses the others, and every bad value: such a
--- line then goes to the command-line parser, which says what conntrack
--- says, or reads it as conntrack does), each protocol's required options
--- present, no quoting.  The checks are plain searches, a few per line.
--- Each refused option as {text searched, what must stand before it}: the
--- search starts from a character rare in save text (memchr finds it, a
--- space would stop it twenty times a line).
-local SAVE_REFUSED = { { "f ", " -" }, { "family ", " --" }, { "l ", " -" }, { "label ", " --" },
-	{ "label-del ", " --" }, { "helper ", " --" }, { "-c ", " " }, { "secmark ", " --" },
-	{ '"', "" }, { "\t", "" }, { "\r", "" } }
-local SAVE_NEEDS = {
-	tcp = { " --state " }, sctp = { " --state ", " --orig-vtag ", " --reply-vtag " },
-	dccp = { " --state ", " --role " }, icmp = { " --icmp-type ", " --icmp-code " },
-	icmpv6 = { " --icmpv6-type ", " --icmpv6-code " },
-}
+-- to conntrack (ct.format.save_plain says, in one pass in C): no option
+-- conntrack refuses on a create that the reader would take (the reader
+-- refuses the others, and every bad value: such a line then goes to the
+-- command-line parser, which says what conntrack says, or reads it as
+-- conntrack does), each protocol's required options present, no quoting.
+-- pieces: an array of pieces of text (or one text); true and each piece's
+-- number of lines, or false.
+local function plain_save(pieces)
+	if type(pieces) == "string" then pieces = { pieces } end
+	local counts = {}
+	for i, piece in ipairs(pieces) do
+		local ok, n = ct.format.save_plain(piece)
+		if not ok then return false end
+		counts[i] = n
+	end
+	return true, counts
+end
 
--- Is every line of text (ending in "\n") such a line?
-local function plain_save(text)
-	local find, match, sub = string.find, string.match, string.sub
-	for _, o in ipairs(SAVE_REFUSED) do
-		local at, before = 1, o[2]
-		while true do
-			at = find(text, o[1], at, true)
-			if not at then break end
-			if sub(text, at - #before, at - 1) == before then return false end
-			at = at + 1
+-- The pieces of a file, 64 KB and the rest of a line each, each ending with
+-- a newline (one added at the end when the file has none): a large file is
+-- never copied whole into one string (a page fault every 4 KB, twice
+-- over), and pieces that small reuse the memory of those collected.
+local PIECE = 65536
+local function pieces_of(f)
+	return function()
+		local piece = f:read(PIECE)
+		if piece and piece:byte(-1) ~= 10 then
+			piece = piece .. (f:read("*l") or "") .. "\n"
+		end
+		return piece
+	end
+end
+
+-- The file's pieces for plain_save and then the load: a file is read
+-- twice (its memory used again); what cannot seek (a pipe) is kept.
+-- read() -> an iterator over its pieces, again at each call.
+local function reread(f)
+	if f:seek("cur") then
+		return function()
+			f:seek("set")
+			return pieces_of(f)
 		end
 	end
-	local pos, len = 1, #text
-	while pos <= len do
-		local e = find(text, "\n", pos, true)
-		local b1, b2, b3 = byte(text, pos, pos + 2)
-		-- "-A " or "-I "; else a comment or a blank line
-		if b1 == 45 and (b2 == 65 or b2 == 73) and b3 == 32 then
-			local _, p = find(text, " -p ", pos, true)
-			if not p or p > e then return false end
-			local needs = SAVE_NEEDS[match(text, "^%w*", p + 1)]
-			if needs then
-				for i = 1, #needs do
-					local q = find(text, needs[i], p, true)
-					if not q or q > e then return false end
-				end
-			end
-		elseif b1 ~= 35 and b1 ~= 10 then
-			return false
+	local kept = {}
+	for piece in pieces_of(f) do kept[#kept + 1] = piece end
+	return function()
+		local i = 0
+		return function()
+			i = i + 1
+			return kept[i]
 		end
-		pos = e + 1
 	end
-	return true
 end
 
 -- The lines of text whose numbers are keys of want, by number.
@@ -2289,11 +2291,10 @@ end
 -- refused goes to the command-line parser, which gives conntrack's message
 -- (exit 2; the other lines are loaded) or reads it as conntrack does, and
 -- it is created from that; then the first refusal of the kernel, in file
--- order, in conntrack's words (exit 1).
-local function load_failures(h, text, failures)
+-- order, in conntrack's words (exit 1).  lines: the failures' lines by number.
+local function load_failures(h, lines, failures)
 	local want = {}
 	for _, f in ipairs(failures) do want[f.line or 0] = f end
-	local lines = lines_of(text, want)
 	local retry, first = {}, nil
 	for n, f in pairs(want) do
 		local line = lines[n] or ""
@@ -2326,18 +2327,48 @@ local function load_file(name, h)
 		f = io.open(name)
 		if not f then fail(PARAM, "Failed to open file %s for reading", name) end
 	end
-	local text = f:read("*a")
-	if f ~= io.stdin then f:close() end
-	if text ~= "" and text:sub(-1) ~= "\n" then text = text .. "\n" end
+	local read = reread(f)
 	state.loading = true
-	-- The lines -o save writes go to the module's reader as they are.
-	if plain_save(text) then
-		local ok, done, existing, failures = pcall(h.load, h, text)
-		if not ok then raised("create", done) end
-		if not done then kernel_fail("create", existing, failures) end
-		if failures[1] then load_failures(h, text, failures) end
+	-- The lines -o save writes go to the module's reader as they are, a
+	-- piece at a time; the failures' line numbers made the file's.
+	local plain, counts = true, {}
+	for piece in read() do
+		local ok, n = ct.format.save_plain(piece)
+		if not ok then
+			plain = false
+			break
+		end
+		counts[#counts + 1] = n
+	end
+	if plain then
+		local failures, lines, base, i = {}, {}, 0, 0
+		for piece in read() do
+			i = i + 1
+			local ok, done, existing, fails = pcall(h.load, h, piece)
+			if not ok then raised("create", done) end
+			if not done then kernel_fail("create", existing, fails) end
+			if fails[1] then
+				local want = {}
+				for _, fl in ipairs(fails) do want[fl.line or 0] = true end
+				for n, line in pairs(lines_of(piece, want)) do lines[base + n] = line end
+				for _, fl in ipairs(fails) do
+					if fl.line then
+						fl.line = base + fl.line
+						fl.message = fl.message:gsub("^load: line %d+", "load: line " .. fl.line, 1)
+					end
+					failures[#failures + 1] = fl
+				end
+			end
+			base = base + counts[i]
+		end
+		if f ~= io.stdin then f:close() end
+		if failures[1] then load_failures(h, lines, failures) end
 		return 0
 	end
+	local all = {}
+	for piece in read() do all[#all + 1] = piece end
+	if f ~= io.stdin then f:close() end
+	local text = concat(all)
 	local cmds = parse_lines(text)
 	local i = 1
 	while i <= #cmds do

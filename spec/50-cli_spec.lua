@@ -512,6 +512,47 @@ describe("conntrack.lua against conntrack 1.4.7", function()
 		os.remove(save)
 	end)
 
+	-- lua-conntrack reads a file in 64 KB pieces (standard input's kept):
+	-- a file of several reads as one, its line numbers the file's.
+	it("-R of a file of many pieces: as one file, from a file and from stdin", function()
+		local save = os.tmpname()
+		local lines = {}
+		for i = 1, 1500 do
+			lines[i] = ("-A -t 100 -u SEEN_REPLY -s 203.0.113.%d -d 198.51.100.200 -r 198.51.100.200 " ..
+				"-q 203.0.113.%d -p udp --sport %d --dport 53 --reply-port-src 53 --reply-port-dst %d")
+				:format(i % 250 + 1, i % 250 + 1, 1000 + i, 1000 + i)
+		end
+		local function write(t)
+			local f = assert(io.open(save, "w"))
+			f:write(table.concat(t, "\n"), "\n")
+			f:close()
+		end
+		write(lines)
+		assert.is_true(#H.read(save) > 3 * 65536)
+		same("-R " .. save)
+		same("-R -", { stdin = save })
+		-- the kernel refuses line 1200 (a second -I of line 3's flow); then a
+		-- bad value on line 1400: each as conntrack says it
+		local bad = {}
+		for i, l in ipairs(lines) do bad[i] = l end
+		bad[1200] = lines[3]:gsub("^%-A", "-I")
+		local res = {}
+		for _, t in ipairs({ { 1200, 1 }, { 1400, 2 } }) do
+			if t[1] == 1400 then bad[1400] = lines[1400]:gsub("198%.51%.100%.200 %-r", "300.51.100.200 -r") end
+			write(bad)
+			for _, which in ipairs({ "cli", "lua" }) do
+				assert.equals(0, run("cli", "-F").rc)
+				res[which] = run(which, "-R " .. save)
+			end
+			assert.equals(t[2], res.cli.rc)
+			assert.equals(res.cli.rc, res.lua.rc)
+			assert.equals(norm_err(res.cli.err), norm_err(res.lua.err))
+		end
+		-- lua-conntrack loaded the others (conntrack stops at the bad value)
+		assert.equals(1498, #run("cli", "-L -d 198.51.100.200").out)
+		os.remove(save)
+	end)
+
 	it("-h and no command print usage and exit 0", function()
 		for _, a in ipairs({ "", "-h", "--help", "-h -p tcp", "-h -p gre" }) do
 			local r = run("lua", a)

@@ -18,6 +18,8 @@
 --   fmt.parse_save(text) -> specs, errors, lines: the lines of save text as specs for
 --                        h:create / h:load; errors = { {line=, errno=22, message=} };
 --                        lines[i] = the line number of specs[i]
+--   fmt.save_plain(text) -> true, lines | false, line, why: conntrack -R reads every line as
+--                        h:load does (creations as -o save writes them)
 --
 -- fmt.save() is written after conntrack-tools' ct_save_snprintf(): -t, -u
 -- (only EXPECTED, SEEN_REPLY, ASSURED, FIXED_TIMEOUT; "UNSET" when none), -c,
@@ -280,6 +282,21 @@ function M.parse_save(text)
 		core.error("parse_save: bad argument 'text' (string expected, got " .. type(text) .. ")")
 	end
 	return core.parse_save(text)
+end
+
+--- true, lines | false, line, why: does conntrack -R read every line of text as
+-- h:load does?  Each line a creation as -o save writes it ("-A " or "-I "
+-- first, single spaces, no quoting), -p, what conntrack requires on a create
+-- of that protocol (tcp --state; sctp --state, --orig-vtag, --reply-vtag;
+-- dccp --state, --role; icmp/icmpv6 the type and code), none of the options
+-- it refuses there and h:load takes (-f, -l, --label-del, --helper, -c);
+-- empty lines and "#" comments pass.  lines: how many lines text has;
+-- line, why: the first line that fails.
+function M.save_plain(text)
+	if type(text) ~= "string" then
+		core.error("save_plain: bad argument 'text' (string expected, got " .. type(text) .. ")")
+	end
+	return core.save_plain(text)
 end
 
 return M

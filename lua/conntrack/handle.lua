@@ -518,29 +518,9 @@ function H.install(methods)
 		return done, existing, failures
 	end
 
-	-- Does the text hold a -D or -U line?  Plain searches only: a Lua
-	-- pattern tried at every byte of 10 MB of text costs more than reading
-	-- the text in C.  (A false alarm only costs the slower path.)
-	local byte, sfind = string.byte, string.find
-	local function has_du(text)
-		if sfind(text, "--delete", 1, true) or sfind(text, "--update", 1, true) then
-			return true
-		end
-		for _, op in ipairs { "-D", "-U" } do
-			local at = sfind(text, op, 1, true)
-			while at do
-				local j = at - 1
-				while j >= 1 and (byte(text, j) == 32 or byte(text, j) == 9) do
-					j = j - 1
-				end
-				if j == 0 or byte(text, j) == 10 then
-					return true
-				end
-				at = sfind(text, op, at + 2, true)
-			end
-		end
-		return false
-	end
+	-- Does the text hold a -D or -U line (its first word)?  Read in C: a
+	-- search in Lua for "-D" at every line costs more than the load.
+	local has_du = core.save_has_du
 
 	-- load(specs or save text [, how]) -> done, existing, failures
 	-- Text goes straight from the C reader to batched requests; each line

@@ -72,6 +72,33 @@ describe("conntrack.format", function()
 		assert.equals(22, errs[1].errno)
 	end)
 
+	it("says whether conntrack -R reads save text as h:load does", function()
+		local tcp = "-A -t 9 -u ASSURED -s 192.0.2.1 -d 192.0.2.2 -r 192.0.2.2 -q 192.0.2.1 -p tcp "
+			.. "--sport 1 --dport 2 --reply-port-src 2 --reply-port-dst 1 --state ESTABLISHED"
+		local udp = "-I -t 9 -u UNSET -s 192.0.2.1 -d 192.0.2.2 -p udp --sport 1 --dport 2"
+		local icmp = "-A -t 9 -s 192.0.2.1 -d 192.0.2.2 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 3"
+		assert.same({ true, 5 }, { fmt.save_plain(table.concat({ tcp, "", "# c", udp, icmp }, "\n") .. "\n") })
+		assert.same({ true, 0 }, { fmt.save_plain("") })
+		local function no(text) return { select(2, fmt.save_plain(text)) } end
+		-- what conntrack would refuse or read otherwise, with the first line of it
+		assert.same({ 2, "not -A or -I" }, no(tcp .. "\n-D -s 192.0.2.1\n"))
+		assert.same({ 1, "not -A or -I" }, no(" " .. tcp))
+		assert.same({ 2, "a quote, a tab or a CR" }, no(udp .. "\n" .. udp .. "\r\n"))
+		assert.same({ 1, "a quote, a tab or a CR" }, no((udp:gsub(" %-%-dport", "\t--dport"))))
+		assert.same({ 1, "a quote, a tab or a CR" }, no((udp:gsub("udp", '"udp"'))))
+		assert.same({ 1, "an option conntrack refuses on a create" }, no(udp .. " -c 5"))
+		assert.same({ 1, "an option conntrack refuses on a create" }, no(udp .. " --label-del 1"))
+		assert.same({ 1, "no -p" }, no("-A -t 9 -s 192.0.2.1 -d 192.0.2.2 --protonum udp"))
+		assert.same({ 1, "an option conntrack requires on a create is missing" },
+			no((tcp:gsub(" %-%-state ESTABLISHED", ""))))
+		assert.same({ 1, "an option conntrack requires on a create is missing" },
+			no((icmp:gsub(" %-%-icmp%-code 0", ""))))
+		assert.same({ 1, "an option conntrack requires on a create is missing" },
+			no(udp:gsub("udp", "sctp") .. " --state ESTABLISHED --orig-vtag 1"))
+		assert.has_error(function() fmt.save_plain(nil) end,
+			"save_plain: bad argument 'text' (string expected, got nil)")
+	end)
+
 	it("makes JSON-ready tables and JSON", function()
 		local json = require "dkjson"
 		local e = E { family = "ipv6", proto = "udp", protonum = 17, timeout = 30,
