@@ -2145,7 +2145,7 @@ local function lua_layer()
 	elseif r < 0.88 then
 		local name = pick(FMT_FUNCS)
 		local a, b
-		if name == "parse_save" then
+		if name == "parse_save" or name == "save_plain" then
 			a = chance(0.9) and savetext() or any(1)
 		else
 			a = entryish()
