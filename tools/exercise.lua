@@ -283,6 +283,15 @@ check(del > 0, "delete_where by the kernel and C")
 del = h:delete_where(F.src "203.0.113.0/24" * F.where(function(x) return x.orig.sport % 2 == 0 end),
 	{ batch = 10 })
 check(del > 0, "delete_where with a Lua part")
+local texts = {}
+local function keep_text(t) texts[#texts + 1] = t end
+del = h:delete_where(F.src "203.0.113.0/24" * F.sport "2101-2150", { lines = keep_text, batch = 7 })
+local nlines = select(2, table.concat(texts):gsub("\n", ""))
+check(del > 0 and nlines == del, "delete_where with lines: " .. del .. " deleted, " .. nlines .. " lines")
+texts = {}
+del = h:delete_where(F.src "203.0.113.0/24" * F.where(function(x) return x.orig.sport % 3 == 0 end),
+	{ lines = keep_text, format = "xml", batch = 5 })
+check(del > 0 and table.concat(texts):find("<flow>", 1, true) ~= nil, "delete_where with lines, xml, a Lua part")
 local done, existing, lfails = h:load(many, { batch = 100, mode = "add" })
 check(done + existing == 300 and #lfails == 0, "load specs")
 local save = {}
@@ -292,6 +301,10 @@ end
 save[#save + 1] = "-X bogus"
 done, existing, lfails = h:load(table.concat(save, "\n"), { mode = "add" })
 check(done == 50 and existing == 0 and #lfails == 1, "load save text")
+local plain, pline = FMT.save_plain(table.concat(save, "\n"))
+check(plain == false and pline == 51, "save_plain: the first line conntrack reads otherwise")
+plain, pline = FMT.save_plain(table.concat(save, "\n", 1, 50))
+check(plain == true and pline == 50, "save_plain of plain creations")
 check(h:flush(F.mark(3)) == true, "flush by mark (the kernel's filtered flush)")
 check(h:flush(F.src "192.0.2.0/28" * F.dport(53) * F.sport(3000)) == true, "flush by a filter")
 
