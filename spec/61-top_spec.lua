@@ -10,6 +10,7 @@ local q = hosts.quote
 local P = hosts.port
 
 local BUSY, BIG = 20500, 20600
+local SINK = 8010      -- the server's port that only reads (no NAT rule names it)
 
 -- Rows of a view: the lines after the column header up to an empty line,
 -- each split into its eleven cells.
@@ -77,12 +78,19 @@ describe("top.lua", function()
 		-- busiest: about 200 KB/s each way for 90 s
 		topo:spawn("client", ("timeout 90 sh -c 'while :; do head -c 10000 /dev/zero; sleep 0.1; done"
 			.. " | socat - TCP4:%s:%d,sourceport=%d >/dev/null'"):format(A.server, P.plain, BUSY))
-		-- the most bytes: 20 MB each way, then closed (TIME_WAIT); under a
-		-- second here, bounded by 60 s (a failure says how long it ran)
+		-- the most bytes: 40 MB one way into a sink on the server, then
+		-- closed (TIME_WAIT).  One way: 20 MB echoed back through socat
+		-- stalled to its 60 s bound in three full-suite runs (two socats that
+		-- each block writing, neither reading, is one way it can); a stream
+		-- that only flows one way cannot wait on its reader's writes.
+		topo:spawn("server", ("timeout 240 socat -u TCP4-LISTEN:%d,reuseaddr OPEN:/dev/null,wronly"):format(SINK))
+		assert(J.poll(10, function()
+			return (topo:exec("server", ("ss -Htln 'sport = :%d' | grep -q ."):format(SINK)))
+		end), "the sink did not listen")
 		local t0 = os.time()
-		local ok, out = topo:exec("client", ("head -c 20000000 /dev/zero | timeout 60 socat -t 5 - TCP4:%s:%d,sourceport=%d"
-			.. " >/dev/null"):format(A.server, P.plain, BIG))
-		assert(ok, ("the 20 MB transfer failed after %d s: %s\n%s"):format(os.time() - t0, out, topo:log()))
+		local ok, out = topo:exec("client", ("head -c 40000000 /dev/zero | timeout 60 socat -u - TCP4:%s:%d,sourceport=%d")
+			:format(A.server, SINK, BIG))
+		assert(ok, ("the 40 MB transfer failed after %d s: %s\n%s"):format(os.time() - t0, out, topo:log()))
 		-- the soonest to expire: udp; and a DNAT flow
 		assert(topo:udp_send("client", A.server, P.plain, "u"))
 		assert(topo:tcp_request("client", A.public, P.dnat, "hello"))
