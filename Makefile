@@ -46,7 +46,7 @@ WARN        := -std=c99 -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual \
                -Wstrict-prototypes -Wmissing-prototypes -Wundef -Wformat=2 \
                -Werror=format -Werror=implicit-function-declaration
 # Hidden visibility: core.so exports luaopen_conntrack_core alone.
-ALL_CFLAGS  = $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE $(LUA_CFLAGS) $(NF_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+ALL_CFLAGS  = $(WARN) -pthread -fPIC -fvisibility=hidden -D_GNU_SOURCE $(LUA_CFLAGS) $(NF_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
@@ -96,7 +96,7 @@ $(BUILD)/obj/%.o: csrc/%.c csrc/*.h $(BUILD)/flags
 
 $(MODULE): $(OBJS) $(BUILD)/flags
 	@mkdir -p $(dir $@)
-	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(NF_LIBS)
+	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(NF_LIBS) -pthread
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/conntrack $(DESTDIR)$(LUA_SHAREDIR)/conntrack

@@ -6,6 +6,9 @@
 --   src       read e.orig.src of each entry
 --   totable   e:totable() of each entry
 --   tostring  tostring(e) of each entry
+--   cidr      count, with a filter of two prefixes the kernel cannot apply
+-- and, with a second argument "one", the dump read by the loop's own thread
+-- (how.readahead = false).
 --
 -- Prints "<entries> <elapsed_ns>", the time of the dump loop alone (from
 -- the ct.dump() call to the end of the loop), taken with bench/benchclock.so
@@ -20,6 +23,10 @@ local okclock, clock = pcall(require, "benchclock")
 local now = okclock and clock.now or function() return 0 end
 
 local ct = require("conntrack")
+if arg[2] == "one" then
+	local dump = ct.dump
+	ct.dump = function(f) return dump(f, { readahead = false }) end
+end
 
 local loops = {}
 

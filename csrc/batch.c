@@ -6,6 +6,8 @@
  * raises after it has sent part of its work.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,13 +105,15 @@ static void lct_item_name(char *buf, int i, const char *op)
 static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
 				const struct lct_again *items, int n);
 
+static int lct_brun_answers(lua_State *L, struct lct_brun *r, const struct lct_batch *bt,
+			    const int *items, const int *lines, int sent);
+
 /* Sends what is collected; records failures.  0 or an errno for the whole batch. */
 static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 {
 	struct lct_batch *bt = r->bt;
-	int sent = bt->count, i, bad = 0, err, nagain = 0;
+	int sent = bt->count, err;
 	int items[LCT_BATCH_MAX], lines[LCT_BATCH_MAX];
-	struct lct_again again[LCT_BATCH_MAX];
 
 	if (sent == 0)
 		return 0;
@@ -118,7 +122,20 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 	err = lct_batch_flush(bt, lct_handle_sock(L, r->h, r->fname), r->h->rx, sizeof(r->h->rx));
 	if (err != 0)
 		return err;
-	/* Only now Lua values: the exchange is over. */
+	return lct_brun_answers(L, r, bt, items, lines, sent);
+}
+
+/*
+ * The failures of a batch answered (sent messages, of items items and, for
+ * load_text, lines lines): counted, recorded, or (put) sent again as
+ * updates.  Only now Lua values: the exchange is over.
+ */
+static int lct_brun_answers(lua_State *L, struct lct_brun *r, const struct lct_batch *bt,
+			    const int *items, const int *lines, int sent)
+{
+	int i, bad = 0, nagain = 0;
+	struct lct_again again[LCT_BATCH_MAX];
+
 	for (i = 0; i < bt->nfail; i++) {
 		int e = bt->fail[i].err, at = bt->fail[i].index, idx = items[at];
 		char k = r->kind[at];
@@ -240,6 +257,185 @@ static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
 	return err;
 }
 
+/*
+ * Sending ahead.  Where a run has several batches to send and the process
+ * may use two CPUs, a thread of the run's own sends each batch and reads
+ * its answers (the kernel does the work inside that sendmsg, on the other
+ * CPU) while the caller fills the next batch from Lua values.  A batch's
+ * answers are read before the next one goes, so the items meet the kernel
+ * in their order.  A userdata: a Lua error ends the thread (__gc).
+ */
+struct lct_bpipe {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int inited;		/* mu and cv */
+	int running;		/* th made and not joined */
+	unsigned int forks;	/* lct_forks_now() when th was made */
+	struct mnl_socket *nl;	/* the thread's own socket */
+	int stop;
+	int state;		/* 0: nothing in flight, 1: the thread's, 2: answered */
+	int flying;		/* which batch is in flight */
+	int err;		/* its lct_batch_flush */
+	int sent[2];
+	struct lct_batch bt[2];
+	int item[2][LCT_BATCH_MAX];
+	char rx[LCT_RXBUF];
+	char buf[2][LCT_BATCH_BYTES];
+};
+
+static const char lct_bpipe_key = 'p';
+
+static void *lct_bpipe_run(void *arg)
+{
+	struct lct_bpipe *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		int b, err;
+
+		while (!p->stop && p->state != 1)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop)
+			break;
+		b = p->flying;
+		pthread_mutex_unlock(&p->mu);
+		err = lct_batch_flush(&p->bt[b], p->nl, p->rx, sizeof(p->rx));
+		pthread_mutex_lock(&p->mu);
+		p->err = err;
+		p->state = 2;
+		pthread_cond_broadcast(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void lct_bpipe_end(struct lct_bpipe *p)
+{
+	/* a child of fork() has no copy of the thread to end */
+	int here = p->forks == lct_forks_now();
+
+	if (p->running && here) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = 1;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->th, NULL);
+	}
+	p->running = 0;
+	if (p->inited && here) {
+		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->mu);
+	}
+	p->inited = 0;
+	if (p->nl != NULL) {
+		mnl_socket_close(p->nl);
+		p->nl = NULL;
+	}
+	lct_batch_free(&p->bt[0]);
+	lct_batch_free(&p->bt[1]);
+}
+
+static int lct_bpipe_gc(lua_State *L)
+{
+	lct_bpipe_end(lua_touserdata(L, 1));
+	return 0;
+}
+
+/* Pushes a sender for h's namespace; NULL (nothing pushed) where none will do. */
+static struct lct_bpipe *lct_bpipe_new(lua_State *L, struct lct_handle *h)
+{
+	struct lct_bpipe *p;
+	sigset_t all, old;
+	int err, r;
+
+	if (lct_cpus() < 2)
+		return NULL;
+	p = lct_newuserdata(L, sizeof(*p));
+	memset(p, 0, offsetof(struct lct_bpipe, item));
+	lct_rawgetp(L, LUA_REGISTRYINDEX, &lct_bpipe_key);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_createtable(L, 0, 1);
+		lua_pushcfunction(L, lct_bpipe_gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushvalue(L, -1);
+		lct_rawsetp(L, LUA_REGISTRYINDEX, &lct_bpipe_key);
+	}
+	lua_setmetatable(L, -2);
+	p->forks = lct_forks_now();
+	p->nl = lct_nl_open(h->nsfd, 0, &err);
+	if (p->nl == NULL || lct_batch_init(&p->bt[0], p->buf[0]) != 0 ||
+	    lct_batch_init(&p->bt[1], p->buf[1]) != 0) {
+		lct_bpipe_end(p);
+		lua_pop(L, 1);
+		return NULL;
+	}
+	lct_batch_setsock(p->nl);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->inited = 1;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&p->th, NULL, lct_bpipe_run, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		lct_bpipe_end(p);
+		lua_pop(L, 1);
+		return NULL;
+	}
+	p->running = 1;
+	lct_thread_made();
+	return p;
+}
+
+/* The answers of the batch in flight, if any: 0 or an errno for the whole batch. */
+static int lct_bpipe_wait(lua_State *L, struct lct_brun *r, struct lct_bpipe *p)
+{
+	int b, err;
+
+	if (p->forks != lct_forks_now())
+		return ECHILD;
+	pthread_mutex_lock(&p->mu);
+	if (p->state == 0) {
+		pthread_mutex_unlock(&p->mu);
+		return 0;
+	}
+	while (p->state == 1)
+		pthread_cond_wait(&p->cv, &p->mu);
+	b = p->flying;
+	err = p->err;
+	p->state = 0;
+	pthread_mutex_unlock(&p->mu);
+	if (err != 0)
+		return err;
+	return lct_brun_answers(L, r, &p->bt[b], p->item[b], NULL, p->sent[b]);
+}
+
+/*
+ * lct_brun_flush through the sender: the batch in flight answered, the
+ * collected one handed over, r->bt the other one.  With last, waits for
+ * its answers too.
+ */
+static int lct_bpipe_flush(lua_State *L, struct lct_brun *r, struct lct_bpipe *p, int last)
+{
+	int err = lct_bpipe_wait(L, r, p), b;
+
+	if (err != 0 || r->bt->count == 0)
+		return err;
+	b = r->bt == &p->bt[0] ? 0 : 1;
+	memcpy(p->item[b], r->item, sizeof(int) * (size_t)r->bt->count);
+	p->sent[b] = r->bt->count;
+	pthread_mutex_lock(&p->mu);
+	p->flying = b;
+	p->state = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	r->bt = &p->bt[b ^ 1];
+	lct_batch_reset(r->bt);
+	return last ? lct_bpipe_wait(L, r, p) : 0;
+}
+
 static int lct_brun_result(lua_State *L, const struct lct_brun *r)
 {
 	lua_pushinteger(L, r->ok);
@@ -257,14 +453,15 @@ static int lct_brun_result(lua_State *L, const struct lct_brun *r)
  * the method the user called, in the messages of a closed or bad handle,
  * of bad arguments and of the kernel's refusal of a whole batch.
  */
-static int lct_batch_run(lua_State *L, const char *fname)
+static int lct_batch_run(lua_State *L, const char *fname, int size)
 {
 	struct lct_handle *h = lct_handle_check(L, 1, fname);
+	struct lct_bpipe *pipe = NULL;
 	struct lct_brun r;
 	const char *op;
 	uint8_t type;
 	uint16_t flags;
-	int n, i, kind, err;
+	int n, i, kind, err = 0, load = strcmp(fname, "load") == 0;
 
 	if (lua_type(L, 2) != LUA_TSTRING)
 		return lct_argerror(L, fname, "op", "\"create\", \"add\", \"update\", \"delete\" or \"put\" expected, got %s",
@@ -301,6 +498,12 @@ static int lct_batch_run(lua_State *L, const char *fname)
 	r.bt = lct_batch_of(L, h, fname);
 	if (r.bt == NULL)
 		return lct_pusherr(L, fname, ENOMEM);
+	/* More than a batch, and nothing read from the table meanwhile: send ahead. */
+	if (!r.put && kind != LCT_K_CHANGES && n > 256) {
+		pipe = lct_bpipe_new(L, h);
+		if (pipe != NULL)
+			r.bt = &pipe->bt[0];
+	}
 	for (i = 1; i <= n; i++) {
 		struct nlmsghdr *nlh = lct_batch_cur(r.bt);
 		const struct nlmsghdr *msg;
@@ -309,6 +512,10 @@ static int lct_batch_run(lua_State *L, const char *fname)
 
 		lct_nl_req(nlh, (NFNL_SUBSYS_CTNETLINK << 8) | type, flags, AF_UNSPEC, 0);
 		lua_rawgeti(L, 3, i);
+		if (load && lua_isnil(L, -1)) {
+			lua_pop(L, 1);	/* load skips the holes of its array */
+			continue;
+		}
 		msg = kind != LCT_K_SPEC ? lct_entry_msg(L, -1) : NULL;
 		memset(&s, 0, sizeof(s));
 		if (msg != NULL) {
@@ -364,13 +571,16 @@ static int lct_batch_run(lua_State *L, const char *fname)
 		}
 		lua_settop(L, top);
 		r.item[r.bt->count] = i;
-		if (lct_batch_add(r.bt, lct_handle_seq(h))) {
-			err = lct_brun_flush(L, &r);
+		if (lct_batch_add(r.bt, lct_handle_seq(h)) || r.bt->count >= size) {
+			err = pipe != NULL ? lct_bpipe_flush(L, &r, pipe, 0) : lct_brun_flush(L, &r);
 			if (err != 0)
-				return lct_pusherr(L, fname, err);
+				break;
 		}
 	}
-	err = lct_brun_flush(L, &r);
+	if (i > n)
+		err = pipe != NULL ? lct_bpipe_flush(L, &r, pipe, 1) : lct_brun_flush(L, &r);
+	if (pipe != NULL)
+		lct_bpipe_end(pipe);
 	if (err != 0)
 		return lct_pusherr(L, fname, err);
 	return lct_brun_result(L, &r);
@@ -378,19 +588,26 @@ static int lct_batch_run(lua_State *L, const char *fname)
 
 static int lct_h_batch(lua_State *L)
 {
-	return lct_batch_run(L, "batch");
+	return lct_batch_run(L, "batch", LCT_BATCH_MAX);
 }
 
-/* core.batch(h, op, items, changes, fname): h:batch for the Lua layer's bulk methods. */
+/*
+ * core.batch(h, op, items, changes, fname [, size]): h:batch for the Lua
+ * layer's bulk methods, at most size requests a batch; for load, nil items
+ * are skipped.
+ */
 int lct_f_batch(lua_State *L)
 {
 	static const char *const fnames[] = { "delete_where", "update_where", "flush", "load", NULL };
 	const char *fname = luaL_optstring(L, 5, "batch");
-	int i;
+	int i, size = LCT_BATCH_MAX;
 
 	for (i = 0; fnames[i] != NULL && strcmp(fnames[i], fname) != 0; i++)
 		;
-	return lct_batch_run(L, fnames[i] ? fnames[i] : "batch");
+	if (!lua_isnoneornil(L, 6))
+		size = (int)lct_int_arg(L, 6, fnames[i] ? fnames[i] : "batch", "batch", 1, LCT_BATCH_MAX);
+	lua_settop(L, 5);
+	return lct_batch_run(L, fnames[i] ? fnames[i] : "batch", size);
 }
 
 /*

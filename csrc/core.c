@@ -92,6 +92,7 @@ static const luaL_Reg lct_core_funcs[] = {
 	{"type", lct_f_type},
 	{"own", lct_f_own},
 	{"error", lct_f_error},
+	{"threads", lct_f_threads},
 	{NULL, NULL}
 };
 

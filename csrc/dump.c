@@ -36,6 +36,7 @@ static const char lct_dump_key = 'd';
 static void lct_dump_end(struct lct_dump *d)
 {
 	if (d->nl != NULL) {
+		lct_xfer_stop(&d->x);
 		mnl_socket_close(d->nl);
 		d->nl = NULL;
 	}
@@ -115,10 +116,12 @@ static int lct_seen_add(struct lct_dump *d, const struct nlmsghdr *m)
 	return 1;
 }
 
-static const char *const lct_dump_names[] = { "pushdown", "zero", "table", "unique", NULL };
+static const char *const lct_dump_names[] = {
+	"pushdown", "zero", "table", "unique", "readahead", NULL
+};
 
 struct lct_dumpopts {
-	int pushdown, zero, expect, unique;
+	int pushdown, zero, expect, unique, readahead;
 	uint8_t msgtype;
 };
 
@@ -126,6 +129,7 @@ static void lct_dump_opts(lua_State *L, int idx, const char *fname, int unique,
 			  struct lct_dumpopts *o)
 {
 	o->pushdown = 1;
+	o->readahead = 1;
 	o->zero = 0;
 	o->expect = 0;
 	o->unique = unique;
@@ -136,6 +140,9 @@ static void lct_dump_opts(lua_State *L, int idx, const char *fname, int unique,
 	lct_check_names(L, idx, fname, lct_dump_names);
 	if (lct_rawfield(L, idx, "pushdown") != LUA_TNIL)
 		o->pushdown = lct_bool_field(L, idx, "pushdown", fname);
+	lua_pop(L, 1);
+	if (lct_rawfield(L, idx, "readahead") != LUA_TNIL)
+		o->readahead = lct_bool_field(L, idx, "readahead", fname);
 	lua_pop(L, 1);
 	o->zero = lct_bool_field(L, idx, "zero", fname);
 	if (lct_rawfield(L, idx, "unique") != LUA_TNIL)
@@ -218,6 +225,8 @@ struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
 		lua_pop(L, 1);
 		return NULL;
 	}
+	if (o.readahead)
+		lct_xfer_ahead(&d->x, nlh, d->again ? AF_INET6 : 0);
 	return d;
 }
 

@@ -113,6 +113,10 @@ const char *lct_pushmsg(lua_State *L, const char *op, int err)
 	if (err == EPERM || err == EACCES)
 		return lua_pushfstring(L, "%s: %s (CAP_NET_ADMIN is required)", op,
 				       strerror(err));
+	/* ctnetlink never says ECHILD: the read-ahead's word for a fork (nl.c) */
+	if (err == ECHILD)
+		return lua_pushfstring(L, "%s: the dump was begun in the parent process: a child "
+				       "of fork() cannot read it", op);
 	return lua_pushfstring(L, "%s: %s", op, strerror(err));
 }
 

@@ -327,6 +327,7 @@ int lct_rx_take(struct lct_rx *rx, const struct nlmsghdr **m, int *err);
  * the answer one at a time, outside any callback, until the ack or
  * NLMSG_DONE.  Replies of other sequence numbers are skipped.
  */
+struct lct_ahead;
 struct lct_xfer {
 	struct mnl_socket *nl;
 	char *buf;
@@ -335,11 +336,40 @@ struct lct_xfer {
 	uint32_t seq;
 	int end;		/* the answer is complete */
 	int intr;		/* NLM_F_DUMP_INTR was seen */
+	struct lct_ahead *ah;	/* a dump read ahead by a thread, or NULL */
+	uint32_t sentseq;	/* the last request sent (by the thread, too) */
 };
 int lct_xfer_send(struct lct_xfer *x, struct mnl_socket *nl, char *buf,
 		  size_t cap, const struct nlmsghdr *req);	/* 0 or errno */
 int lct_xfer_next(struct lct_xfer *x, const struct nlmsghdr **m);	/* 1, 0 end, -errno */
+/*
+ * The same request again as a new exchange; with family != 0, in that
+ * family.  A dump read ahead has already been asked again by its thread
+ * when the first one ended well: only its sequence number moves on.
+ */
 int lct_xfer_resend(struct lct_xfer *x, struct nlmsghdr *req, uint32_t seq);
+/*
+ * Read-ahead of a dump just sent: a thread of its own receives the
+ * kernel's next chunks (the kernel builds them in that thread's recvmsg,
+ * on another CPU) while the caller works on the ones before.  With
+ * then_family, the thread asks for the dump again in that family, with the
+ * next sequence number, once the first one is DONE without error.  Starts
+ * nothing (and returns 0) where the process may run on one CPU only, or
+ * when the thread cannot be made: the exchange then reads as before.
+ */
+int lct_xfer_ahead(struct lct_xfer *x, const struct nlmsghdr *req, uint8_t then_family);
+/* Ends the thread, if any (before its socket is closed). */
+void lct_xfer_stop(struct lct_xfer *x);
+/* CPUs this process may run on. */
+int lct_cpus(void);
+/*
+ * Children of fork() made since the module first asked (a child has no
+ * copy of the threads its parent started: what waits for one must not).
+ */
+unsigned int lct_forks_now(void);
+/* Counts a thread the module started; core.threads() says how many. */
+void lct_thread_made(void);
+int lct_f_threads(lua_State *L);
 
 /*
  * Batches: requests collected with libmnl's batch helper, sent in one

@@ -5,11 +5,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <linux/netlink.h>
 
 #include "lct.h"
@@ -192,10 +196,311 @@ int lct_xfer_send(struct lct_xfer *x, struct mnl_socket *nl, char *buf,
 	x->buf = buf;
 	x->cap = cap;
 	x->rx.buf = buf;
-	x->seq = req->nlmsg_seq;
+	x->seq = x->sentseq = req->nlmsg_seq;
 	if (mnl_socket_sendto(nl, req, req->nlmsg_len) < 0)
 		return errno;
 	return 0;
+}
+
+/* ---- read-ahead -------------------------------------------------------- */
+
+/*
+ * The thread fills slots head, head+1... while the caller reads slot tail;
+ * a slot is the caller's until it asks for the next one.  Everything the
+ * two share is read and written under mu but the slots' bytes, which the
+ * indices hand over.
+ */
+#define LCT_AHEAD_SLOTS	4
+#ifndef LCT_AHEAD_SPIN
+#define LCT_AHEAD_SPIN	50000	/* ns */
+#endif
+#define LCT_AHEAD_PARK	1	/* s the thread waits for a caller that reads nothing */
+
+static inline void lct_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+struct lct_ahead {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;		/* a slot filled or freed, the end, stop */
+	unsigned int forks;		/* lct_forks when it began */
+	int fd;
+	unsigned int head, tail;	/* filled: tail .. head - 1 */
+	int held;			/* the caller reads slot tail */
+	int stop, done, err;
+	int parked;			/* the thread gave up waiting for the caller and ended */
+	uint32_t seq;			/* of the exchange the thread reads */
+	uint8_t then_family;
+	int len[LCT_AHEAD_SLOTS];
+	char req[LCT_TXBUF];
+	char slot[LCT_AHEAD_SLOTS][LCT_RXBUF];
+};
+
+/*
+ * Children of fork() made since: a child has no copy of the thread, and
+ * must not wait for it (nor read what it had received).
+ */
+static unsigned int lct_forks;
+static pthread_once_t lct_forks_once = PTHREAD_ONCE_INIT;
+
+static void lct_forked(void)
+{
+	lct_forks++;
+}
+
+static void lct_forks_watch(void)
+{
+	pthread_atfork(NULL, NULL, lct_forked);
+}
+
+static unsigned long lct_threads;
+
+void lct_thread_made(void)
+{
+	__atomic_add_fetch(&lct_threads, 1, __ATOMIC_RELAXED);
+}
+
+/* core.threads() -> the threads the module has started in this process (for the specs). */
+int lct_f_threads(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)__atomic_load_n(&lct_threads, __ATOMIC_RELAXED));
+	return 1;
+}
+
+unsigned int lct_forks_now(void)
+{
+	pthread_once(&lct_forks_once, lct_forks_watch);
+	return lct_forks;
+}
+
+/* 1: the exchange ended well (DONE), -1: it ended otherwise, 0: it goes on. */
+static int lct_ahead_scan(const struct lct_ahead *a, const char *buf, int len)
+{
+	struct lct_rx rx = { buf, 0, len };
+	const struct nlmsghdr *m;
+	int err, r;
+
+	while ((r = lct_rx_take(&rx, &m, &err)) != LCT_RX_EMPTY) {
+		if (m->nlmsg_seq != a->seq || r == LCT_RX_DATA)
+			continue;
+		return r == LCT_RX_DONE && err == 0 ? 1 : -1;
+	}
+	return 0;
+}
+
+static void *lct_ahead_run(void *arg)
+{
+	struct lct_ahead *a = arg;
+
+	for (;;) {
+		int end = 0, err = 0, stop;
+		unsigned int i;
+		ssize_t n;
+
+		pthread_mutex_lock(&a->mu);
+		if (!a->stop && a->head - a->tail == LCT_AHEAD_SLOTS) {
+			/*
+			 * A caller that reads nothing for a while (a loop left
+			 * with break, its state not yet collected) gets the
+			 * thread back: it reads on alone when it comes back.
+			 */
+			struct timespec until;
+
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_sec += LCT_AHEAD_PARK;
+			while (!a->stop && a->head - a->tail == LCT_AHEAD_SLOTS)
+				if (pthread_cond_timedwait(&a->cv, &a->mu, &until) == ETIMEDOUT) {
+					if (a->head - a->tail == LCT_AHEAD_SLOTS && !a->stop)
+						a->parked = 1;
+					break;
+				}
+		}
+		stop = a->stop || a->parked;
+		i = a->head % LCT_AHEAD_SLOTS;
+		pthread_mutex_unlock(&a->mu);
+		if (stop)
+			break;
+		/* The socket times out now and then, so that a stop is seen. */
+		n = recv(a->fd, a->slot[i], LCT_RXBUF, 0);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+				continue;
+			err = errno;
+			end = -1;
+			n = 0;
+		} else if (n > 0) {
+			end = lct_ahead_scan(a, a->slot[i], (int)n);
+		}
+		if (end == 1 && a->then_family != 0) {
+			struct nlmsghdr *nlh = (struct nlmsghdr *)a->req;
+
+			lct_nl_family(nlh, a->then_family, NFNETLINK_V0);
+			a->then_family = 0;
+			nlh->nlmsg_seq = ++a->seq;
+			if (send(a->fd, nlh, nlh->nlmsg_len, 0) < 0)
+				err = errno;
+			else
+				end = 0;
+		}
+		pthread_mutex_lock(&a->mu);
+		if (n > 0) {
+			a->len[i] = (int)n;
+			__atomic_store_n(&a->head, a->head + 1, __ATOMIC_RELEASE);
+		}
+		if (end != 0) {
+			a->err = err;
+			__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+		}
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		if (end != 0)
+			break;
+	}
+	return NULL;
+}
+
+int lct_cpus(void)
+{
+	cpu_set_t s;
+
+	if (sched_getaffinity(0, sizeof(s), &s) != 0)
+		return 1;
+	return CPU_COUNT(&s);
+}
+
+int lct_xfer_ahead(struct lct_xfer *x, const struct nlmsghdr *req, uint8_t then_family)
+{
+	struct timeval tv = { 0, 100 * 1000 };
+	struct lct_ahead *a;
+	pthread_attr_t attr;
+	pthread_condattr_t cattr;
+	sigset_t all, old;
+	int r;
+
+	if (lct_cpus() < 2 || req->nlmsg_len > sizeof(a->req))
+		return 0;
+	a = malloc(sizeof(*a));
+	if (a == NULL)
+		return 0;
+	memset(a, 0, offsetof(struct lct_ahead, slot));
+	a->forks = lct_forks_now();
+	a->fd = mnl_socket_get_fd(x->nl);
+	a->seq = x->seq;
+	a->then_family = then_family;
+	memcpy(a->req, req, req->nlmsg_len);
+	if (setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		free(a);
+		return 0;
+	}
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->cv, &cattr);
+	pthread_condattr_destroy(&cattr);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	/* Signals stay with the caller's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&a->th, &attr, lct_ahead_run, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		tv.tv_usec = 0;
+		setsockopt(mnl_socket_get_fd(x->nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		return 0;
+	}
+	lct_thread_made();
+	x->ah = a;
+	return 0;
+}
+
+void lct_xfer_stop(struct lct_xfer *x)
+{
+	struct lct_ahead *a = x->ah;
+
+	if (a == NULL)
+		return;
+	x->ah = NULL;
+	x->end = 1;
+	x->rx.pos = x->rx.len = 0;
+	/* In a child forked meanwhile the thread is not there to end. */
+	if (a->forks == lct_forks) {
+		pthread_mutex_lock(&a->mu);
+		a->stop = 1;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->th, NULL);
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
+	}
+	free(a);
+}
+
+/* The next slot into x->rx: 1, 0 when the thread has ended, or -errno. */
+static int lct_ahead_take(struct lct_xfer *x)
+{
+	struct lct_ahead *a = x->ah;
+	int r;
+
+	pthread_mutex_lock(&a->mu);
+	if (a->held) {
+		a->held = 0;
+		a->tail++;
+		pthread_cond_broadcast(&a->cv);
+	}
+	if (a->head == a->tail && !a->done) {
+		/*
+		 * The kernel builds a chunk in about 200 us: wait a little
+		 * awake, which saves the wake-up (tens of us) each chunk when
+		 * the caller keeps up with the kernel.
+		 */
+		struct timespec t0, t;
+		unsigned int i;
+
+		pthread_mutex_unlock(&a->mu);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (i = 1; __atomic_load_n(&a->head, __ATOMIC_ACQUIRE) == a->tail &&
+			    !__atomic_load_n(&a->done, __ATOMIC_ACQUIRE) &&
+			    !__atomic_load_n(&a->parked, __ATOMIC_ACQUIRE); i++) {
+			lct_relax();
+			if (i % 64 == 0) {
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				if ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec >
+				    LCT_AHEAD_SPIN)
+					break;
+			}
+		}
+		pthread_mutex_lock(&a->mu);
+	}
+	while (a->head == a->tail && !a->done && !a->parked)
+		pthread_cond_wait(&a->cv, &a->mu);
+	if (a->head != a->tail) {
+		unsigned int i = a->tail % LCT_AHEAD_SLOTS;
+
+		x->rx.buf = a->slot[i];
+		x->rx.pos = 0;
+		x->rx.len = a->len[i];
+		a->held = 1;
+		r = 1;
+	} else if (a->done) {
+		r = -a->err;
+	} else {
+		r = 2;		/* parked, all it received read: on alone */
+	}
+	pthread_mutex_unlock(&a->mu);
+	return r;
 }
 
 /* The same request again, as a new exchange on the same socket. */
@@ -204,6 +509,9 @@ int lct_xfer_resend(struct lct_xfer *x, struct nlmsghdr *req, uint32_t seq)
 	req->nlmsg_seq = seq;
 	x->seq = seq;
 	x->end = 0;
+	if (x->ah != NULL || seq == x->sentseq)
+		return 0;	/* the thread has sent it */
+	x->sentseq = seq;
 	x->rx.pos = x->rx.len = 0;
 	if (mnl_socket_sendto(x->nl, req, req->nlmsg_len) < 0)
 		return errno;
@@ -212,10 +520,32 @@ int lct_xfer_resend(struct lct_xfer *x, struct nlmsghdr *req, uint32_t seq)
 
 int lct_xfer_next(struct lct_xfer *x, const struct nlmsghdr **m)
 {
+	if (x->ah != NULL && x->ah->forks != lct_forks) {
+		x->end = 1;
+		return -ECHILD;
+	}
 	while (!x->end) {
 		int err, r = lct_rx_take(&x->rx, m, &err);
 		ssize_t n;
 
+		if (r == LCT_RX_EMPTY && x->ah != NULL) {
+			r = lct_ahead_take(x);
+			if (r == 1)
+				continue;
+			if (r == 2) {
+				struct timeval tv = { 0, 0 };
+				uint32_t sent = x->ah->seq;
+
+				lct_xfer_stop(x);
+				x->end = 0;
+				x->sentseq = sent;	/* the thread may have asked again */
+				x->rx.buf = x->buf;
+				setsockopt(mnl_socket_get_fd(x->nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+				continue;
+			}
+			x->end = 1;
+			return r;
+		}
 		if (r == LCT_RX_EMPTY) {
 			n = mnl_socket_recvfrom(x->nl, x->buf, x->cap);
 			if (n < 0) {

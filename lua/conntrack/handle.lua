@@ -16,7 +16,8 @@
 -- operations, 1..1024), mode = "create" | "add" (load), zero = true (dump:
 -- read and zero the counters), table = "conntrack" | "dying" | "unconfirmed",
 -- lines = fn, format = opts (delete_where: fn(text) after each batch, with
--- the deleted entries' lines as e:format(opts) writes them).
+-- the deleted entries' lines as e:format(opts) writes them), readahead =
+-- false (the dump is read by the calling thread alone).
 local core = require "conntrack.core"
 local F = require "conntrack.filter"
 local args = require "conntrack.args"
@@ -31,11 +32,12 @@ local type, pairs, ipairs, tostring, floor = type, pairs, ipairs, tostring, math
 local H = {}
 
 local how_keys = {
-	dump = { pushdown = "boolean", zero = "boolean", table = "string", unique = "boolean" },
-	list = { pushdown = "boolean", zero = "boolean", table = "string" },
-	flush = { pushdown = "boolean", batch = "number" },
-	delete_where = { pushdown = "boolean", batch = "number", lines = "function", format = "string" },
-	update_where = { pushdown = "boolean", batch = "number" },
+	dump = { pushdown = "boolean", zero = "boolean", table = "string", unique = "boolean", readahead = "boolean" },
+	list = { pushdown = "boolean", zero = "boolean", table = "string", readahead = "boolean" },
+	flush = { pushdown = "boolean", batch = "number", readahead = "boolean" },
+	delete_where = { pushdown = "boolean", batch = "number", lines = "function", format = "string",
+		readahead = "boolean" },
+	update_where = { pushdown = "boolean", batch = "number", readahead = "boolean" },
 	load = { mode = "string", batch = "number" },
 }
 
@@ -549,6 +551,18 @@ function H.install(methods)
 		local count = #specs
 		if type(count) ~= "number" or count < 0 or count > 2147483647 or count ~= floor(count) then
 			raise("load: bad argument 'specs' (array of specs expected, its length is " .. show(count) .. ")")
+		end
+		if getmetatable(specs) == nil then
+			-- a plain array: the core reads it whole, size requests a batch
+			-- (and sends each batch while it reads the next, where it can)
+			local n, miss, fails = cbatch(h, mode or "create", specs, nil, "load", size)
+			if not n then
+				return nil, miss, fails
+			end
+			for _, f in ipairs(fails) do
+				f.message = f.message:gsub("^batch: item %d+: %a+", "load")
+			end
+			return n, miss, fails
 		end
 		for first = 1, count, size do
 			local last = first + size - 1

@@ -1,0 +1,315 @@
+-- The module's threads, where the process may run on two CPUs or more.
+--
+-- Dumps read ahead: a dump's
+-- chunks are received by a thread of the dump's own (the kernel builds the
+-- next chunk inside that recvmsg, on the other CPU) while the caller works
+-- on the ones before.  What is checked here, on a real table: the thread
+-- exists while a dump runs and is gone when it ends, is closed, is broken
+-- out of and collected, or fails; `readahead = false` reads in the calling
+-- thread alone; both ways yield the same flows (the CLI's count as the
+-- oracle), for dumps that walk both families; bulk deletes and updates do
+-- the same with and without it; a child of fork() gets a clear error, and
+-- its parent reads the dump to its end.
+--
+-- Batches sent ahead: a create, add or delete of more than 256 items (and
+-- load of a plain array) sends each batch from a thread of the call's own
+-- while the next is read: the counts, the failures and their indices, and
+-- the table are what they are without it; a small batch starts no thread.
+
+local ct = require "conntrack"
+local core = require "conntrack.core"
+local H = require "helpers"
+
+local F = ct.filter
+
+H.assert_private()
+
+-- The threads of this process, from the kernel.
+local function threads()
+	local s = assert(H.read("/proc/self/status"))
+	return tonumber(s:match("\nThreads:%s*(%d+)"))
+end
+
+local function cpus()
+	local p = assert(io.popen("nproc"))
+	local n = tonumber(p:read("*l"))
+	p:close()
+	return n or 1
+end
+
+-- Waits (bounded: 10 s) until the process has t0 threads; returns how many it has.
+local function settle(t0)
+	local hosts = require "hosts"
+	for _ = 1, 200 do
+		if threads() == t0 then break end
+		hosts.sleep(0.05)
+	end
+	return threads()
+end
+
+-- After collection: on LuaJIT a compiled trace may hold the loop's iterator
+-- (and so the dump) as a constant; the thread then ends when it has waited
+-- a second for a reader that reads nothing (see "left unread" below).
+local function collected(t0)
+	collectgarbage()
+	collectgarbage()
+	if type(jit) == "table" then return settle(t0) end
+	return threads()
+end
+
+local N4, N6 = 3000, 500
+
+local function spec6(i, proto)
+	local s = {
+		family = "ipv6", src = ("2001:db8::%x"):format(i + 1), dst = "2001:db8:1::2",
+		proto = proto, sport = 2000 + i, dport = proto == "tcp" and 80 or 53, timeout = 600,
+	}
+	if proto == "tcp" then s.state = "ESTABLISHED" end
+	return s
+end
+
+-- N4 IPv4 flows (a third UDP) and N6 IPv6 ones (half UDP).
+local function fill(h)
+	local specs = {}
+	for i = 0, N4 - 1 do specs[#specs + 1] = H.spec(i, i % 3 == 0 and "udp" or "tcp") end
+	for i = 0, N6 - 1 do specs[#specs + 1] = spec6(i, i % 2 == 0 and "udp" or "tcp") end
+	local created, existing, failures = h:load(specs)
+	assert.are.equal(N4 + N6, created, failures and failures[1] and failures[1].message)
+	assert.are.equal(0, existing)
+end
+
+local UDP = math.ceil(N4 / 3) + N6 / 2
+
+describe("the module's threads", function()
+	local ns, h
+	H.private(function(_, n, hh) ns, h = n, hh end)
+
+	before_each(function()
+		assert(h:flush())
+		fill(h)
+	end)
+
+	it("in a thread of the dump's own, which ends with the dump; readahead = false starts none", function()
+		if cpus() < 2 then
+			pending("this machine runs the process on one CPU: nothing is read ahead")
+			return
+		end
+		local t0, made = threads(), core.threads()
+		local during, n = nil, 0
+		for _ in h:dump() do
+			n = n + 1
+			if n == 10 then during = threads() end
+		end
+		assert.are.equal(N4 + N6, n)
+		assert.are.equal(t0 + 1, during)
+		assert.are.equal(t0, threads())
+		assert.are.equal(made + 1, core.threads())
+
+		during, n = nil, 0
+		for _ in h:dump(nil, { readahead = false }) do
+			n = n + 1
+			if n == 10 then during = threads() end
+		end
+		assert.are.equal(N4 + N6, n)
+		assert.are.equal(t0, during)
+		assert.are.equal(t0, threads())
+		assert.are.equal(made + 1, core.threads())
+	end)
+
+	it("the thread ends when the dump is closed, broken out of and collected, or a filter raises", function()
+		if cpus() < 2 then
+			pending("this machine runs the process on one CPU: nothing is read ahead")
+			return
+		end
+		local t0 = threads()
+		local it, st = h:dump()
+		assert.is_truthy(it(st))
+		assert.are.equal(t0 + 1, threads())
+		st:close()
+		assert.are.equal(t0, threads())
+		assert.is_true(st.closed)
+
+		-- broken out of: the state is only collected (the loop in a function
+		-- of its own: LuaJIT keeps a loop's hidden values in its frame's slots)
+		local function first()
+			for e in h:dump() do
+				if e then return e end
+			end
+		end
+		assert.is_truthy(first())
+		it, st = nil, nil -- luacheck: ignore (dropped for the collector)
+		assert.are.equal(t0, collected(t0))
+
+		-- a filter's Lua part raises in the middle of the dump
+		local seen = 0
+		local ok, err = pcall(function()
+			for _ in h:dump(F.where(function()
+				seen = seen + 1
+				if seen == 100 then error("enough") end
+				return true
+			end)) do end
+		end)
+		assert.is_false(ok)
+		assert.matches("enough", tostring(err))
+		assert.are.equal(t0, collected(t0))
+	end)
+
+	it("a dump left unread for a second gives its thread back, and reads on alone to the end", function()
+		if cpus() < 2 then
+			pending("this machine runs the process on one CPU: nothing is read ahead")
+			return
+		end
+		local t0 = threads()
+		for _, c in ipairs{ { f = nil, want = N4 + N6 }, { f = F.proto("udp"), want = UDP } } do
+			local made = core.threads()
+			local it, st = h:dump(c.f)
+			local keys = {}
+			keys[H.key(assert(it(st)))] = true
+			assert.are.equal(made + 1, core.threads())
+			assert.are.equal(t0 + 1, threads())
+			-- the thread has filled what it may and waits; after a second it ends
+			assert.are.equal(t0, settle(t0))
+			local n = 1
+			for e in it, st do
+				n = n + 1
+				keys[H.key(e)] = true
+			end
+			assert.are.equal(c.want, n)
+			local distinct = 0
+			for _ in pairs(keys) do distinct = distinct + 1 end
+			assert.are.equal(c.want, distinct)
+			assert.is_true(st.closed)
+			assert.are.equal(made + 1, core.threads())
+		end
+	end)
+
+	it("yields the same flows as reading in one thread, and as conntrack -L, for dumps that walk both families",
+		function()
+		local cases = {
+			{ name = "all", f = nil, cli = "-L", want = N4 + N6 },
+			{ name = "udp (a tuple filter without family: two walks)", f = F.proto("udp"),
+				cli = "-L -p udp", want = UDP },
+			{ name = "ipv6", f = F.family("ipv6"), cli = "-L -f ipv6", want = N6 },
+		}
+		for _, c in ipairs(cases) do
+			local a, na = H.keyset(h:dump(c.f))
+			local b, nb = H.keyset(h:dump(c.f, { readahead = false }))
+			local l = assert(h:list(c.f))
+			assert.are.equal(c.want, na, c.name)
+			assert.are.equal(c.want, nb, c.name)
+			assert.are.equal(c.want, #l, c.name)
+			assert.are.same(H.sorted(b), H.sorted(a), c.name)
+			local out = H.cli_ok(ns, c.cli)
+			assert.are.equal(c.want, #out, c.name)
+		end
+	end)
+
+	it("delete_where and update_where do the same with and without it", function()
+		local with = { assert(h:update_where(F.proto("udp"), { mark = 7 })) }
+		assert.are.equal(UDP, with[1])
+		assert.are.equal(UDP, #assert(h:list(F.mark(7))))
+		local without = { assert(h:update_where(F.proto("udp"), { mark = 9 }, { readahead = false })) }
+		assert.are.equal(UDP, without[1])
+		assert.are.equal(UDP, #assert(h:list(F.mark(9))))
+
+		local deleted = assert(h:delete_where(F.all(F.family("ipv6"), F.proto("udp")), { readahead = false }))
+		assert.are.equal(N6 / 2, deleted)
+		deleted = assert(h:delete_where(F.proto("udp")))
+		assert.are.equal(UDP - N6 / 2, deleted)
+		assert.are.equal(0, #assert(h:list(F.proto("udp"))))
+		assert.are.equal(N4 + N6 - UDP, #assert(h:list()))
+		assert.are.equal(N4 + N6 - UDP, #H.cli_ok(ns, "-L"))
+	end)
+
+	it("takes a boolean, named in the error", function()
+		assert.has_error(function() h:dump(nil, { readahead = "yes" }) end,
+			"dump: bad argument 'readahead' (boolean expected, got string)")
+		assert.has_error(function() h:list(nil, { readahead = 1 }) end,
+			"list: bad argument 'readahead' (boolean expected, got number)")
+		assert.has_error(function() h:delete_where(F.proto("udp"), { readahead = {} }) end,
+			"delete_where: bad argument 'readahead' (boolean expected, got table)")
+	end)
+
+	it("a child of fork() cannot read its parent's dump and says so; the parent reads it to the end", function()
+		local ok, unistd = pcall(require, "posix.unistd")
+		local ok2, wait = pcall(require, "posix.sys.wait")
+		if not (ok and ok2) then
+			pending("lua-posix is not installed for this Lua")
+			return
+		end
+		if cpus() < 2 then
+			pending("this machine runs the process on one CPU: nothing is read ahead")
+			return
+		end
+		local it, st = h:dump()
+		local first = it(st)
+		assert.is_truthy(first)
+		local pid = assert(unistd.fork())
+		if pid == 0 then
+			local okc, err = pcall(it, st)
+			local code = (not okc and tostring(err):find("the dump was begun in the parent process", 1, true))
+				and 0 or 1
+			io.stdout:flush()
+			unistd._exit(code)
+		end
+		local _, how, code = wait.wait(pid)
+		assert.are.equal("exited", how)
+		assert.are.equal(0, code)
+		local n = 1
+		for _ in it, st do n = n + 1 end
+		assert.are.equal(N4 + N6, n)
+	end)
+
+	it("load and batch of more than 256 items send ahead from a thread of the call's own, with the same results",
+		function()
+		if cpus() < 2 then
+			pending("this machine runs the process on one CPU: nothing is sent ahead")
+			return
+		end
+		assert(h:flush())
+		local specs = H.specs(3000)
+		specs[20] = H.spec(15)      -- item 16's flow again, in the same batch
+		specs[1500] = H.spec(10)    -- item 11's flow again, two batches later
+		specs[2999] = { proto = "udp", sport = 1, dport = 2 }   -- no addresses
+		local t0, made = threads(), core.threads()
+		local created, existing, failures = h:load(specs)
+		assert.are.equal(made + 1, core.threads())
+		assert.are.equal(t0, threads())
+		assert.are.equal(2997, created)
+		assert.are.equal(0, existing)
+		assert.are.equal(3, #failures)
+		assert.are.same({ 20, 1500, 2999 }, { failures[1].index, failures[2].index, failures[3].index })
+		assert.are.equal(ct.errno.EEXIST, failures[1].errno)
+		assert.are.equal(ct.errno.EEXIST, failures[2].errno)
+		assert.are.equal(ct.errno.EINVAL, failures[3].errno)
+		assert.matches("^load: ", failures[3].message)
+		assert.are.equal(2997, #H.cli_ok(ns, "-L"))
+
+		-- add: every readable item is there
+		created, existing, failures = h:load(specs, { mode = "add" })
+		assert.are.equal(0, created)
+		assert.are.equal(2999, existing)
+		assert.are.equal(1, #failures)
+		assert.are.equal(2999, failures[1].index)
+		assert.are.equal(made + 2, core.threads())
+
+		-- delete by entries, twice: all gone, then all missing
+		local list = assert(h:list())
+		assert.are.equal(2997, #list)
+		local ok, missing, fails = h:batch("delete", list)
+		assert.are.same({ 2997, 0, 0 }, { ok, missing, #fails })
+		ok, missing, fails = h:batch("delete", list)
+		assert.are.same({ 0, 2997, 0 }, { ok, missing, #fails })
+		assert.are.equal(made + 5, core.threads())   -- and the list's read-ahead
+		assert.are.equal(0, #H.cli_ok(ns, "-L"))
+
+		-- 256 items or fewer, and updates, go from the calling thread
+		ok = h:batch("create", H.specs(256, 5000))
+		assert.are.equal(256, ok)
+		ok = h:batch("update", assert(h:list()), { mark = 3 })
+		assert.are.equal(256, ok)
+		assert.are.equal(256, #assert(h:list(F.mark(3))))
+		assert.are.equal(made + 5 + 2, core.threads())   -- the two lists' read-ahead alone
+		assert.are.equal(t0, threads())
+	end)
+end)
