@@ -106,7 +106,7 @@ static int lct_brun_put_updates(lua_State *L, struct lct_brun *r,
 				const struct lct_again *items, int n);
 
 static int lct_brun_answers(lua_State *L, struct lct_brun *r, const struct lct_batch *bt,
-			    const int *items, const int *lines, int sent);
+			    const int *items, const int *lines, const char *kinds, int sent);
 
 /* Sends what is collected; records failures.  0 or an errno for the whole batch. */
 static int lct_brun_flush(lua_State *L, struct lct_brun *r)
@@ -122,23 +122,23 @@ static int lct_brun_flush(lua_State *L, struct lct_brun *r)
 	err = lct_batch_flush(bt, lct_handle_sock(L, r->h, r->fname), r->h->rx, sizeof(r->h->rx));
 	if (err != 0)
 		return err;
-	return lct_brun_answers(L, r, bt, items, lines, sent);
+	return lct_brun_answers(L, r, bt, items, lines, r->kind, sent);
 }
 
 /*
  * The failures of a batch answered (sent messages, of items items and, for
- * load_text, lines lines): counted, recorded, or (put) sent again as
- * updates.  Only now Lua values: the exchange is over.
+ * load_text, lines lines and kinds kinds): counted, recorded, or (put) sent
+ * again as updates.  Only now Lua values: the exchange is over.
  */
 static int lct_brun_answers(lua_State *L, struct lct_brun *r, const struct lct_batch *bt,
-			    const int *items, const int *lines, int sent)
+			    const int *items, const int *lines, const char *kinds, int sent)
 {
 	int i, bad = 0, nagain = 0;
 	struct lct_again again[LCT_BATCH_MAX];
 
 	for (i = 0; i < bt->nfail; i++) {
 		int e = bt->fail[i].err, at = bt->fail[i].index, idx = items[at];
-		char k = r->kind[at];
+		char k = kinds[at];
 
 		bad++;
 		if (r->put != 0 && (k == 0 || k == 'P')) {
@@ -272,6 +272,8 @@ struct lct_bpipe {
 	int inited;		/* mu and cv */
 	int running;		/* th made and not joined */
 	unsigned int forks;	/* lct_forks_now() when th was made */
+	struct lct_handle *owner;	/* the handle it sends for */
+	const char *fname;	/* the function the user called */
 	struct mnl_socket *nl;	/* the thread's own socket */
 	int stop;
 	int state;		/* 0: nothing in flight, 1: the thread's, 2: answered */
@@ -280,6 +282,8 @@ struct lct_bpipe {
 	int sent[2];
 	struct lct_batch bt[2];
 	int item[2][LCT_BATCH_MAX];
+	int line[2][LCT_BATCH_MAX];
+	char kind[2][LCT_BATCH_MAX];
 	char rx[LCT_RXBUF];
 	char buf[2][LCT_BATCH_BYTES];
 };
@@ -343,7 +347,7 @@ static int lct_bpipe_gc(lua_State *L)
 }
 
 /* Pushes a sender for h's namespace; NULL (nothing pushed) where none will do. */
-static struct lct_bpipe *lct_bpipe_new(lua_State *L, struct lct_handle *h)
+static struct lct_bpipe *lct_bpipe_new(lua_State *L, struct lct_handle *h, const char *fname)
 {
 	struct lct_bpipe *p;
 	sigset_t all, old;
@@ -364,6 +368,8 @@ static struct lct_bpipe *lct_bpipe_new(lua_State *L, struct lct_handle *h)
 	}
 	lua_setmetatable(L, -2);
 	p->forks = lct_forks_now();
+	p->owner = h;
+	p->fname = fname;
 	p->nl = lct_nl_open(h->nsfd, 0, &err);
 	if (p->nl == NULL || lct_batch_init(&p->bt[0], p->buf[0]) != 0 ||
 	    lct_batch_init(&p->bt[1], p->buf[1]) != 0) {
@@ -389,11 +395,16 @@ static struct lct_bpipe *lct_bpipe_new(lua_State *L, struct lct_handle *h)
 	return p;
 }
 
-/* The answers of the batch in flight, if any: 0 or an errno for the whole batch. */
-static int lct_bpipe_wait(lua_State *L, struct lct_brun *r, struct lct_bpipe *p)
+/*
+ * The answers of the batch in flight, if any: 0 or an errno for the whole
+ * batch; *which (if given) the batch answered, or -1.
+ */
+static int lct_bpipe_wait(lua_State *L, struct lct_brun *r, struct lct_bpipe *p, int *which)
 {
 	int b, err;
 
+	if (which != NULL)
+		*which = -1;
 	if (p->forks != lct_forks_now())
 		return ECHILD;
 	pthread_mutex_lock(&p->mu);
@@ -407,9 +418,11 @@ static int lct_bpipe_wait(lua_State *L, struct lct_brun *r, struct lct_bpipe *p)
 	err = p->err;
 	p->state = 0;
 	pthread_mutex_unlock(&p->mu);
+	if (which != NULL)
+		*which = b;
 	if (err != 0)
 		return err;
-	return lct_brun_answers(L, r, &p->bt[b], p->item[b], NULL, p->sent[b]);
+	return lct_brun_answers(L, r, &p->bt[b], p->item[b], p->line[b], p->kind[b], p->sent[b]);
 }
 
 /*
@@ -417,14 +430,26 @@ static int lct_bpipe_wait(lua_State *L, struct lct_brun *r, struct lct_bpipe *p)
  * collected one handed over, r->bt the other one.  With last, waits for
  * its answers too.
  */
+static void lct_bpipe_submit(struct lct_brun *r, struct lct_bpipe *p);
+
 static int lct_bpipe_flush(lua_State *L, struct lct_brun *r, struct lct_bpipe *p, int last)
 {
-	int err = lct_bpipe_wait(L, r, p), b;
+	int err = lct_bpipe_wait(L, r, p, NULL);
 
 	if (err != 0 || r->bt->count == 0)
 		return err;
-	b = r->bt == &p->bt[0] ? 0 : 1;
+	lct_bpipe_submit(r, p);
+	return last ? lct_bpipe_wait(L, r, p, NULL) : 0;
+}
+
+/* Hands r->bt (nothing in flight) to the thread; r->bt becomes the other batch. */
+static void lct_bpipe_submit(struct lct_brun *r, struct lct_bpipe *p)
+{
+	int b = r->bt == &p->bt[0] ? 0 : 1;
+
 	memcpy(p->item[b], r->item, sizeof(int) * (size_t)r->bt->count);
+	memcpy(p->line[b], r->line, sizeof(int) * (size_t)r->bt->count);
+	memcpy(p->kind[b], r->kind, (size_t)r->bt->count);
 	p->sent[b] = r->bt->count;
 	pthread_mutex_lock(&p->mu);
 	p->flying = b;
@@ -433,7 +458,6 @@ static int lct_bpipe_flush(lua_State *L, struct lct_brun *r, struct lct_bpipe *p
 	pthread_mutex_unlock(&p->mu);
 	r->bt = &p->bt[b ^ 1];
 	lct_batch_reset(r->bt);
-	return last ? lct_bpipe_wait(L, r, p) : 0;
 }
 
 static int lct_brun_result(lua_State *L, const struct lct_brun *r)
@@ -500,7 +524,7 @@ static int lct_batch_run(lua_State *L, const char *fname, int size)
 		return lct_pusherr(L, fname, ENOMEM);
 	/* More than a batch, and nothing read from the table meanwhile: send ahead. */
 	if (!r.put && kind != LCT_K_CHANGES && n > 256) {
-		pipe = lct_bpipe_new(L, h);
+		pipe = lct_bpipe_new(L, h, fname);
 		if (pipe != NULL)
 			r.bt = &pipe->bt[0];
 	}
@@ -638,14 +662,29 @@ static int lct_ptext_add(struct lct_ptext *t, int at, const struct nlmsghdr *m,
 	return 0;
 }
 
-/* Calls a Lua function of purge (nargs and it pushed); an error closes the dump, then goes on. */
-static void lct_purge_call(lua_State *L, struct lct_dump *d, int nargs, int nret)
+/*
+ * Calls a Lua function of purge (nargs and it pushed); an error closes the
+ * dump and ends the sender p (the batch in flight answered), then goes on.
+ */
+static void lct_purge_call(lua_State *L, struct lct_dump *d, struct lct_bpipe *p, int nargs,
+			   int nret)
 {
 	if (lua_pcall(L, nargs, nret, 0) != 0) {
 		lct_dump_stop(d);
+		if (p != NULL)
+			lct_bpipe_end(p);
 		lua_error(L);
 	}
+	if (p != NULL && p->owner->nl == NULL) {
+		/* closed by the function: the sender's socket is not the handle's */
+		lct_dump_stop(d);
+		lct_bpipe_end(p);
+		lct_error(L, "%s: attempt to use a closed handle", p->fname);
+	}
 }
+
+static void lct_purge_lines(lua_State *L, const struct lct_batch *bt, int sent,
+			    struct lct_ptext *t, int fn, struct lct_dump *d, struct lct_bpipe *p);
 
 /*
  * Sends the batch (lct_brun_flush); then, with t, calls the function at fn
@@ -655,18 +694,51 @@ static void lct_purge_call(lua_State *L, struct lct_dump *d, int nargs, int nret
 static int lct_purge_flush(lua_State *L, struct lct_brun *r, struct lct_ptext *t, int fn,
 			   struct lct_dump *d)
 {
-	int sent = r->bt->count, i, err = lct_brun_flush(L, r);
-	char bad[LCT_BATCH_MAX];
-	size_t w = 0;
+	int sent = r->bt->count, err = lct_brun_flush(L, r);
 
 	if (t == NULL || err != 0 || sent == 0) {
 		if (t != NULL)
 			t->used = 0;
 		return err;
 	}
+	lct_purge_lines(L, r->bt, sent, t, fn, d, NULL);
+	return 0;
+}
+
+/*
+ * The same through a sender: the batch in flight answered (and its lines
+ * given), then r->bt handed over (with last, answered too).  t: the two
+ * batches' texts, or NULL.
+ */
+static int lct_purge_pflush(lua_State *L, struct lct_brun *r, struct lct_bpipe *p,
+			    struct lct_ptext **t, int fn, struct lct_dump *d, int last)
+{
+	for (;;) {
+		int b, err = lct_bpipe_wait(L, r, p, &b);
+
+		if (err != 0)
+			return err;
+		if (b >= 0 && t != NULL)
+			lct_purge_lines(L, &p->bt[b], p->sent[b], t[b], fn, d, p);
+		if (r->bt->count == 0)
+			return 0;
+		lct_bpipe_submit(r, p);
+		if (!last)
+			return 0;
+	}
+}
+
+/* The lines of the entries of an answered batch the kernel deleted, to fn; t emptied. */
+static void lct_purge_lines(lua_State *L, const struct lct_batch *bt, int sent,
+			    struct lct_ptext *t, int fn, struct lct_dump *d, struct lct_bpipe *p)
+{
+	char bad[LCT_BATCH_MAX];
+	size_t w = 0;
+	int i;
+
 	memset(bad, 0, (size_t)sent);
-	for (i = 0; i < r->bt->nfail; i++) {
-		int at = r->bt->fail[i].index;
+	for (i = 0; i < bt->nfail; i++) {
+		int at = bt->fail[i].index;
 
 		if (at >= 0 && at < sent)
 			bad[at] = 1;
@@ -682,9 +754,8 @@ static int lct_purge_flush(lua_State *L, struct lct_brun *r, struct lct_ptext *t
 	if (w > 0) {
 		lua_pushvalue(L, fn);
 		lua_pushlstring(L, t->buf, w);
-		lct_purge_call(L, d, 1, 0);
+		lct_purge_call(L, d, p, 1, 0);
 	}
-	return 0;
 }
 
 /*
@@ -704,12 +775,13 @@ int lct_f_purge(lua_State *L)
 	struct lct_handle *h = lct_handle_check(L, 1, fname);
 	struct nfct_labelmap *map = NULL;
 	const struct nlmsghdr *m;
-	struct lct_ptext *text = NULL;
+	struct lct_ptext *text = NULL, *texts[2] = { NULL, NULL };
+	struct lct_bpipe *pipe = NULL;
 	struct lct_dump *d;
 	struct lct_brun r;
 	unsigned int o = 0;
 	int64_t size = LCT_BATCH_MAX;
-	int err, rc, pred, mt;
+	int err, rc, pred, mt, queued = 0;
 
 	lua_settop(L, 8);	/* (fname is a static string) */
 	pred = !lua_isnil(L, 5);
@@ -736,7 +808,7 @@ int lct_f_purge(lua_State *L)
 	r.op = "delete";
 	r.ft = lua_gettop(L);
 	if (!lua_isnil(L, 6)) {
-		text = lct_newuserdata(L, sizeof(*text));
+		text = texts[0] = lct_newuserdata(L, sizeof(*text));
 		text->used = 0;
 	}
 	d = lct_dump_begin(L, h, 2, 3, fname, 0, &err);
@@ -745,19 +817,36 @@ int lct_f_purge(lua_State *L)
 	r.bt = lct_batch_of(L, h, fname);
 	if (r.bt == NULL)
 		return lct_pusherr(L, fname, ENOMEM);
+	/*
+	 * Deletes sent ahead while the dump is read on: the kernel deletes on
+	 * one CPU while the caller's thread reads and builds on the other.
+	 * Not with the read-ahead off (the caller wants one thread).
+	 */
+	if (lct_dump_ahead(d)) {
+		pipe = lct_bpipe_new(L, h, fname);
+		if (pipe != NULL) {
+			r.bt = &pipe->bt[0];
+			if (text != NULL) {
+				texts[1] = lct_newuserdata(L, sizeof(*text));
+				texts[1]->used = 0;
+			}
+		}
+	}
 	while ((rc = lct_dump_msg(d, &m)) == 1) {
 		struct nlmsghdr *nlh;
 
+		if (pipe != NULL && text != NULL)
+			text = texts[r.bt == &pipe->bt[0] ? 0 : 1];
 		if (pred) {
 			int pending = r.bt->count, take;
 
 			lua_pushvalue(L, 5);
 			lct_entry_pushm(L, m, 0, 0, mt);
-			lct_purge_call(L, d, 1, 1);
+			lct_purge_call(L, d, pipe, 1, 1);
 			take = lua_toboolean(L, -1);
 			lua_pop(L, 1);
 			/* the requests collected are in the handle's batch */
-			if (pending > 0 && (h->batch != r.bt || r.bt->count != pending)) {
+			if (pending > 0 && pipe == NULL && (h->batch != r.bt || r.bt->count != pending)) {
 				lct_dump_stop(d);
 				return lct_error(L, "%s: the filter used the handle's batches while it deleted", fname);
 			}
@@ -771,19 +860,26 @@ int lct_f_purge(lua_State *L)
 			continue;
 		if (text != NULL && lct_ptext_add(text, r.bt->count, m, o, map) != 0)
 			return lct_pusherr(L, fname, ENOMEM);
-		r.item[r.bt->count] = (int)(r.ok + r.missing + r.failed) + r.bt->count + 1;
+		r.item[r.bt->count] = ++queued;
 		if (lct_batch_add(r.bt, lct_handle_seq(h)) || r.bt->count >= size ||
 		    (text != NULL && text->used > LCT_PTEXT_BYTES - LCT_LINE_MAX)) {
-			err = lct_purge_flush(L, &r, text, 6, d);
+			err = pipe != NULL ? lct_purge_pflush(L, &r, pipe, text ? texts : NULL, 6, d, 0) :
+					     lct_purge_flush(L, &r, text, 6, d);
 			if (err != 0)
-				return lct_pusherr(L, fname, err);
+				break;
 		}
 	}
 	if (rc < 0)
-		return lct_pusherr(L, fname, -rc);
-	err = lct_purge_flush(L, &r, text, 6, d);
-	if (err != 0)
+		err = -rc;
+	else if (err == 0)
+		err = pipe != NULL ? lct_purge_pflush(L, &r, pipe, text ? texts : NULL, 6, d, 1) :
+				     lct_purge_flush(L, &r, text, 6, d);
+	if (pipe != NULL)
+		lct_bpipe_end(pipe);
+	if (err != 0) {
+		lct_dump_stop(d);
 		return lct_pusherr(L, fname, err);
+	}
 	return lct_brun_result(L, &r);
 }
 
@@ -800,8 +896,9 @@ int lct_f_load_text(lua_State *L)
 	struct lct_handle *h = lct_handle_check(L, 1, "load");
 	size_t len, pos = 0, n;
 	const char *text, *line, *mode;
+	struct lct_bpipe *pipe = NULL;
 	struct lct_brun r;
-	int lineno = 0, nspec = 0, err;
+	int lineno = 0, nspec = 0, err = 0;
 	int64_t size = 512;
 
 	if (lua_type(L, 2) != LUA_TSTRING)
@@ -822,11 +919,17 @@ int lct_f_load_text(lua_State *L)
 	r.bt = lct_batch_of(L, h, "load");
 	if (r.bt == NULL)
 		return lct_pusherr(L, "load", ENOMEM);
+	/* Text of more than a few batches, without put's second pass: send ahead. */
+	if (!r.put && len > 64 * 1024) {
+		pipe = lct_bpipe_new(L, h, "load");
+		if (pipe != NULL)
+			r.bt = &pipe->bt[0];
+	}
 	while (lct_save_next(text, len, &pos, &line, &n)) {
 		char fname[48];
 		struct lct_spec s;
 		struct nlmsghdr *nlh;
-		int op, top = lua_gettop(L);
+		int op, top = lua_gettop(L), ferr;
 		uint8_t type = IPCTNL_MSG_CT_NEW;
 		uint16_t flags = 0;
 
@@ -859,18 +962,18 @@ int lct_f_load_text(lua_State *L)
 			 * tags), read after the lines before it took effect.
 			 */
 			if ((s.has & (LCT_S_STATUS | LCT_S_STATE | LCT_S_VTAG0 | LCT_S_VTAG1)) &&
-			    r.bt->count > 0) {
-				err = lct_brun_flush(L, &r);
+			    (r.bt->count > 0 || pipe != NULL)) {
+				err = pipe != NULL ? lct_bpipe_flush(L, &r, pipe, 1) : lct_brun_flush(L, &r);
 				if (err != 0)
-					return lct_pusherr(L, "load", err);
+					break;
 			}
-			err = lct_update_fill(L, h, "load", 0, &s);
-			if (err == ENOENT) {
+			ferr = lct_update_fill(L, h, "load", 0, &s);
+			if (ferr == ENOENT) {
 				r.missing++;
 				continue;
 			}
-			if (err != 0) {
-				lct_brun_fail(L, &r, nspec, err, 0);
+			if (ferr != 0) {
+				lct_brun_fail(L, &r, nspec, ferr, 0);
 				lct_brun_line(L, &r, lineno);
 				lua_settop(L, top);
 				continue;
@@ -883,12 +986,15 @@ int lct_f_load_text(lua_State *L)
 		r.item[r.bt->count] = nspec;
 		r.line[r.bt->count] = lineno;
 		if (lct_batch_add(r.bt, lct_handle_seq(h)) || r.bt->count >= size) {
-			err = lct_brun_flush(L, &r);
+			err = pipe != NULL ? lct_bpipe_flush(L, &r, pipe, 0) : lct_brun_flush(L, &r);
 			if (err != 0)
-				return lct_pusherr(L, "load", err);
+				break;
 		}
 	}
-	err = lct_brun_flush(L, &r);
+	if (err == 0)
+		err = pipe != NULL ? lct_bpipe_flush(L, &r, pipe, 1) : lct_brun_flush(L, &r);
+	if (pipe != NULL)
+		lct_bpipe_end(pipe);
 	if (err != 0)
 		return lct_pusherr(L, "load", err);
 	return lct_brun_result(L, &r);

@@ -235,6 +235,11 @@ void lct_dump_stop(struct lct_dump *d)
 	lct_dump_end(d);
 }
 
+int lct_dump_ahead(const struct lct_dump *d)
+{
+	return d->x.ah != NULL;
+}
+
 /* The next matching message: 1, 0 at the end, or -errno (the dump is then closed). */
 int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m)
 {

@@ -704,6 +704,7 @@ struct lct_dump;
 struct lct_dump *lct_dump_begin(lua_State *L, struct lct_handle *h, int midx,
 				int oidx, const char *fname, int unique, int *err);
 int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m);	/* 1, 0, -errno */
+int lct_dump_ahead(const struct lct_dump *d);	/* read ahead by a thread */
 void lct_dump_stop(struct lct_dump *d);		/* closes its socket now (the state stays) */
 
 /* ---- batch.c: batched requests ---------------------------------------- */

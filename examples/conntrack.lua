@@ -2193,11 +2193,12 @@ local function plain_save(pieces)
 	return true, counts
 end
 
--- The pieces of a file, 64 KB and the rest of a line each, each ending with
+-- The pieces of a file, 1 MiB and the rest of a line each, each ending with
 -- a newline (one added at the end when the file has none): a large file is
 -- never copied whole into one string (a page fault every 4 KB, twice
--- over), and pieces that small reuse the memory of those collected.
-local PIECE = 65536
+-- over), pieces reuse the memory of those collected, and each holds enough
+-- batches for the module to send one while it reads the next.
+local PIECE = 1048576
 local function pieces_of(f)
 	return function()
 		local piece = f:read(PIECE)

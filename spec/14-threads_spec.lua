@@ -13,8 +13,10 @@
 --
 -- Batches sent ahead: a create, add or delete of more than 256 items (and
 -- load of a plain array) sends each batch from a thread of the call's own
--- while the next is read: the counts, the failures and their indices, and
--- the table are what they are without it; a small batch starts no thread.
+-- while the next is read, and so does load of more than 64 KiB of save
+-- text: the counts, the failures and their indices or lines, and the table
+-- are what they would be without it (a -U line acts after the lines before
+-- it); a small batch starts no thread.
 
 local ct = require "conntrack"
 local core = require "conntrack.core"
@@ -311,5 +313,64 @@ describe("the module's threads", function()
 		assert.are.equal(256, #assert(h:list(F.mark(3))))
 		assert.are.equal(made + 5 + 2, core.threads())   -- the two lists' read-ahead alone
 		assert.are.equal(t0, threads())
+	end)
+
+	it("load of save text of more than 64 KiB sends ahead; its -U and -D lines act after the lines before them",
+		function()
+		if cpus() < 2 then
+			pending("this machine runs the process on one CPU: nothing is sent ahead")
+			return
+		end
+		assert(h:flush())
+		local function flow(i)
+			return ("-s 192.0.2.%d -d 198.51.100.%d -p udp --sport %d --dport 53"):format(i % 250 + 1,
+				math.floor(i / 250) + 1, 1024 + i)
+		end
+		local lines = {}
+		for i = 1, 3000 do lines[i] = "-I -t 300 " .. flow(i) end
+		lines[1500] = "-I -t 300 " .. flow(10)                -- again: refused
+		lines[2000] = "-U " .. flow(100) .. " -m 7"           -- a flow of the first batch
+		lines[2500] = "-U " .. flow(2400) .. " -u SEEN_REPLY,ASSURED"   -- of its own batch
+		lines[2600] = "-D " .. flow(5)
+		lines[2999] = "-I -t 300 -p udp --sport 1 --dport 2"  -- no addresses
+		local text = table.concat(lines, "\n") .. "\n"
+		assert.is_true(#text > 64 * 1024)
+		local made = core.threads()
+		local done, existing, failures = h:load(text)
+		assert.are.equal(made + 1, core.threads())
+		assert.are.equal(2995 + 2 + 1, done)
+		assert.are.equal(0, existing)
+		assert.are.equal(2, #failures)
+		assert.are.same({ 1500, 2999 }, { failures[1].line, failures[2].line })
+		assert.are.equal(ct.errno.EEXIST, failures[1].errno)
+		assert.are.equal(ct.errno.EINVAL, failures[2].errno)
+		local function get(i)
+			return h:get{ src = ("192.0.2.%d"):format(i % 250 + 1),
+				dst = ("198.51.100.%d"):format(math.floor(i / 250) + 1),
+				proto = "udp", sport = 1024 + i, dport = 53 }
+		end
+		assert.are.equal(7, assert(get(100)).mark)
+		assert.is_true(assert(get(2400)).status.ASSURED)
+		assert.is_nil((get(5)))
+		assert.are.equal(2994, #H.cli_ok(ns, "-L"))
+	end)
+
+	it("a delete_where whose filter closes its handle stops with an error naming it, its threads ended", function()
+		local t0, fds = threads(), H.fds_settled()
+		local other = assert(ct.open { netns = ns })
+		local k = 0
+		collectgarbage("stop")
+		local ok, err = pcall(other.delete_where, other, F.where(function()
+			k = k + 1
+			if k == 10 then other:close() end
+			return true
+		end))
+		local after, tafter = H.fds(), threads()
+		collectgarbage("restart")
+		assert.is_false(ok)
+		assert.matches("delete_where: attempt to use a closed handle", tostring(err), 1, true)
+		assert.are.same({ t0, fds }, { tafter, after })
+		-- nothing was sent: the batch was not full when the handle closed
+		assert.are.equal(N4 + N6, #assert(h:list()))
 	end)
 end)
