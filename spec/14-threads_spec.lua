@@ -59,6 +59,13 @@ local function collected(t0)
 	return threads()
 end
 
+-- Pending (and true) where the process runs on one CPU: no thread then.
+local function one_cpu(what)
+	if cpus() >= 2 then return false end
+	pending("this machine runs the process on one CPU: nothing is " .. what .. " ahead")
+	return true
+end
+
 local N4, N6 = 3000, 500
 
 local function spec6(i, proto)
@@ -92,10 +99,7 @@ describe("the module's threads", function()
 	end)
 
 	it("in a thread of the dump's own, which ends with the dump; readahead = false starts none", function()
-		if cpus() < 2 then
-			pending("this machine runs the process on one CPU: nothing is read ahead")
-			return
-		end
+		if one_cpu("read") then return end
 		local t0, made = threads(), core.threads()
 		local during, n = nil, 0
 		for _ in h:dump() do
@@ -119,10 +123,7 @@ describe("the module's threads", function()
 	end)
 
 	it("the thread ends when the dump is closed, broken out of and collected, or a filter raises", function()
-		if cpus() < 2 then
-			pending("this machine runs the process on one CPU: nothing is read ahead")
-			return
-		end
+		if one_cpu("read") then return end
 		local t0 = threads()
 		local it, st = h:dump()
 		assert.is_truthy(it(st))
@@ -157,10 +158,7 @@ describe("the module's threads", function()
 	end)
 
 	it("a dump left unread for a second gives its thread back, and reads on alone to the end", function()
-		if cpus() < 2 then
-			pending("this machine runs the process on one CPU: nothing is read ahead")
-			return
-		end
+		if one_cpu("read") then return end
 		local t0 = threads()
 		for _, c in ipairs{ { f = nil, want = N4 + N6 }, { f = F.proto("udp"), want = UDP } } do
 			local made = core.threads()
@@ -239,10 +237,7 @@ describe("the module's threads", function()
 			pending("lua-posix is not installed for this Lua")
 			return
 		end
-		if cpus() < 2 then
-			pending("this machine runs the process on one CPU: nothing is read ahead")
-			return
-		end
+		if one_cpu("read") then return end
 		local it, st = h:dump()
 		local first = it(st)
 		assert.is_truthy(first)
@@ -264,10 +259,7 @@ describe("the module's threads", function()
 
 	it("load and batch of more than 256 items send ahead from a thread of the call's own, with the same results",
 		function()
-		if cpus() < 2 then
-			pending("this machine runs the process on one CPU: nothing is sent ahead")
-			return
-		end
+		if one_cpu("sent") then return end
 		assert(h:flush())
 		local specs = H.specs(3000)
 		specs[20] = H.spec(15)      -- item 16's flow again, in the same batch
@@ -317,10 +309,7 @@ describe("the module's threads", function()
 
 	it("load of save text of more than 64 KiB sends ahead; its -U and -D lines act after the lines before them",
 		function()
-		if cpus() < 2 then
-			pending("this machine runs the process on one CPU: nothing is sent ahead")
-			return
-		end
+		if one_cpu("sent") then return end
 		assert(h:flush())
 		local function flow(i)
 			return ("-s 192.0.2.%d -d 198.51.100.%d -p udp --sport %d --dport 53"):format(i % 250 + 1,
