@@ -285,10 +285,18 @@ int lct_dump_msg(struct lct_dump *d, const struct nlmsghdr **m)
 
 static struct lct_dump *lct_dump_state(lua_State *L, int idx, const char *fname);
 
-/* mt: where the entry metatable is (0: the registry). */
-static void lct_dump_push(lua_State *L, const struct lct_dump *d, const struct nlmsghdr *m,
-			  int mt)
+/*
+ * mt: where the entry metatable is (0: the registry).  A message the
+ * read-ahead received is copied into the dump's own buffer first: making
+ * the entry may run finalizers, which may read or close the dump and so
+ * hand its chunk back to the thread.
+ */
+static void lct_dump_push(lua_State *L, struct lct_dump *d, const struct nlmsghdr *m, int mt)
 {
+	if ((const char *)m < d->rx || (const char *)m >= d->rx + sizeof(d->rx)) {
+		memcpy(d->rx, m, m->nlmsg_len);
+		m = (const struct nlmsghdr *)d->rx;
+	}
 	if (d->expect)
 		lct_expect_push(L, m, 0, 0);
 	else
@@ -422,6 +430,7 @@ static int lct_dump_gc(lua_State *L)
 
 	if (d != NULL) {
 		lct_dump_end(d);
+		lct_xfer_free(&d->x);
 		luaL_unref(L, LUA_REGISTRYINDEX, d->mref);
 		d->mref = LUA_NOREF;
 	}

@@ -337,6 +337,7 @@ struct lct_xfer {
 	int end;		/* the answer is complete */
 	int intr;		/* NLM_F_DUMP_INTR was seen */
 	struct lct_ahead *ah;	/* a dump read ahead by a thread, or NULL */
+	struct lct_ahead *ahdone;	/* its memory once the thread ended */
 	uint32_t sentseq;	/* the last request sent (by the thread, too) */
 };
 int lct_xfer_send(struct lct_xfer *x, struct mnl_socket *nl, char *buf,
@@ -358,8 +359,10 @@ int lct_xfer_resend(struct lct_xfer *x, struct nlmsghdr *req, uint32_t seq);
  * when the thread cannot be made: the exchange then reads as before.
  */
 int lct_xfer_ahead(struct lct_xfer *x, const struct nlmsghdr *req, uint8_t then_family);
-/* Ends the thread, if any (before its socket is closed). */
+/* Ends the thread, if any (before its socket is closed); its chunks stay. */
 void lct_xfer_stop(struct lct_xfer *x);
+/* Ends the thread and frees its chunks (the exchange's owner is collected). */
+void lct_xfer_free(struct lct_xfer *x);
 /* CPUs this process may run on. */
 int lct_cpus(void);
 /*

@@ -445,7 +445,19 @@ void lct_xfer_stop(struct lct_xfer *x)
 		pthread_cond_destroy(&a->cv);
 		pthread_mutex_destroy(&a->mu);
 	}
-	free(a);
+	/*
+	 * The chunks stay until lct_xfer_free: a message taken from one may
+	 * still be read (an entry being made when a finalizer closed the dump).
+	 */
+	free(x->ahdone);
+	x->ahdone = a;
+}
+
+void lct_xfer_free(struct lct_xfer *x)
+{
+	lct_xfer_stop(x);
+	free(x->ahdone);
+	x->ahdone = NULL;
 }
 
 /* The next slot into x->rx: 1, 0 when the thread has ended, or -errno. */

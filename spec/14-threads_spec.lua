@@ -362,4 +362,47 @@ describe("the module's threads", function()
 		-- nothing was sent: the batch was not full when the handle closed
 		assert.are.equal(N4 + N6, #assert(h:list()))
 	end)
+
+	it("a finalizer that closes a dump while it makes an entry leaves the entry whole", function()
+		-- garbage whose finalizer closes the dump, and a collector that
+		-- runs a step at every allocation: some closes come while the
+		-- iterator makes an entry of a message the thread received
+		local function on_gc(fn)
+			if newproxy then
+				local p = newproxy(true)
+				getmetatable(p).__gc = fn
+				return p
+			end
+			return setmetatable({}, { __gc = fn })
+		end
+		local pause = collectgarbage("setpause", 0)
+		local stepmul = collectgarbage("setstepmul", 1000)
+		local closes, entries, whole = 0, 0, 0
+		local ok, err = pcall(function()
+			for _ = 1, 30 do
+				local it, st = h:dump()
+				while true do
+					on_gc(function()
+						if not st.closed then
+							st:close()
+							closes = closes + 1
+						end
+					end)
+					local okn, e = pcall(it, st)
+					if not okn or e == nil then break end
+					entries = entries + 1
+					if e.family == "ipv4" and e.orig.dst:match("^198%.51%.100%.") or
+						e.family == "ipv6" and e.orig.dst == "2001:db8:1::2" then
+						whole = whole + 1
+					end
+				end
+			end
+		end)
+		collectgarbage("setpause", pause)
+		collectgarbage("setstepmul", stepmul)
+		assert(ok, err)
+		assert.is_true(closes > 0)
+		assert.is_true(entries > 0)
+		assert.are.equal(entries, whole)
+	end)
 end)
