@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,7 +349,6 @@ static int lct_bpipe_gc(lua_State *L)
 static struct lct_bpipe *lct_bpipe_new(lua_State *L, struct lct_handle *h, const char *fname)
 {
 	struct lct_bpipe *p;
-	sigset_t all, old;
 	int err, r;
 
 	if (lct_cpus() < 2)
@@ -381,17 +379,13 @@ static struct lct_bpipe *lct_bpipe_new(lua_State *L, struct lct_handle *h, const
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->inited = 1;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&p->th, NULL, lct_bpipe_run, p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = lct_thread_start(&p->th, lct_bpipe_run, p);
 	if (r != 0) {
 		lct_bpipe_end(p);
 		lua_pop(L, 1);
 		return NULL;
 	}
 	p->running = 1;
-	lct_thread_made();
 	return p;
 }
 

@@ -13,12 +13,14 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <linux/netfilter/nfnetlink_compat.h>
 
@@ -33,8 +35,13 @@
  */
 #define LCT_EV_RCVBUF	(32 * 1024 * 1024)
 
+struct lct_evah;
+struct lct_evchunk;
+
 struct lct_sub {
 	struct mnl_socket *nl;		/* NULL once closed */
+	struct lct_evah *ah;		/* read ahead by a thread, or NULL */
+	struct lct_evchunk *held;	/* the thread's chunk s->rx reads */
 	struct lct_rx rx;		/* unread messages in buf */
 	char *backlog;			/* what was queued when an overflow came; freed by __gc */
 	size_t bcap, blen, bpos;
@@ -47,6 +54,8 @@ struct lct_sub {
 	int filter_ref;			/* Lua predicate in the registry */
 	int emt_ref;			/* the entry metatable in the registry (no lookup per event) */
 	uint32_t drops;			/* the socket's drop count at the last report */
+	uint32_t ov_drops;		/* at the overflow pending, when ov_known */
+	int ov_known;
 	double rxtime;			/* when the messages in buf came */
 	lua_Integer overflows, received, lost;
 	char buf[LCT_RXBUF];
@@ -111,8 +120,481 @@ static double lct_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The socket's own count of what it dropped (SO_MEMINFO), if it has one. */
+static int lct_drops(int fd, uint32_t *drops)
+{
+#ifdef SO_MEMINFO
+	uint32_t mi[SK_MEMINFO_VARS];
+	socklen_t len = sizeof(mi);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len) == 0 &&
+	    len >= sizeof(uint32_t) * (SK_MEMINFO_DROPS + 1)) {
+		*drops = mi[SK_MEMINFO_DROPS];
+		return 1;
+	}
+#endif
+	(void)fd;
+	(void)drops;
+	return 0;
+}
+
+/* ---- read-ahead ------------------------------------------------------- */
+
+/*
+ * A subscription read ahead: a thread of its own receives the events into
+ * chunks while the caller makes entries of the ones before, so that the
+ * kernel's part (copying each event out of the socket, freeing it) runs on
+ * another CPU.  The thread touches no Lua value and runs with every signal
+ * blocked.  A chunk carries the overflows that came after its events (an
+ * overflow is reported once what was queued before it has been read, as
+ * without the thread).  At most LCT_EVAH_QUEUE chunks wait; beyond that
+ * the socket's own buffer holds what comes, except while an overflow is
+ * being drained (then everything queued is taken at once, as without the
+ * thread).  The eventfd efd is readable exactly while chunks wait: the
+ * caller waits on it, and getfd gives it to event loops.
+ */
+#define LCT_EVCHUNK	(2 * LCT_RXBUF)
+#define LCT_EVAH_QUEUE	4
+#ifndef LCT_EVAH_SPIN
+#define LCT_EVAH_SPIN	50000	/* ns */
+#endif
+
+struct lct_evchunk {
+	struct lct_evchunk *next;
+	int len;
+	int overflows;			/* after these events */
+	int dknown;			/* drops, the socket's count then, is known */
+	uint32_t drops;
+	double rxtime;
+	char data[LCT_EVCHUNK];
+};
+
+struct lct_evah {
+	struct lct_evah *prev, *next;	/* in lct_evahs, for fork() */
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;		/* room in the queue, or stop */
+	int fd, efd, stopfd;
+	struct lct_evchunk *head, *tail;	/* the queue */
+	struct lct_evchunk *spare;	/* read chunks, for the thread to fill again */
+	struct lct_evchunk *filling;	/* the thread's, outside the lock */
+	int queued, full;		/* full: the last chunk was filled up (more is coming) */
+	int stop, done, err, waiting;
+	int orphan;			/* in a child of fork(): no thread */
+};
+
+/*
+ * Every read-ahead of the process, so that fork() finds them consistent: it
+ * takes each one's lock, and a child marks them orphans (it has no copy of
+ * their threads) and reads on alone.
+ */
+static struct lct_evah *lct_evahs;
+static pthread_mutex_t lct_evahs_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t lct_evahs_once = PTHREAD_ONCE_INIT;
+
+static void lct_evahs_prepare(void)
+{
+	struct lct_evah *a;
+
+	pthread_mutex_lock(&lct_evahs_mu);
+	for (a = lct_evahs; a != NULL; a = a->next)
+		pthread_mutex_lock(&a->mu);
+}
+
+static void lct_evahs_parent(void)
+{
+	struct lct_evah *a;
+
+	for (a = lct_evahs; a != NULL; a = a->next)
+		pthread_mutex_unlock(&a->mu);
+	pthread_mutex_unlock(&lct_evahs_mu);
+}
+
+static void lct_evahs_child(void)
+{
+	struct lct_evah *a;
+
+	for (a = lct_evahs; a != NULL; a = a->next) {
+		a->orphan = 1;
+		pthread_mutex_unlock(&a->mu);
+	}
+	pthread_mutex_unlock(&lct_evahs_mu);
+}
+
+static void lct_evahs_watch(void)
+{
+	pthread_atfork(lct_evahs_prepare, lct_evahs_parent, lct_evahs_child);
+}
+
+/*
+ * Receives what is queued, up to LCT_MMSG datagrams in one system call
+ * (each event is a datagram of its own), packed one after the other into
+ * buf (LCT_RXBUF bytes).  Returns the bytes, or -1 with errno (EAGAIN when
+ * nothing is queued); *trunc counts events too large for a slot, lost.
+ */
+#define LCT_MMSG	16
+#define LCT_SLOT	(LCT_RXBUF / LCT_MMSG)
+
+static ssize_t lct_recv_many(int fd, char *buf, int *trunc)
+{
+	struct mmsghdr mm[LCT_MMSG];
+	struct iovec iov[LCT_MMSG];
+	size_t used = 0;
+	int i, n;
+
+	memset(mm, 0, sizeof(mm));
+	for (i = 0; i < LCT_MMSG; i++) {
+		iov[i].iov_base = buf + i * LCT_SLOT;
+		iov[i].iov_len = LCT_SLOT;
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	*trunc = 0;
+	n = recvmmsg(fd, mm, LCT_MMSG, MSG_DONTWAIT, NULL);
+	if (n < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		size_t len = mm[i].msg_len;
+
+		/* Larger than a slot (no event comes near 4 KiB): report it lost. */
+		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			len = 0;
+			(*trunc)++;
+		}
+		if (used != (size_t)i * LCT_SLOT && len > 0)
+			memmove(buf + used, buf + i * LCT_SLOT, len);
+		used = MNL_ALIGN(used + len);
+	}
+	return (ssize_t)used;
+}
+
+static double lct_realtime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Hands chunk c to the caller (under the lock). */
+static void lct_evah_publish(struct lct_evah *a, struct lct_evchunk *c, int full)
+{
+	uint64_t one = 1;
+
+	c->next = NULL;
+	if (c->overflows > 0)
+		c->dknown = lct_drops(a->fd, &c->drops);
+	if (a->tail != NULL)
+		a->tail->next = c;
+	else
+		a->head = c;
+	a->tail = c;
+	a->filling = NULL;
+	__atomic_store_n(&a->queued, a->queued + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&a->full, full, __ATOMIC_RELAXED);
+	if (a->queued == 1 && write(a->efd, &one, sizeof(one)) < 0) {
+		/* a counter far from full: cannot fail */
+	}
+}
+
+/* A chunk to fill (under the lock): a spare one, or a new one. */
+static struct lct_evchunk *lct_evah_chunk(struct lct_evah *a)
+{
+	struct lct_evchunk *c = a->spare;
+
+	if (c != NULL)
+		a->spare = c->next;
+	else
+		c = malloc(sizeof(*c));
+	if (c != NULL) {
+		c->len = 0;
+		c->overflows = 0;
+		c->dknown = 0;
+		c->next = NULL;
+	}
+	a->filling = c;
+	return c;
+}
+
+static void *lct_evah_run(void *arg)
+{
+	struct lct_evah *a = arg;
+	struct pollfd p[2];
+	int draining = 0, err = 0;
+
+	p[0].fd = a->fd;
+	p[0].events = POLLIN;
+	p[1].fd = a->stopfd;
+	p[1].events = POLLIN;
+	for (;;) {
+		struct lct_evchunk *c;
+		int stop;
+
+		pthread_mutex_lock(&a->mu);
+		while (!a->stop && !draining && a->queued >= LCT_EVAH_QUEUE)
+			pthread_cond_wait(&a->cv, &a->mu);
+		stop = a->stop;
+		c = stop ? NULL : a->filling != NULL ? a->filling : lct_evah_chunk(a);
+		pthread_mutex_unlock(&a->mu);
+		if (stop)
+			break;
+		if (c == NULL) {
+			err = ENOMEM;
+			break;
+		}
+		for (;;) {
+			int trunc;
+			ssize_t n = lct_recv_many(a->fd, c->data + c->len, &trunc);
+
+			if (n >= 0) {
+				if (c->len == 0)
+					c->rxtime = lct_realtime();
+				c->len += (int)n;
+				c->overflows += trunc;
+				if (trunc == 0 && LCT_EVCHUNK - c->len >= LCT_RXBUF)
+					continue;
+				pthread_mutex_lock(&a->mu);
+				lct_evah_publish(a, c, trunc == 0);
+				pthread_mutex_unlock(&a->mu);
+				break;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOBUFS) {
+				/* the kernel dropped events: empty the queue, then report it */
+				draining = 1;
+				continue;
+			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				err = errno;
+				break;
+			}
+			if (draining || c->len > 0) {
+				c->overflows += draining;
+				if (c->len == 0)
+					c->rxtime = lct_realtime();
+				draining = 0;
+				pthread_mutex_lock(&a->mu);
+				lct_evah_publish(a, c, 0);
+				pthread_mutex_unlock(&a->mu);
+				break;
+			}
+			if (poll(p, 2, -1) < 0 && errno != EINTR) {
+				err = errno;
+				break;
+			}
+			if (p[1].revents)
+				break;	/* stop */
+		}
+		if (err != 0)
+			break;
+	}
+	pthread_mutex_lock(&a->mu);
+	if (err != 0) {
+		uint64_t one = 1;
+
+		a->err = err;
+		__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+		if (a->queued == 0 && write(a->efd, &one, sizeof(one)) < 0) {
+			/* as in lct_evah_publish */
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+static void lct_evah_freelist(struct lct_evchunk *c)
+{
+	while (c != NULL) {
+		struct lct_evchunk *next = c->next;
+
+		free(c);
+		c = next;
+	}
+}
+
+/* Ends the thread (joined, unless this is a child of fork()) and frees its memory. */
+static void lct_evah_end(struct lct_sub *s)
+{
+	struct lct_evah *a = s->ah;
+	uint64_t one = 1;
+
+	if (a == NULL)
+		return;
+	s->ah = NULL;
+	free(s->held);
+	s->held = NULL;
+	s->rx.buf = s->buf;
+	s->rx.pos = s->rx.len = 0;
+	if (!a->orphan) {
+		pthread_mutex_lock(&a->mu);
+		a->stop = 1;
+		pthread_cond_broadcast(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		if (write(a->stopfd, &one, sizeof(one)) < 0) {
+			/* as in lct_evah_publish */
+		}
+		pthread_join(a->th, NULL);
+	}
+	pthread_mutex_lock(&lct_evahs_mu);
+	if (a->prev != NULL)
+		a->prev->next = a->next;
+	else
+		lct_evahs = a->next;
+	if (a->next != NULL)
+		a->next->prev = a->prev;
+	pthread_mutex_unlock(&lct_evahs_mu);
+	/* In a child the condition may count the parent's thread as waiting: left as it is. */
+	if (!a->orphan) {
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
+	}
+	lct_evah_freelist(a->head);
+	lct_evah_freelist(a->spare);
+	free(a->filling);
+	close(a->efd);
+	close(a->stopfd);
+	free(a);
+}
+
+/* Starts reading s ahead (where two CPUs or more may run the process); 0 if it did not. */
+static int lct_evah_start(struct lct_sub *s)
+{
+	struct lct_evah *a;
+
+	if (lct_cpus() < 2)
+		return 0;
+	pthread_once(&lct_evahs_once, lct_evahs_watch);
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return 0;
+	a->fd = mnl_socket_get_fd(s->nl);
+	a->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	a->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (a->efd < 0 || a->stopfd < 0) {
+		if (a->efd >= 0)
+			close(a->efd);
+		if (a->stopfd >= 0)
+			close(a->stopfd);
+		free(a);
+		return 0;
+	}
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	pthread_mutex_lock(&lct_evahs_mu);
+	a->next = lct_evahs;
+	if (lct_evahs != NULL)
+		lct_evahs->prev = a;
+	lct_evahs = a;
+	pthread_mutex_unlock(&lct_evahs_mu);
+	s->ah = a;
+	if (lct_thread_start(&a->th, lct_evah_run, a) != 0) {
+		a->orphan = 1;	/* no thread to end */
+		lct_evah_end(s);
+		return 0;
+	}
+	return 1;
+}
+
+/* Events received directly (no thread): bytes into s->rx, or -1 with errno. */
+static ssize_t lct_recv_direct(struct lct_sub *s)
+{
+	int trunc;
+	ssize_t n = lct_recv_many(mnl_socket_get_fd(s->nl), s->buf, &trunc);
+
+	if (n < 0)
+		return -1;
+	if (trunc > 0) {
+		s->overflows += trunc;
+		s->pending_overflow = 1;
+	}
+	s->rxtime = lct_realtime();
+	s->rx.buf = s->buf;
+	s->rx.pos = 0;
+	s->rx.len = (int)n;
+	return n;
+}
+
+/*
+ * The next chunk the thread received, into s->rx: its bytes (0: only an
+ * overflow), or -1 with errno (EAGAIN: none yet).  The chunk read before
+ * goes back to the thread: whatever is made of an event is made from a
+ * copy in s->buf.
+ */
+static ssize_t lct_evah_take(struct lct_sub *s)
+{
+	struct lct_evah *a = s->ah;
+	struct lct_evchunk *c;
+
+	if (__atomic_load_n(&a->full, __ATOMIC_RELAXED) && __atomic_load_n(&a->queued, __ATOMIC_ACQUIRE) == 0) {
+		/* more is coming at once: wait awake for it a little */
+		struct timespec t0, t;
+		unsigned int i;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (i = 1; __atomic_load_n(&a->queued, __ATOMIC_ACQUIRE) == 0 &&
+			    !__atomic_load_n(&a->done, __ATOMIC_ACQUIRE); i++) {
+			lct_relax();
+			if (i % 64 == 0) {
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				if ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec > LCT_EVAH_SPIN)
+					break;
+			}
+		}
+	}
+	pthread_mutex_lock(&a->mu);
+	if (s->held != NULL) {
+		/* the chunk s->rx was reading: read */
+		s->held->next = a->spare;
+		a->spare = s->held;
+		s->held = NULL;
+		s->rx.buf = s->buf;
+		s->rx.pos = s->rx.len = 0;
+	}
+	c = a->head;
+	if (c == NULL) {
+		int err = a->done ? a->err : EAGAIN, orphan = a->orphan;
+
+		pthread_mutex_unlock(&a->mu);
+		if (orphan) {
+			/* a child of fork(): what the thread had received is read; on alone */
+			lct_evah_end(s);
+			return lct_recv_direct(s);
+		}
+		errno = err;
+		return -1;
+	}
+	a->head = c->next;
+	if (a->head == NULL)
+		a->tail = NULL;
+	__atomic_store_n(&a->queued, a->queued - 1, __ATOMIC_RELEASE);
+	if (a->queued == 0 && !a->done) {
+		uint64_t v;
+
+		if (read(a->efd, &v, sizeof(v)) < 0) {
+			/* already 0 */
+		}
+	}
+	if (a->queued == LCT_EVAH_QUEUE - 1 && !a->orphan)
+		pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	s->held = c;
+	s->rx.buf = c->data;
+	s->rx.pos = 0;
+	s->rx.len = c->len;
+	s->rxtime = c->rxtime;
+	if (c->overflows > 0) {
+		s->overflows += c->overflows;
+		s->pending_overflow = 1;
+		s->ov_known = c->dknown;
+		s->ov_drops = c->drops;
+	}
+	return c->len;
+}
+
 static void lct_sub_close(lua_State *L, struct lct_sub *s)
 {
+	lct_evah_end(s);
 	if (s->nl != NULL) {
 		mnl_socket_close(s->nl);
 		s->nl = NULL;
@@ -136,7 +618,7 @@ static void lct_sub_close(lua_State *L, struct lct_sub *s)
 }
 
 static const char *const lct_sub_names[] = {
-	"types", "rcvbuf", "netns", "matcher", "filter", "table", NULL
+	"types", "rcvbuf", "netns", "matcher", "filter", "table", "readahead", NULL
 };
 
 /*
@@ -150,7 +632,7 @@ int lct_f_subscribe(lua_State *L)
 	struct lct_sub *s;
 	int groups = NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE |
 		     NF_NETLINK_CONNTRACK_DESTROY;
-	int nsfd = -1, err = 0, own = 0;
+	int nsfd = -1, err = 0, own = 0, ahead = 0;
 	int64_t rcvbuf = LCT_EV_RCVBUF;
 
 	lua_settop(L, 3);
@@ -181,6 +663,9 @@ int lct_f_subscribe(lua_State *L)
 		if (s->expect)
 			groups <<= 3;
 		lct_int_field(L, 2, "rcvbuf", fname, 4096, 1 << 30, &rcvbuf);
+		if (lct_rawfield(L, 2, "readahead") != LUA_TNIL)
+			ahead = lct_bool_field(L, 2, "readahead", fname);
+		lua_pop(L, 1);
 		if (lct_rawfield(L, 2, "matcher") != LUA_TNIL) {
 			s->m = lct_matcher_arg(L, -1, fname);
 			s->mref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -234,6 +719,8 @@ int lct_f_subscribe(lua_State *L)
 		}
 		s->filtered = err == 0;
 	}
+	if (ahead)
+		lct_evah_start(s);
 	return 1;
 }
 
@@ -247,28 +734,11 @@ static int lct_ev_type(const struct nlmsghdr *m)
 	return 2;
 }
 
-/* The socket's own count of what it dropped (SO_MEMINFO), if it has one. */
-static int lct_drops(struct lct_sub *s, uint32_t *drops)
-{
-#ifdef SO_MEMINFO
-	uint32_t mi[SK_MEMINFO_VARS];
-	socklen_t len = sizeof(mi);
-
-	if (getsockopt(mnl_socket_get_fd(s->nl), SOL_SOCKET, SO_MEMINFO, mi, &len) == 0 &&
-	    len >= sizeof(uint32_t) * (SK_MEMINFO_DROPS + 1)) {
-		*drops = mi[SK_MEMINFO_DROPS];
-		return 1;
-	}
-#endif
-	(void)s;
-	(void)drops;
-	return 0;
-}
 
 static void lct_push_overflow(lua_State *L, struct lct_sub *s)
 {
-	uint32_t drops, lost = 0;
-	int known = lct_drops(s, &drops);
+	uint32_t drops = s->ov_drops, lost = 0;
+	int known = s->ov_known ? 1 : lct_drops(mnl_socket_get_fd(s->nl), &drops);
 
 	if (known) {
 		lost = drops - s->drops;
@@ -319,47 +789,6 @@ static void lct_sub_drain(struct lct_sub *s)
 			continue;	/* ENOBUFS: the same overflow, still going on */
 		return;
 	}
-}
-
-/*
- * Receives what is queued, up to LCT_MMSG datagrams in one system call
- * (each event is a datagram of its own), packed one after the other.
- * Returns the bytes, or -1 with errno (EAGAIN when nothing is queued).
- */
-#define LCT_MMSG	16
-#define LCT_SLOT	(LCT_RXBUF / LCT_MMSG)
-
-static ssize_t lct_recv_many(struct lct_sub *s)
-{
-	struct mmsghdr mm[LCT_MMSG];
-	struct iovec iov[LCT_MMSG];
-	size_t used = 0;
-	int i, n;
-
-	memset(mm, 0, sizeof(mm));
-	for (i = 0; i < LCT_MMSG; i++) {
-		iov[i].iov_base = s->buf + i * LCT_SLOT;
-		iov[i].iov_len = LCT_SLOT;
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-	}
-	n = recvmmsg(mnl_socket_get_fd(s->nl), mm, LCT_MMSG, MSG_DONTWAIT, NULL);
-	if (n < 0)
-		return -1;
-	for (i = 0; i < n; i++) {
-		size_t len = mm[i].msg_len;
-
-		/* Larger than a slot (no event comes near 4 KiB): report it lost. */
-		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
-			len = 0;
-			s->overflows++;
-			s->pending_overflow = 1;
-		}
-		if (used != (size_t)i * LCT_SLOT && len > 0)
-			memmove(s->buf + used, s->buf + i * LCT_SLOT, len);
-		used = MNL_ALIGN(used + len);
-	}
-	return (ssize_t)used;
 }
 
 /* The next event message of the subscription's subsystem from rx, or NULL. */
@@ -420,7 +849,7 @@ static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
 	lua_Hook hook = lua_gethook(main), chook = lua_gethook(L);
 	struct pollfd p;
 
-	p.fd = mnl_socket_get_fd(s->nl);
+	p.fd = s->ah != NULL ? s->ah->efd : mnl_socket_get_fd(s->nl);
 	p.events = POLLIN;
 	for (;;) {
 		int ms = -1, r;
@@ -488,6 +917,15 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, struct lct_un
 			s->bpos = m ? (size_t)b.pos : s->blen;
 		}
 		if (m != NULL) {
+			if (s->ah != NULL && m->nlmsg_len <= LCT_SLOT) {
+				/*
+				 * The entry is made from a copy: making it may run
+				 * Lua (finalizers) that reads on, and the chunk
+				 * goes back to the thread.
+				 */
+				memcpy(s->buf, m, m->nlmsg_len);
+				m = (const struct nlmsghdr *)s->buf;
+			}
 			if (s->expect) {
 				lct_expect_push(L, m, lct_ev_type(m), s->rxtime);
 				s->received++;
@@ -504,25 +942,19 @@ static int lct_sub_step(lua_State *L, struct lct_sub *s, int wait, struct lct_un
 		if (s->pending_overflow) {
 			s->pending_overflow = 0;
 			lct_push_overflow(L, s);
+			s->ov_known = 0;
 			return 1;
 		}
 		lct_until_start(u);
 		for (;;) {
-			ssize_t n = lct_recv_many(s);
+			ssize_t n = s->ah != NULL ? lct_evah_take(s) : lct_recv_direct(s);
 			int r;
 
-			if (n >= 0) {
-				struct timespec ts;
-
-				clock_gettime(CLOCK_REALTIME, &ts);
-				s->rxtime = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-				s->rx.pos = 0;
-				s->rx.len = (int)n;
+			if (n >= 0)
 				break;
-			}
 			if (errno == EINTR)
 				continue;
-			if (errno == ENOBUFS) {
+			if (errno == ENOBUFS && s->ah == NULL) {
 				s->overflows++;
 				s->pending_overflow = 1;
 				lct_sub_drain(s);
@@ -682,7 +1114,8 @@ static int lct_s_wait(lua_State *L)
 
 	lct_until_arg(L, 2, "wait", &u);
 	lct_until_start(&u);
-	if (s->rx.len > 0 || s->blen > s->bpos || s->pending_overflow) {
+	if (s->rx.len > 0 || s->blen > s->bpos || s->pending_overflow ||
+	    (s->ah != NULL && __atomic_load_n(&s->ah->queued, __ATOMIC_ACQUIRE) > 0)) {
 		lua_pushboolean(L, 1);
 		return 1;
 	}
@@ -698,7 +1131,7 @@ static int lct_s_getfd(lua_State *L)
 {
 	struct lct_sub *s = lct_sub_check(L, 1, "getfd");
 
-	lua_pushinteger(L, mnl_socket_get_fd(s->nl));
+	lua_pushinteger(L, s->ah != NULL ? s->ah->efd : mnl_socket_get_fd(s->nl));
 	return 1;
 }
 

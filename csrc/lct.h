@@ -16,6 +16,7 @@
 #ifndef LCT_H
 #define LCT_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
@@ -365,13 +366,28 @@ void lct_xfer_stop(struct lct_xfer *x);
 void lct_xfer_free(struct lct_xfer *x);
 /* CPUs this process may run on. */
 int lct_cpus(void);
+/* A pause inside a loop that waits awake for another thread. */
+static inline void lct_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
 /*
  * Children of fork() made since the module first asked (a child has no
  * copy of the threads its parent started: what waits for one must not).
  */
 unsigned int lct_forks_now(void);
-/* Counts a thread the module started; core.threads() says how many. */
-void lct_thread_made(void);
+/*
+ * Starts fn(arg) in a thread of the module's (a small stack, every signal
+ * blocked: signals stay with the caller's threads); 0 or an errno.
+ * core.threads() counts them.
+ */
+int lct_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 int lct_f_threads(lua_State *L);
 
 /*

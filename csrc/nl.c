@@ -216,17 +216,6 @@ int lct_xfer_send(struct lct_xfer *x, struct mnl_socket *nl, char *buf,
 #endif
 #define LCT_AHEAD_PARK	1	/* s the thread waits for a caller that reads nothing */
 
-static inline void lct_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 struct lct_ahead {
 	pthread_t th;
 	pthread_mutex_t mu;
@@ -263,9 +252,23 @@ static void lct_forks_watch(void)
 
 static unsigned long lct_threads;
 
-void lct_thread_made(void)
+int lct_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
 {
-	__atomic_add_fetch(&lct_threads, 1, __ATOMIC_RELAXED);
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int r;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	/* Signals stay with the caller's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(th, &attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r == 0)
+		__atomic_add_fetch(&lct_threads, 1, __ATOMIC_RELAXED);
+	return r;
 }
 
 /* core.threads() -> the threads the module has started in this process (for the specs). */
@@ -380,9 +383,7 @@ int lct_xfer_ahead(struct lct_xfer *x, const struct nlmsghdr *req, uint8_t then_
 {
 	struct timeval tv = { 0, 100 * 1000 };
 	struct lct_ahead *a;
-	pthread_attr_t attr;
 	pthread_condattr_t cattr;
-	sigset_t all, old;
 	int r;
 
 	if (lct_cpus() < 2 || req->nlmsg_len > sizeof(a->req))
@@ -405,14 +406,7 @@ int lct_xfer_ahead(struct lct_xfer *x, const struct nlmsghdr *req, uint8_t then_
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->cv, &cattr);
 	pthread_condattr_destroy(&cattr);
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	/* Signals stay with the caller's threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&a->th, &attr, lct_ahead_run, a);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
+	r = lct_thread_start(&a->th, lct_ahead_run, a);
 	if (r != 0) {
 		pthread_cond_destroy(&a->cv);
 		pthread_mutex_destroy(&a->mu);
@@ -421,7 +415,6 @@ int lct_xfer_ahead(struct lct_xfer *x, const struct nlmsghdr *req, uint8_t then_
 		setsockopt(mnl_socket_get_fd(x->nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		return 0;
 	}
-	lct_thread_made();
 	x->ah = a;
 	return 0;
 }

@@ -663,7 +663,7 @@ function H.install(methods)
 	-- ---- events ----------------------------------------------------------
 
 	local event_keys = { types = true, rcvbuf = true, netns = true, filter = true,
-		kernel_filter = true, timeout = true, table = true }
+		kernel_filter = true, timeout = true, table = true, readahead = true }
 
 	-- kernel_filter = {proto = {...}, src = {...}, dst = {...}, mark = {value =, mask =} or a list}:
 	-- the filter all(proto(...), src(...), dst(...), marks); its errors name
@@ -720,8 +720,9 @@ function H.install(methods)
 	end
 
 	local function subscribe(h, opts, fname)
+		-- ct.events reads ahead unless told not to; a subscription when told to
 		if opts == nil then
-			return core.subscribe(h, nil, fname)
+			return core.subscribe(h, fname == "events" and { readahead = true } or nil, fname)
 		end
 		if type(opts) ~= "table" then
 			raise(fname .. ": bad argument 'opts' (table expected, got " .. type(opts) .. ")")
@@ -758,6 +759,9 @@ function H.install(methods)
 			o.matcher = core.matcher(desc, fname)
 		end
 		o.filter = lua
+		if o.readahead == nil and fname == "events" then
+			o.readahead = true
+		end
 		return core.subscribe(h, o, fname)
 	end
 
