@@ -72,93 +72,99 @@ describe("events: in event loops", function()
 		return r
 	end
 
-	it("cqueues: a controller waits on the subscription object itself", function()
-		if not okcq then
-			pending("lua-cqueues is not installed")
-			return
-		end
-		local sub = assert(ct.subscribe{ netns = R })
-		finally(function() sub:close() end)
-		local rec = recorder(31001, 31002)
-		local ticks, wakeups, timedout = 0, 0, false
-		local cq = cqueues.new()
-		cq:wrap(function()
-			local deadline = cqueues.monotime() + 8
-			while not rec.done() do
-				if cqueues.monotime() > deadline then
-					timedout = true
-					break
-				end
-				-- the object itself, no fd wrapper
-				local ready = cqueues.poll(sub, 0.5)
-				if ready == sub then
-					wakeups = wakeups + 1
-					for _, e in ipairs(sub:read()) do rec.add(e) end
-				end
+	-- each as it comes from the socket, and read ahead by a thread (getfd
+	-- then gives an eventfd: the loops poll it the same way)
+	for _, ra in ipairs({ false, true }) do
+		local how = ra and " (read ahead)" or ""
+		local port = ra and 100 or 0
+		it("cqueues: a controller waits on the subscription object itself" .. how, function()
+			if not okcq then
+				pending("lua-cqueues is not installed")
+				return
 			end
-		end)
-		-- a timer in the same loop keeps running while the subscription waits
-		cq:wrap(function()
-			while not rec.done() and not timedout do
-				cqueues.sleep(0.05)
-				ticks = ticks + 1
+			local sub = assert(ct.subscribe{ netns = R, readahead = ra })
+			finally(function() sub:close() end)
+			local rec = recorder(31001 + port, 31002 + port)
+			local ticks, wakeups, timedout = 0, 0, false
+			local cq = cqueues.new()
+			cq:wrap(function()
+				local deadline = cqueues.monotime() + 8
+				while not rec.done() do
+					if cqueues.monotime() > deadline then
+						timedout = true
+						break
+					end
+					-- the object itself, no fd wrapper
+					local ready = cqueues.poll(sub, 0.5)
+					if ready == sub then
+						wakeups = wakeups + 1
+						for _, e in ipairs(sub:read()) do rec.add(e) end
+					end
+				end
+			end)
+			-- a timer in the same loop keeps running while the subscription waits
+			cq:wrap(function()
+				while not rec.done() and not timedout do
+					cqueues.sleep(0.05)
+					ticks = ticks + 1
+				end
+			end)
+			traffic(0.3, 31001 + port, 31002 + port)
+			local hard = cqueues.monotime() + 10
+			while not cq:empty() and cqueues.monotime() < hard do
+				local ok, err = cq:step(0.5)
+				assert(ok, err)
 			end
+			assert.is_false(timedout)
+			rec.check()
+			assert.is_true(wakeups >= 1)
+			-- the traffic began after 0.3 s: the timer ran meanwhile
+			assert.is_true(ticks >= 3, "ticks " .. ticks)
 		end)
-		traffic(0.3, 31001, 31002)
-		local hard = cqueues.monotime() + 10
-		while not cq:empty() and cqueues.monotime() < hard do
-			local ok, err = cq:step(0.5)
-			assert(ok, err)
-		end
-		assert.is_false(timedout)
-		rec.check()
-		assert.is_true(wakeups >= 1)
-		-- the traffic began after 0.3 s: the timer ran meanwhile
-		assert.is_true(ticks >= 3, "ticks " .. ticks)
-	end)
 
-	it("luv: a poll handle on sub:getfd()", function()
-		if not okuv then
-			pending("lua-luv is not installed")
-			return
-		end
-		local sub = assert(ct.subscribe{ netns = R })
-		finally(function() sub:close() end)
-		local rec = recorder(31011, 31012)
-		local wakeups, ticks, timedout = 0, 0, false
-		local poll = uv.new_poll(sub:getfd())
-		local tick = uv.new_timer()
-		local guard = uv.new_timer()
-		local function stop()
-			poll:stop()
-			tick:stop()
-			guard:stop()
-		end
-		poll:start("r", function(err)
-			assert(not err, err)
-			wakeups = wakeups + 1
-			for _, e in ipairs(sub:read()) do rec.add(e) end
-			if rec.done() then stop() end
+		it("luv: a poll handle on sub:getfd()" .. how, function()
+			if not okuv then
+				pending("lua-luv is not installed")
+				return
+			end
+			local sub = assert(ct.subscribe{ netns = R, readahead = ra })
+			finally(function() sub:close() end)
+			local rec = recorder(31011 + port, 31012 + port)
+			local wakeups, ticks, timedout = 0, 0, false
+			local poll = uv.new_poll(sub:getfd())
+			local tick = uv.new_timer()
+			local guard = uv.new_timer()
+			local function stop()
+				poll:stop()
+				tick:stop()
+				guard:stop()
+			end
+			poll:start("r", function(err)
+				assert(not err, err)
+				wakeups = wakeups + 1
+				for _, e in ipairs(sub:read()) do rec.add(e) end
+				if rec.done() then stop() end
+			end)
+			-- luv was loaded long ago (helpers): refresh the loop's cached time,
+			-- which timers count from, or the guard fires at once
+			uv.update_time()
+			tick:start(50, 50, function() ticks = ticks + 1 end)
+			guard:start(8000, 0, function()
+				timedout = true
+				stop()
+			end)
+			traffic(0.3, 31011 + port, 31012 + port)
+			uv.run()
+			poll:close()
+			tick:close()
+			guard:close()
+			uv.run("nowait")
+			assert.is_false(timedout)
+			rec.check()
+			assert.is_true(wakeups >= 1)
+			assert.is_true(ticks >= 3, "ticks " .. ticks)
 		end)
-		-- luv was loaded long ago (helpers): refresh the loop's cached time,
-		-- which timers count from, or the guard fires at once
-		uv.update_time()
-		tick:start(50, 50, function() ticks = ticks + 1 end)
-		guard:start(8000, 0, function()
-			timedout = true
-			stop()
-		end)
-		traffic(0.3, 31011, 31012)
-		uv.run()
-		poll:close()
-		tick:close()
-		guard:close()
-		uv.run("nowait")
-		assert.is_false(timedout)
-		rec.check()
-		assert.is_true(wakeups >= 1)
-		assert.is_true(ticks >= 3, "ticks " .. ticks)
-	end)
+	end
 
 	it("cqueues.poll on an idle subscription times out, on a closed one raises", function()
 		if not okcq then
