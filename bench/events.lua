@@ -223,9 +223,10 @@ local function start(v, want, drain)
 	die(v.label .. " never subscribed: " .. slurp(errf))
 end
 
--- Waits (bounded) for pid to end, sampling the kernel's drop count meanwhile.
-local function finish(pid)
-	local drops
+-- Waits (bounded) for pid to end, sampling the kernel's drop count meanwhile
+-- (or taking drops0, when the caller sampled it before).
+local function finish(pid, drops0)
+	local drops = drops0
 	for _ = 1, 3000 do
 		if not sh("kill -0 " .. pid .. " 2>/dev/null") then break end
 		local k, d = subscribed()
@@ -275,8 +276,13 @@ local function drain(v)
 	sh("kill -STOP " .. pid)
 	local fill = capture(q(here .. "/ctfill") .. " " .. D .. " 2>&1")
 	if count() ~= D then die("ctfill: " .. fill) end
-	sh("kill -CONT " .. pid)
-	local r = finish(pid)
+	-- Nothing is made from here on, so the drops are known now; the wait
+	-- is one quiet shell (polling from here would start a process every
+	-- 20 ms on the CPUs the listener drains with).
+	local _, drops0 = subscribed()
+	sh("kill -CONT " .. pid .. "; timeout 60 sh -c 'while kill -0 " .. pid
+		.. " 2>/dev/null; do sleep 0.2; done'")
+	local r = finish(pid, drops0)
 	r.lost = D - r.n
 	flush()
 	return r

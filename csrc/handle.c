@@ -186,6 +186,50 @@ int lct_handle_exchange(lua_State *L, struct lct_handle *h, const char *fname,
 	return -r;
 }
 
+/*
+ * Sends a single request without asking for an ack.  The kernel handles a
+ * request inside sendmsg and has queued its answer when that returns: a
+ * refusal, or the flow asked for (get); nothing for a change made.  So a
+ * read that finds nothing says the change was made: the kernel makes and
+ * delivers no ack, and the process copies none.  The first data message
+ * answering the request is pushed by push (which may run Lua).  Returns 0
+ * or an errno value.
+ */
+static int lct_handle_quiet(lua_State *L, struct lct_handle *h, const char *fname,
+			    struct nlmsghdr *nlh, lct_push_fn push, void *ud)
+{
+	struct mnl_socket *nl = lct_handle_sock(L, h, fname);
+	int fd = mnl_socket_get_fd(nl);
+
+	nlh->nlmsg_flags &= (uint16_t)~NLM_F_ACK;
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return errno;
+	for (;;) {
+		struct lct_rx rx = { h->rx, 0, 0 };
+		const struct nlmsghdr *m;
+		ssize_t n = recv(fd, h->rx, sizeof(h->rx), MSG_DONTWAIT);
+		int err, r;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : errno;
+		}
+		rx.len = (int)n;
+		/* what else is there: stale answers of an exchange a Lua error cut short */
+		while ((r = lct_rx_take(&rx, &m, &err)) != LCT_RX_EMPTY) {
+			if (m->nlmsg_seq != nlh->nlmsg_seq)
+				continue;
+			if (r == LCT_RX_DATA && push != NULL) {
+				push(L, m, ud);
+				return 0;
+			}
+			if (r != LCT_RX_DATA)
+				return err;
+		}
+	}
+}
+
 static void lct_get_push(lua_State *L, const struct nlmsghdr *m, void *ud)
 {
 	int *got = ud;
@@ -228,7 +272,7 @@ static int lct_get_on(lua_State *L, struct lct_handle *h)
 	nlh = lct_nl_req(h->tx, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
 			 NLM_F_ACK, AF_UNSPEC, lct_handle_seq(h));
 	lct_put_flow(L, 2, "get", nlh, &s);
-	err = lct_handle_exchange(L, h, "get", nlh, lct_get_push, &got);
+	err = lct_handle_quiet(L, h, "get", nlh, lct_get_push, &got);
 	if (err != 0)
 		return lct_pusherr(L, "get", err);
 	if (got == 0)
@@ -348,7 +392,7 @@ static int lct_change(lua_State *L, struct lct_handle *h, const char *op, uint8_
 		lct_spec_read(L, 2, LCT_K_SPEC, op, &s);
 		lct_spec_put(nlh, &s, LCT_K_SPEC);
 	}
-	err = lct_handle_exchange(L, h, op, nlh, NULL, NULL);
+	err = lct_handle_quiet(L, h, op, nlh, NULL, NULL);
 	/* add: an entry already there is no error, and is left as it is. */
 	if (err == EEXIST && strcmp(op, "add") == 0) {
 		lua_pushboolean(L, 0);
