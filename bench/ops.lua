@@ -16,6 +16,12 @@
 -- per operation of each phase, the module's ratio to C (target: at most
 -- 1.2x), the ratio of CPU time per operation in parentheses, and the ratio
 -- of the premade variant.
+--
+-- Every program runs pinned to one CPU (env BENCH_CPU, default 0; "none"
+-- pins nothing): this machine's CPUs differ in speed by up to a third, and
+-- a program that landed on the slower one swung a ratio by 0.5 between
+-- runs.  The programs are single-threaded and the kernel does their
+-- requests inside their system calls, so pinning takes nothing from either.
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local luabin = os.getenv("LUA") or arg[-1] or "lua5.4"
 
@@ -59,13 +65,22 @@ local function run(label, argv, n)
 	return res
 end
 
+local CPU = os.getenv("BENCH_CPU") or "0"
+if CPU ~= "none" and not os.execute("taskset -c " .. q(CPU) .. " true") then
+	B:die("cannot pin to CPU " .. CPU .. " with taskset (BENCH_CPU=none pins nothing)")
+end
+local function pinned(argv)
+	if CPU == "none" then return argv end
+	return { "taskset", "-c", CPU, table.unpack(argv) }
+end
+
 local function bench(n)
 	local variants = {
-		{ key = "c", label = "C: bench/ctops (libmnl)", argv = { here .. "/ctops", tostring(n) } },
+		{ key = "c", label = "C: bench/ctops (libmnl)", argv = pinned{ here .. "/ctops", tostring(n) } },
 		{ key = "lua", label = "module: ct.create/get/update/delete",
-		  argv = { luabin, here .. "/opsloop.lua", tostring(n) } },
+		  argv = pinned{ luabin, here .. "/opsloop.lua", tostring(n) } },
 		{ key = "pre", label = "module, tables made before",
-		  argv = { luabin, here .. "/opsloop.lua", tostring(n), "premade" } },
+		  argv = pinned{ luabin, here .. "/opsloop.lua", tostring(n), "premade" } },
 	}
 	local samples = {}
 	for _, v in ipairs(variants) do
@@ -83,7 +98,8 @@ local function bench(n)
 			end
 		end
 	end
-	print(string.format("\n### %d flows, one request at a time, median of %d runs\n", n, runs))
+	print(string.format("\n### %d flows, one request at a time, median of %d runs%s\n", n, runs,
+		CPU == "none" and "" or ", every program on CPU " .. CPU))
 	print("| operation | C µs/op | module µs/op | (min-max) | module / C | cpu µs/op C, module | " ..
 		"tables made before / C | target |")
 	print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
