@@ -179,8 +179,8 @@ struct lct_evah {
 	struct lct_evchunk *spare;	/* read chunks, for the thread to fill again */
 	struct lct_evchunk *filling;	/* the thread's, outside the lock */
 	int queued, full;		/* full: the last chunk was filled up (more is coming) */
-	int stop, done, err, waiting;
-	int orphan;			/* in a child of fork(): no thread */
+	int stop, done, err;
+	int orphan;			/* in a child of fork(): no thread (2: efd its own) */
 };
 
 /*
@@ -496,6 +496,30 @@ static int lct_evah_start(struct lct_sub *s)
 	return 1;
 }
 
+/*
+ * In a child of fork(), once what the parent's thread had received is read:
+ * the subscription reads on alone (and waits on its socket, not on the
+ * eventfd it shares with its parent).
+ */
+static void lct_evah_orphaned(struct lct_sub *s)
+{
+	struct lct_evah *a = s->ah;
+	int efd;
+
+	if (a == NULL || !a->orphan)
+		return;
+	if (a->head == NULL) {
+		lct_evah_end(s);
+		return;
+	}
+	if (a->orphan == 1 && (efd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0) {
+		/* chunks wait: an eventfd of its own says so */
+		close(a->efd);
+		a->efd = efd;
+		a->orphan = 2;
+	}
+}
+
 /* Events received directly (no thread): bytes into s->rx, or -1 with errno. */
 static ssize_t lct_recv_direct(struct lct_sub *s)
 {
@@ -568,7 +592,8 @@ static ssize_t lct_evah_take(struct lct_sub *s)
 	if (a->head == NULL)
 		a->tail = NULL;
 	__atomic_store_n(&a->queued, a->queued - 1, __ATOMIC_RELEASE);
-	if (a->queued == 0 && !a->done) {
+	/* (a child shares the eventfd with its parent until it has its own) */
+	if (a->queued == 0 && !a->done && a->orphan != 1) {
 		uint64_t v;
 
 		if (read(a->efd, &v, sizeof(v)) < 0) {
@@ -849,6 +874,7 @@ static int lct_sub_poll(lua_State *L, struct lct_sub *s, double deadline)
 	lua_Hook hook = lua_gethook(main), chook = lua_gethook(L);
 	struct pollfd p;
 
+	lct_evah_orphaned(s);
 	p.fd = s->ah != NULL ? s->ah->efd : mnl_socket_get_fd(s->nl);
 	p.events = POLLIN;
 	for (;;) {
@@ -1131,6 +1157,7 @@ static int lct_s_getfd(lua_State *L)
 {
 	struct lct_sub *s = lct_sub_check(L, 1, "getfd");
 
+	lct_evah_orphaned(s);
 	lua_pushinteger(L, s->ah != NULL ? s->ah->efd : mnl_socket_get_fd(s->nl));
 	return 1;
 }
