@@ -393,6 +393,9 @@ static void *lct_evah_run(void *arg)
 	if (err != 0) {
 		uint64_t one = 1;
 
+		/* what was received before the failure comes first */
+		if (a->filling != NULL && a->filling->len > 0)
+			lct_evah_publish(a, a->filling, 0);
 		a->err = err;
 		__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
 		if (a->queued == 0 && write(a->efd, &one, sizeof(one)) < 0) {
